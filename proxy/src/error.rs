@@ -1,0 +1,190 @@
+//! The engine's one error type, and its one conversion into an HTTP response.
+//!
+//! Handlers return `Result<_, Error>` and never build error JSON themselves. The `error` strings
+//! of the agent-facing variants come from the original product: its SDK matches on them.
+
+use std::path::{Path, PathBuf};
+
+use assegai_sdk::{
+    ChainId,
+    wire::{ErrorBody, codes},
+};
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header::RETRY_AFTER},
+    response::{IntoResponse, Response},
+};
+
+use crate::manifest::ManifestError;
+
+/// Everything the engine can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request is malformed; the message says what is wrong.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No agent headers.
+    #[error("Unauthorized: Missing agent credentials in headers")]
+    MissingCredentials,
+    /// Unknown agent or wrong token.
+    #[error("Unauthorized: Invalid agent credentials")]
+    InvalidCredentials,
+    /// The user paused this agent.
+    #[error("Agent paused")]
+    AgentPaused,
+    /// The chain is not in the agent's manifest.
+    #[error("Chain {0} not whitelisted for this agent (add it to `permissions.chains` in assegai.json)")]
+    ChainNotAllowed(ChainId),
+    /// A JSON-RPC method outside the read-only allow-list.
+    #[error(
+        "RPC method `{0}` is not allowed: agents have read-only chain access; transactions go through /agent/request-transaction"
+    )]
+    MethodNotAllowed(String),
+    /// No such route or object.
+    #[error("{0}")]
+    NotFound(String),
+    /// No signer for this chain.
+    #[error("No wallet configured for {0}. Run `assegai wallet import`")]
+    WalletNotConfigured(ChainId),
+    /// The body is larger than `max_body_bytes`.
+    #[error("Request body too large (limit {limit} bytes)")]
+    PayloadTooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The agent's per-service rate limit was hit.
+    #[error("Rate limit exceeded")]
+    RateLimited {
+        /// Whole seconds until a request would pass.
+        retry_after_secs: u64,
+    },
+    /// The node answered with a JSON-RPC error.
+    #[error("RPC Error: {0}")]
+    Rpc(String),
+    /// Nobody knows which RPC endpoint serves this chain.
+    #[error(
+        "No RPC URL configured for {0}: add it to the agent's manifest (`permissions.rpcs`) or to config.toml (`[chains.\"{0}\"] rpc = ...`)"
+    )]
+    RpcNotConfigured(ChainId),
+    /// The upstream could not be reached.
+    #[error("Network request failed")]
+    Unreachable,
+    /// The upstream took longer than `upstream_timeout_secs`.
+    #[error("Upstream request timed out")]
+    UpstreamTimeout,
+    /// The upstream replied with something that is not what the protocol says.
+    #[error("Upstream returned an invalid response: {0}")]
+    BadUpstream(String),
+    /// `config.toml` is unreadable or wrong.
+    #[error("{file}: {message}", file = file.display())]
+    Config {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// `assegai.json` is unreadable or wrong.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// A file or socket operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or socket.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The agent-facing address cannot be bound.
+    #[error("cannot listen on {addr}: {source}; is another proxy running? Use `--listen` or `listen` in config.toml to pick another address")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another proxy already answers on this home's admin socket.
+    #[error("another proxy is already running for this home (it answers on {}); stop it first, or use it", .0.display())]
+    AlreadyRunning(PathBuf),
+    /// Something else went wrong inside the proxy; details are logged, not returned.
+    #[error("Internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io { path: path.to_owned(), source }
+    }
+
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_) | Error::Rpc(_) => StatusCode::BAD_REQUEST,
+            Error::MissingCredentials | Error::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            Error::AgentPaused | Error::ChainNotAllowed(_) | Error::MethodNotAllowed(_) => StatusCode::FORBIDDEN,
+            Error::NotFound(_) | Error::WalletNotConfigured(_) => StatusCode::NOT_FOUND,
+            Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Unreachable | Error::BadUpstream(_) => StatusCode::BAD_GATEWAY,
+            Error::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Error::RpcNotConfigured(_)
+            | Error::Config { .. }
+            | Error::Manifest(_)
+            | Error::Store(_)
+            | Error::Io { .. }
+            | Error::Bind { .. }
+            | Error::AlreadyRunning(_)
+            | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The machine code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::BadRequest(_) => codes::BAD_REQUEST,
+            Error::MissingCredentials | Error::InvalidCredentials => codes::UNAUTHORIZED,
+            Error::AgentPaused => codes::AGENT_PAUSED,
+            Error::ChainNotAllowed(_) => codes::CHAIN_NOT_ALLOWED,
+            Error::MethodNotAllowed(_) => codes::METHOD_NOT_ALLOWED,
+            Error::NotFound(_) => codes::NOT_FOUND,
+            Error::WalletNotConfigured(_) => codes::WALLET_NOT_CONFIGURED,
+            Error::PayloadTooLarge { .. } => codes::PAYLOAD_TOO_LARGE,
+            Error::RateLimited { .. } => codes::RATE_LIMITED,
+            Error::Rpc(_) => codes::RPC_ERROR,
+            Error::Unreachable | Error::BadUpstream(_) => codes::UPSTREAM_UNREACHABLE,
+            Error::UpstreamTimeout => codes::UPSTREAM_TIMEOUT,
+            _ => codes::INTERNAL,
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        // Internal details (paths, SQL errors) stay in the proxy's own log.
+        let message = if status == StatusCode::INTERNAL_SERVER_ERROR && !matches!(self, Error::RpcNotConfigured(_)) {
+            tracing::error!(error = %self, "request failed");
+            "Internal error (see the proxy's output for details)".to_owned()
+        } else {
+            self.to_string()
+        };
+        let retry_after = match self {
+            Error::RateLimited { retry_after_secs } => Some(retry_after_secs),
+            _ => None,
+        };
+        let mut resp = (status, Json(ErrorBody { error: message, code: self.code().to_owned() })).into_response();
+        if let Some(secs) = retry_after {
+            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+/// Shorthand for `Result<T, assegai_proxy::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

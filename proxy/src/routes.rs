@@ -1,0 +1,96 @@
+//! The agent-facing HTTP handlers (SPEC §3). Authentication happens in middleware before these
+//! run; each handler checks the policy for its own resource and returns `Result<_, Error>`.
+
+use std::sync::Arc;
+
+use assegai_sdk::{
+    ChainId,
+    wire::{Health, LogRequest, QueryChainRequest, QueryChainResponse, Success, WalletAddressResponse},
+};
+use axum::{
+    Extension, Json,
+    extract::{Path, State},
+    http::{Method, Uri, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::Value;
+
+use crate::{
+    Error, Result,
+    auth::Agent,
+    chain::policy,
+    extract::{ApiJson, RawBody, parse_json},
+    ratelimit::Service,
+    server::AppState,
+    store::{NewLog, now_ms},
+    wallet,
+};
+
+/// `GET /health`.
+pub async fn health() -> Json<Health> {
+    Json(Health { status: "ok".into(), timestamp: now_ms().max(0) as u64 })
+}
+
+/// `POST /agent/query-chain`.
+pub async fn query_chain(
+    State(state): State<AppState>,
+    Extension(agent): Extension<Arc<Agent>>,
+    ApiJson(req): ApiJson<QueryChainRequest>,
+) -> Result<Json<QueryChainResponse>> {
+    let url = state.chain().rpc_url(&agent.manifest, req.chain)?;
+    state.limits().check(Service::Rpc, &agent.id)?;
+    let result = state.chain().query(url, &req.method, &req.params).await?;
+    Ok(Json(QueryChainResponse { result }))
+}
+
+/// `POST /rpc/{chain}`: raw JSON-RPC, single or batch, every element a read.
+pub async fn rpc(
+    State(state): State<AppState>,
+    Extension(agent): Extension<Arc<Agent>>,
+    Path(chain): Path<String>,
+    RawBody(body): RawBody,
+) -> Result<Response> {
+    let chain = parse_chain(&chain)?;
+    let url = state.chain().rpc_url(&agent.manifest, chain)?;
+    let parsed: Value = parse_json(&body)?;
+    policy::check_body(&parsed)?;
+    state.limits().check(Service::Rpc, &agent.id)?;
+    let (status, reply) = state.chain().forward(url, body).await?;
+    Ok((status, [(header::CONTENT_TYPE, "application/json")], reply).into_response())
+}
+
+/// `GET /agent/wallet-address/{chain}`.
+pub async fn wallet_address(Path(chain): Path<String>) -> Result<Json<WalletAddressResponse>> {
+    let chain = parse_chain(&chain)?;
+    Ok(Json(WalletAddressResponse { address: wallet::address_for(chain)? }))
+}
+
+/// `POST /agent/log`.
+pub async fn log(
+    State(state): State<AppState>,
+    Extension(agent): Extension<Arc<Agent>>,
+    ApiJson(req): ApiJson<LogRequest>,
+) -> Json<Success> {
+    state
+        .logs()
+        .send(NewLog {
+            agent_id: agent.id.clone(),
+            agent_name: agent.name.clone(),
+            level: req.level,
+            message: req.message,
+            data: req.data,
+            created_at: now_ms(),
+        })
+        .await;
+    Json(Success { success: true })
+}
+
+/// Any route that does not exist.
+pub async fn not_found(method: Method, uri: Uri) -> Error {
+    let path: String = uri.path().chars().take(200).collect();
+    Error::NotFound(format!("No route for {method} {}", crate::sanitize::neutralize(&path)))
+}
+
+fn parse_chain(text: &str) -> Result<ChainId> {
+    text.parse().map_err(|e: assegai_sdk::ParseChainIdError| Error::BadRequest(e.to_string()))
+}

@@ -1,0 +1,204 @@
+//! The proxy's lifecycle: shared state, the agent-facing router, the admin socket, start-up and
+//! clean shutdown.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    middleware,
+    routing::{get, post},
+};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+
+use crate::{
+    Error, Result, admin,
+    auth::{self, AgentCache},
+    chain::ChainClient,
+    config::{Config, Home},
+    logs::{self, LogSink, LogWriter},
+    ratelimit::RateLimiter,
+    routes,
+    store::{Store, now_ms},
+};
+
+/// Everything handlers share. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    config: Arc<Config>,
+    store: Arc<Store>,
+    agents: AgentCache,
+    limits: RateLimiter,
+    chain: ChainClient,
+    logs: LogSink,
+    listen: SocketAddr,
+    started_at: i64,
+}
+
+impl AppState {
+    /// The settings in force.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    /// The database.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.0.store
+    }
+
+    /// Verified agents.
+    pub fn agents(&self) -> &AgentCache {
+        &self.0.agents
+    }
+
+    /// Rate limits.
+    pub fn limits(&self) -> &RateLimiter {
+        &self.0.limits
+    }
+
+    /// Chain forwarding.
+    pub fn chain(&self) -> &ChainClient {
+        &self.0.chain
+    }
+
+    /// Agent log lines.
+    pub fn logs(&self) -> &LogSink {
+        &self.0.logs
+    }
+
+    /// What the admin API reports.
+    pub fn status(&self) -> admin::Status {
+        admin::Status {
+            pid: std::process::id(),
+            listen: self.0.listen.to_string(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            started_at: self.0.started_at,
+        }
+    }
+}
+
+/// The agent-facing router over `state`.
+pub fn router(state: AppState) -> Router {
+    let agent_routes = Router::new()
+        .route("/agent/query-chain", post(routes::query_chain))
+        .route("/rpc/{chain}", post(routes::rpc))
+        .route("/agent/wallet-address/{chain}", get(routes::wallet_address))
+        .route("/agent/log", post(routes::log))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_agent));
+    Router::new()
+        .route("/health", get(routes::health))
+        .merge(agent_routes)
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(state.config().max_body_bytes))
+        .with_state(state)
+}
+
+/// A proxy that is serving. Stop it with [`RunningProxy::stop`].
+#[derive(Debug)]
+pub struct RunningProxy {
+    addr: SocketAddr,
+    state: AppState,
+    stop: watch::Sender<bool>,
+    servers: Vec<JoinHandle<std::io::Result<()>>>,
+    writer: LogWriter,
+    socket: PathBuf,
+}
+
+/// Opens the database, binds the agent-facing address and the admin socket, and starts serving.
+pub async fn start(home: &Home, config: Config) -> Result<RunningProxy> {
+    // Several things in one process may try this; only the first install counts.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    home.ensure()?;
+    let store = Arc::new(Store::open(&home.database())?);
+    let socket = home.admin_socket();
+    let admin_listener = bind_admin_socket(&socket).await?;
+    let tcp = TcpListener::bind(config.listen).await.map_err(|source| Error::Bind { addr: config.listen, source })?;
+    let addr = tcp.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
+
+    let http = reqwest::Client::builder()
+        .timeout(config.upstream_timeout())
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
+    let config = Arc::new(config);
+    let (log_sink, writer) = logs::start(store.clone());
+    let state = AppState(Arc::new(Inner {
+        agents: AgentCache::new(store.clone()),
+        limits: RateLimiter::new(&config.rate_limits),
+        chain: ChainClient::new(http, config.clone()),
+        logs: log_sink,
+        config,
+        store: store.clone(),
+        listen: addr,
+        started_at: now_ms(),
+    }));
+    store.audit("proxy", "proxy.started", None, Some(&serde_json::json!({"listen": addr.to_string()})))?;
+
+    let (stop, stopped) = watch::channel(false);
+    let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let servers = vec![
+        tokio::spawn(
+            axum::serve(tcp, router(state.clone()))
+                .with_graceful_shutdown(until_stopped(stopped.clone()))
+                .into_future(),
+        ),
+        tokio::spawn(
+            axum::serve(admin_listener, admin::router(state.clone()))
+                .with_graceful_shutdown(until_stopped(stopped))
+                .into_future(),
+        ),
+    ];
+    Ok(RunningProxy { addr, state, stop, servers, writer, socket })
+}
+
+async fn bind_admin_socket(socket: &std::path::Path) -> Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if tokio::net::UnixStream::connect(socket).await.is_ok() {
+        return Err(Error::AlreadyRunning(socket.to_owned()));
+    }
+    // Nothing answers: the file, if any, is left over from a proxy that did not stop cleanly.
+    let _ = std::fs::remove_file(socket);
+    let listener = tokio::net::UnixListener::bind(socket).map_err(|e| Error::io(socket, e))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).map_err(|e| Error::io(socket, e))?;
+    Ok(listener)
+}
+
+impl RunningProxy {
+    /// The agent-facing address actually bound (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Follows agent log lines as they arrive.
+    pub fn subscribe_logs(&self) -> tokio::sync::broadcast::Receiver<Arc<crate::store::NewLog>> {
+        self.state.logs().subscribe()
+    }
+
+    /// Stops accepting, finishes in-flight requests, writes out queued log lines and removes the
+    /// admin socket.
+    pub async fn stop(self) {
+        let RunningProxy { state, stop, servers, writer, socket, .. } = self;
+        let _ = stop.send(true);
+        for s in servers {
+            match s.await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "server stopped with an error"),
+                Err(e) => tracing::warn!(error = %e, "server task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
+        let store = state.store().clone();
+        // The writer stops once the last sender (inside the state) is gone.
+        drop(state);
+        writer.finish().await;
+        let _ = store.audit("proxy", "proxy.stopped", None, None);
+        let _ = std::fs::remove_file(socket);
+    }
+}

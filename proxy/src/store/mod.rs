@@ -1,0 +1,448 @@
+//! All SQL lives here: the SQLite database (`assegai.db`), its migrations, and typed functions for
+//! everything the engine stores. Handlers and commands never write SQL.
+//!
+//! The database is opened in WAL mode so the proxy and CLI commands can use it at once. Calls are
+//! blocking; async code runs them on the blocking pool. A shared PostgreSQL for teams would be a
+//! second implementation of these functions, not a change to their callers.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{LazyLock, Mutex, MutexGuard},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use assegai_sdk::LogLevel;
+use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite_migration::{M, Migrations};
+use serde::Serialize;
+
+/// A database failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("{path}: {source}", path = path.display())]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The SQLite error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The schema could not be brought up to date.
+    #[error("{path}: cannot apply migrations: {message}", path = path.display())]
+    Migration {
+        /// The database file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// A stored value is not what this version expects.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The name is taken by another agent.
+    #[error("an agent named `{0}` already exists")]
+    NameTaken(String),
+}
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+static MIGRATIONS: LazyLock<Migrations<'static>> =
+    LazyLock::new(|| Migrations::new(vec![M::up(include_str!("migrations/0001_init.sql"))]));
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// A registered agent, as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentRow {
+    /// Stable id (`ag_…`).
+    pub id: String,
+    /// Unique display name.
+    pub name: String,
+    /// Manifest JSON.
+    #[serde(skip)]
+    pub manifest: String,
+    /// Where it was registered from, if by `assegai run`.
+    pub source_dir: Option<String>,
+    /// Paused by the kill switch.
+    pub paused: bool,
+    /// Registration time (ms).
+    pub created_at: i64,
+    /// Last update (ms).
+    pub updated_at: i64,
+    /// SHA-256 of the current token.
+    #[serde(skip)]
+    pub token_hash: Option<[u8; 32]>,
+}
+
+/// A log line to store.
+#[derive(Debug, Clone)]
+pub struct NewLog {
+    /// The agent's id.
+    pub agent_id: String,
+    /// The agent's name at the time.
+    pub agent_name: String,
+    /// Severity.
+    pub level: LogLevel,
+    /// The agent's text, stored as sent (neutralised only when shown).
+    pub message: String,
+    /// Optional JSON detail.
+    pub data: Option<serde_json::Value>,
+    /// When it arrived (ms).
+    pub created_at: i64,
+}
+
+/// A stored log line.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogRow {
+    /// Increasing id; `logs -f` follows by id.
+    pub id: i64,
+    /// The agent's id.
+    pub agent_id: String,
+    /// The agent's name.
+    pub agent_name: String,
+    /// Severity.
+    pub level: LogLevel,
+    /// The text as sent.
+    pub message: String,
+    /// Optional JSON detail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+    /// When it arrived (ms).
+    pub created_at: i64,
+}
+
+/// Which log lines to read.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    /// Only this agent.
+    pub agent_id: Option<String>,
+    /// Only this level.
+    pub level: Option<LogLevel>,
+    /// Only lines with a larger id.
+    pub after_id: Option<i64>,
+    /// The newest `limit` lines (oldest first in the result).
+    pub limit: Option<u32>,
+}
+
+/// An audit event.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRow {
+    /// Increasing id.
+    pub id: i64,
+    /// When (ms).
+    pub at: i64,
+    /// Who: `cli`, `proxy`, or an agent id.
+    pub actor: String,
+    /// What, e.g. `agent.registered`.
+    pub kind: String,
+    /// The agent concerned.
+    pub agent_id: Option<String>,
+    /// Optional JSON detail.
+    pub detail: Option<serde_json::Value>,
+}
+
+/// The database.
+#[derive(Debug)]
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Self> {
+        let sql = |source| StoreError::Sqlite { path: path.to_owned(), source };
+        let mut conn = Connection::open(path).map_err(sql)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(sql)?;
+        MIGRATIONS
+            .to_latest(&mut conn)
+            .map_err(|e| StoreError::Migration { path: path.to_owned(), message: e.to_string() })?;
+        restrict_permissions(path);
+        Ok(Store { conn: Mutex::new(conn), path: path.to_owned() })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
+        // back on drop), so a poisoned lock is still safe to use.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite { path: self.path.clone(), source }
+    }
+
+    /// Registers an agent, or updates the one with this name, and sets its token hash.
+    /// Returns the row and whether it is new. The audit event is written in the same transaction.
+    pub fn upsert_agent(
+        &self,
+        new_id: &str,
+        name: &str,
+        manifest_json: &str,
+        source_dir: Option<&str>,
+        token_hash: &[u8; 32],
+    ) -> Result<(AgentRow, bool)> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let now = now_ms();
+        let existing: Option<String> = tx
+            .query_row("SELECT id FROM agents WHERE name = ?1", [name], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let (id, created) = match existing {
+            Some(id) => {
+                tx.execute(
+                    "UPDATE agents SET manifest = ?2, source_dir = COALESCE(?3, source_dir), updated_at = ?4 WHERE id = ?1",
+                    params![id, manifest_json, source_dir, now],
+                )
+                .map_err(|e| self.err(e))?;
+                (id, false)
+            }
+            None => {
+                tx.execute(
+                    "INSERT INTO agents (id, name, manifest, source_dir, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                    params![new_id, name, manifest_json, source_dir, now],
+                )
+                .map_err(|e| self.err(e))?;
+                (new_id.to_owned(), true)
+            }
+        };
+        tx.execute(
+            "INSERT INTO agent_tokens (agent_id, token_hash, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (agent_id) DO UPDATE SET token_hash = excluded.token_hash, created_at = excluded.created_at",
+            params![id, &token_hash[..], now],
+        )
+        .map_err(|e| self.err(e))?;
+        let kind = if created { "agent.registered" } else { "agent.token_rotated" };
+        insert_audit(&tx, "cli", kind, Some(&id), None).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        drop(conn);
+        let row = self.agent(&id)?.ok_or_else(|| StoreError::Corrupt(format!("agent {id} vanished")))?;
+        Ok((row, created))
+    }
+
+    /// The agent with this id.
+    pub fn agent(&self, id: &str) -> Result<Option<AgentRow>> {
+        self.conn()
+            .query_row(&format!("{AGENT_SELECT} WHERE a.id = ?1"), [id], agent_from_row)
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The agent with this id, or else this name.
+    pub fn find_agent(&self, id_or_name: &str) -> Result<Option<AgentRow>> {
+        self.conn()
+            .query_row(
+                &format!("{AGENT_SELECT} WHERE a.id = ?1 OR a.name = ?1 ORDER BY a.id = ?1 DESC LIMIT 1"),
+                [id_or_name],
+                agent_from_row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every agent, by name.
+    pub fn list_agents(&self) -> Result<Vec<AgentRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("{AGENT_SELECT} ORDER BY a.name")).map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], agent_from_row).map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Removes an agent and its token (its logs and audit trail stay). Returns whether it existed.
+    pub fn remove_agent(&self, id: &str) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let n = tx.execute("DELETE FROM agents WHERE id = ?1", [id]).map_err(|e| self.err(e))?;
+        if n > 0 {
+            insert_audit(&tx, "cli", "agent.removed", Some(id), None).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+
+    /// Stores log lines in one transaction.
+    pub fn insert_logs(&self, logs: &[NewLog]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO logs (agent_id, agent_name, level, message, data, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(|e| self.err(e))?;
+            for l in logs {
+                let data = l.data.as_ref().map(|d| d.to_string());
+                stmt.execute(params![l.agent_id, l.agent_name, l.level.as_str(), l.message, data, l.created_at])
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Reads log lines, oldest first.
+    pub fn logs(&self, q: &LogQuery) -> Result<Vec<LogRow>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, agent_id, agent_name, level, message, data, created_at FROM (
+                   SELECT * FROM logs
+                   WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR level = ?2) AND id > ?3
+                   ORDER BY id DESC LIMIT ?4
+                 ) ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let limit = q.limit.map_or(-1, i64::from);
+        let rows = stmt
+            .query_map(
+                params![q.agent_id, q.level.map(LogLevel::as_str), q.after_id.unwrap_or(0), limit],
+                |r| {
+                    let level: String = r.get(3)?;
+                    let data: Option<String> = r.get(5)?;
+                    Ok((
+                        LogRow {
+                            id: r.get(0)?,
+                            agent_id: r.get(1)?,
+                            agent_name: r.get(2)?,
+                            level: LogLevel::Info,
+                            message: r.get(4)?,
+                            data: data.and_then(|d| serde_json::from_str(&d).ok()),
+                            created_at: r.get(6)?,
+                        },
+                        level,
+                    ))
+                },
+            )
+            .map_err(|e| self.err(e))?;
+        rows.map(|row| {
+            let (mut row, level) = row.map_err(|e| self.err(e))?;
+            row.level = level.parse().map_err(StoreError::Corrupt)?;
+            Ok(row)
+        })
+        .collect()
+    }
+
+    /// Records an audit event.
+    pub fn audit(&self, actor: &str, kind: &str, agent_id: Option<&str>, detail: Option<&serde_json::Value>) -> Result<()> {
+        insert_audit(&self.conn(), actor, kind, agent_id, detail).map_err(|e| self.err(e))
+    }
+
+    /// The newest `limit` audit events, oldest first.
+    pub fn audit_events(&self, limit: u32) -> Result<Vec<AuditRow>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT * FROM (SELECT id, at, actor, kind, agent_id, detail FROM audit_events ORDER BY id DESC LIMIT ?1) ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([limit], |r| {
+                let detail: Option<String> = r.get(5)?;
+                Ok(AuditRow {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    actor: r.get(2)?,
+                    kind: r.get(3)?,
+                    agent_id: r.get(4)?,
+                    detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+}
+
+const AGENT_SELECT: &str = "SELECT a.id, a.name, a.manifest, a.source_dir, a.paused, a.created_at, a.updated_at, t.token_hash
+     FROM agents a LEFT JOIN agent_tokens t ON t.agent_id = a.id";
+
+fn agent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRow> {
+    let hash: Option<Vec<u8>> = r.get(7)?;
+    Ok(AgentRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        manifest: r.get(2)?,
+        source_dir: r.get(3)?,
+        paused: r.get(4)?,
+        created_at: r.get(5)?,
+        updated_at: r.get(6)?,
+        token_hash: hash.and_then(|h| h.try_into().ok()),
+    })
+}
+
+fn insert_audit(
+    conn: &Connection,
+    actor: &str,
+    kind: &str,
+    agent_id: Option<&str>,
+    detail: Option<&serde_json::Value>,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO audit_events (at, actor, kind, agent_id, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![now_ms(), actor, kind, agent_id, detail.map(|d| d.to_string())],
+    )?;
+    Ok(())
+}
+
+/// The database holds hashes and history only, but it is nobody else's business.
+fn restrict_permissions(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.db")).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn migrations_are_valid() {
+        MIGRATIONS.validate().unwrap();
+    }
+
+    #[test]
+    fn upsert_rotates_and_keeps_the_id() {
+        let (_d, s) = store();
+        let (a, created) = s.upsert_agent("ag_1", "bot", "{}", None, &[1; 32]).unwrap();
+        assert!(created);
+        let (b, created) = s.upsert_agent("ag_2", "bot", "{}", Some("/x"), &[2; 32]).unwrap();
+        assert!(!created);
+        assert_eq!(a.id, b.id);
+        assert_eq!(b.token_hash, Some([2; 32]));
+        assert_eq!(b.source_dir.as_deref(), Some("/x"));
+        assert_eq!(s.find_agent("bot").unwrap().unwrap().id, "ag_1");
+        assert!(s.remove_agent("ag_1").unwrap());
+        assert!(s.find_agent("ag_1").unwrap().is_none());
+        let kinds: Vec<_> = s.audit_events(10).unwrap().into_iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, ["agent.registered", "agent.token_rotated", "agent.removed"]);
+    }
+
+    #[test]
+    fn logs_filter_and_follow() {
+        let (_d, s) = store();
+        let mk = |level, message: &str| NewLog {
+            agent_id: "ag_1".into(),
+            agent_name: "bot".into(),
+            level,
+            message: message.into(),
+            data: None,
+            created_at: now_ms(),
+        };
+        s.insert_logs(&[mk(LogLevel::Info, "a"), mk(LogLevel::Error, "b"), mk(LogLevel::Info, "c")]).unwrap();
+        let all = s.logs(&LogQuery::default()).unwrap();
+        assert_eq!(all.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        let errors = s.logs(&LogQuery { level: Some(LogLevel::Error), ..Default::default() }).unwrap();
+        assert_eq!(errors.len(), 1);
+        let after = s.logs(&LogQuery { after_id: Some(all[0].id), ..Default::default() }).unwrap();
+        assert_eq!(after.len(), 2);
+        let last = s.logs(&LogQuery { limit: Some(1), ..Default::default() }).unwrap();
+        assert_eq!(last[0].message, "c");
+    }
+}

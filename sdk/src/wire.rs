@@ -1,0 +1,181 @@
+//! The proxy's HTTP protocol: request and response bodies, written once and used by both sides.
+//!
+//! Field names follow the original product's API (camelCase where it used camelCase), because
+//! agents written against its TypeScript SDK must work unchanged.
+
+use alloy_primitives::Address;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ChainId;
+
+/// `GET /health`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Health {
+    /// Always `"ok"`.
+    pub status: String,
+    /// Milliseconds since the Unix epoch, from the proxy's clock.
+    pub timestamp: u64,
+}
+
+/// `POST /agent/query-chain`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct QueryChainRequest {
+    /// The chain to query; must be in the agent's manifest.
+    pub chain: ChainId,
+    /// The JSON-RPC method; must be a read method.
+    pub method: String,
+    /// The method's positional parameters.
+    #[serde(default = "empty_params")]
+    pub params: Value,
+}
+
+fn empty_params() -> Value {
+    Value::Array(Vec::new())
+}
+
+/// Reply to `POST /agent/query-chain`: the JSON-RPC `result`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct QueryChainResponse {
+    /// The node's `result`, untouched.
+    pub result: Value,
+}
+
+/// Reply to `GET /agent/wallet-address/{chain}`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WalletAddressResponse {
+    /// The address the proxy would sign with on that chain.
+    pub address: Address,
+}
+
+/// Severity of an agent log line.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Detail for debugging.
+    Debug,
+    /// Normal progress.
+    Info,
+    /// Something looks wrong but the agent goes on.
+    Warn,
+    /// Something failed.
+    Error,
+    /// Something the user will be glad to hear.
+    Success,
+}
+
+impl LogLevel {
+    /// Every level, lowest first.
+    pub const ALL: [LogLevel; 5] =
+        [LogLevel::Debug, LogLevel::Info, LogLevel::Warn, LogLevel::Error, LogLevel::Success];
+
+    /// The wire name (`"info"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+            LogLevel::Success => "success",
+        }
+    }
+}
+
+impl std::fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for LogLevel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        LogLevel::ALL
+            .into_iter()
+            .find(|l| l.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown log level `{s}` (expected one of debug, info, warn, error, success)"))
+    }
+}
+
+/// `POST /agent/log`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LogRequest {
+    /// Severity.
+    pub level: LogLevel,
+    /// The message; shown to people only after control characters are neutralised.
+    pub message: String,
+    /// Optional structured detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+/// `{"success": true}`, the reply of calls that return nothing else.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Success {
+    /// Always `true`.
+    pub success: bool,
+}
+
+/// Every error the proxy returns: a human message and a machine code.
+///
+/// The `error` strings come from the original product; its TypeScript SDK matches on them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// Human-readable message.
+    pub error: String,
+    /// Stable machine-readable code, e.g. `RATE_LIMITED`.
+    #[serde(default)]
+    pub code: String,
+}
+
+/// The machine codes of [`ErrorBody::code`].
+pub mod codes {
+    /// Malformed request: JSON, address, hex, decimal or chain id.
+    pub const BAD_REQUEST: &str = "BAD_REQUEST";
+    /// Missing or invalid agent credentials.
+    pub const UNAUTHORIZED: &str = "UNAUTHORIZED";
+    /// The chain is not in the agent's manifest.
+    pub const CHAIN_NOT_ALLOWED: &str = "CHAIN_NOT_ALLOWED";
+    /// The JSON-RPC method is not a permitted read method.
+    pub const METHOD_NOT_ALLOWED: &str = "METHOD_NOT_ALLOWED";
+    /// The agent has been paused by the user.
+    pub const AGENT_PAUSED: &str = "AGENT_PAUSED";
+    /// No such route or object.
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    /// No wallet is configured for this chain.
+    pub const WALLET_NOT_CONFIGURED: &str = "WALLET_NOT_CONFIGURED";
+    /// The request body exceeds the configured limit.
+    pub const PAYLOAD_TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
+    /// The per-agent rate limit was hit; see `Retry-After`.
+    pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    /// The node answered with a JSON-RPC error.
+    pub const RPC_ERROR: &str = "RPC_ERROR";
+    /// The upstream could not be reached.
+    pub const UPSTREAM_UNREACHABLE: &str = "UPSTREAM_UNREACHABLE";
+    /// The upstream did not answer in time.
+    pub const UPSTREAM_TIMEOUT: &str = "UPSTREAM_TIMEOUT";
+    /// Anything else that went wrong inside the proxy.
+    pub const INTERNAL: &str = "INTERNAL";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_chain_params_default_to_empty() {
+        let r: QueryChainRequest =
+            serde_json::from_str(r#"{"chain":"eip155:1","method":"eth_blockNumber"}"#).unwrap();
+        assert_eq!(r.params, serde_json::json!([]));
+    }
+
+    #[test]
+    fn log_levels_round_trip() {
+        for l in LogLevel::ALL {
+            assert_eq!(l.as_str().parse::<LogLevel>().unwrap(), l);
+            assert_eq!(serde_json::to_value(l).unwrap(), l.as_str());
+        }
+        assert!("fatal".parse::<LogLevel>().is_err());
+    }
+}
