@@ -1,1 +1,68 @@
-fn main(){}
+//! `assegai`: the command-line front over `assegai-proxy`. Commands are thin; see `commands/`.
+
+mod cli;
+mod commands;
+mod printer;
+mod settings;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::{
+    cli::{Cli, Command},
+    printer::Printer,
+    settings::Settings,
+};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let printer = Printer::new(cli.global.quiet);
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ASSEGAI_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(console::colors_enabled_stderr())
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            printer.error(&anyhow::Error::new(e).context("starting the async runtime"), None);
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli, printer)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            printer.error(&e, hint(&e).as_deref());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
+    if let Command::Completions(args) = &cli.command {
+        commands::completions::run(args);
+        return Ok(());
+    }
+    let settings = Settings::resolve(&cli.global)?;
+    match &cli.command {
+        Command::Proxy(args) => commands::proxy::run(args, settings, printer).await,
+        Command::Agents(args) => commands::agents::run(args, &settings, printer).await,
+        Command::Logs(args) => commands::logs::run(args, &settings, printer).await,
+        Command::Completions(_) => unreachable!("handled above"),
+    }
+}
+
+/// What to do next, for errors whose message does not already say.
+fn hint(err: &anyhow::Error) -> Option<String> {
+    use assegai_proxy::Error;
+    match err.downcast_ref::<Error>()? {
+        Error::Manifest(_) => Some("fix that field in the manifest and run the command again".into()),
+        Error::Config { .. } => Some("fix config.toml (or remove the line to use the default) and try again".into()),
+        Error::AlreadyRunning(_) => Some("stop the other proxy (Ctrl-C in its terminal), or keep using it".into()),
+        Error::Store(_) => Some("check that the home directory is writable; `--home DIR` picks another".into()),
+        _ => None,
+    }
+}

@@ -44,6 +44,8 @@ pub fn validate_name(name: &str) -> Result<()> {
 pub fn register(store: &Store, name: &str, manifest: &Manifest, source_dir: Option<&Path>) -> Result<Registered> {
     validate_name(name)?;
     let manifest_json = serde_json::to_string(manifest).map_err(|e| Error::Internal(e.to_string()))?;
+    // What is stored must parse again when the proxy loads it.
+    Manifest::parse(&manifest_json, Path::new("(manifest to store)"))?;
     let token = auth::mint_token();
     let source = source_dir.map(|p| p.display().to_string());
     let (row, created) =

@@ -170,8 +170,12 @@ pub struct SpendingLimits {
     pub monthly: Option<NativeAmount>,
 }
 
+/// A token amount as written ("1000"); only its syntax is checked here, since its base units depend
+/// on the token's decimals (`base_units` is scaled by 10^18 and is not meaningful on its own).
+pub type TokenAmount = Amount<18>;
+
 /// A token amount per token address, per chain (decimal token units).
-pub type Allowances = BTreeMap<ChainId, BTreeMap<Address, Amount<77>>>;
+pub type Allowances = BTreeMap<ChainId, BTreeMap<Address, TokenAmount>>;
 
 /// A parsed and validated `assegai.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -185,8 +189,9 @@ pub struct Manifest {
     /// What the agent does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// How it is started.
-    pub runtime: Runtime,
+    /// How `assegai run` starts it; absent for agents started some other way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<Runtime>,
     /// Main file, relative to the manifest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<String>,
@@ -221,7 +226,7 @@ impl Manifest {
             name: name.to_owned(),
             version: default_version(),
             description: None,
-            runtime: Runtime::Command,
+            runtime: None,
             entrypoint: None,
             command: None,
             permissions: Permissions { chains: vec![ChainId::ANVIL], ..Permissions::default() },
@@ -272,13 +277,13 @@ impl Manifest {
             return Err(("name".into(), "must be at most 64 characters, without control characters".into()));
         }
         match (self.runtime, &self.command) {
-            (Runtime::Command, None) => {
+            (Some(Runtime::Command), None) => {
                 return Err(("command".into(), "is required when `runtime` is \"command\" (e.g. [\"./agent.sh\"])".into()));
             }
-            (Runtime::Command, Some(c)) if c.is_empty() || c[0].trim().is_empty() => {
+            (Some(Runtime::Command), Some(c)) if c.is_empty() || c[0].trim().is_empty() => {
                 return Err(("command".into(), "must name a program as its first element".into()));
             }
-            (Runtime::Rust | Runtime::Node | Runtime::Python, Some(_)) => {
+            (Some(Runtime::Rust | Runtime::Node | Runtime::Python) | None, Some(_)) => {
                 return Err(("command".into(), "is only used with `runtime: \"command\"`".into()));
             }
             _ => {}
@@ -372,7 +377,7 @@ mod tests {
     #[test]
     fn the_spec_example_parses() {
         let m = parse(GOOD).unwrap();
-        assert_eq!(m.runtime, Runtime::Rust);
+        assert_eq!(m.runtime, Some(Runtime::Rust));
         assert_eq!(m.permissions.apis, vec![Provider::Openai]);
         let limits = m.spending_limits.as_ref().unwrap();
         assert_eq!(limits.daily.as_ref().unwrap().base_units(), U256::from(10u128 * 10u128.pow(18)));
@@ -442,6 +447,12 @@ mod tests {
         assert!(e.problem.starts_with("invalid JSON"), "{e}");
         let e = parse("").unwrap_err();
         assert!(e.problem.contains("EOF"), "{e}");
+    }
+
+    #[test]
+    fn the_minimal_manifest_is_valid() {
+        let m = Manifest::minimal("bot");
+        assert_eq!(parse(&serde_json::to_string(&m).unwrap()).unwrap(), m);
     }
 
     #[test]

@@ -44,8 +44,13 @@ pub struct QueryChainResponse {
 /// Reply to `GET /agent/wallet-address/{chain}`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct WalletAddressResponse {
-    /// The address the proxy would sign with on that chain.
+    /// The address the proxy would sign with on that chain (EIP-55 checksummed on the wire).
+    #[serde(serialize_with = "checksummed")]
     pub address: Address,
+}
+
+fn checksummed<S: serde::Serializer>(address: &Address, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&address.to_checksum(None))
 }
 
 /// Severity of an agent log line.
@@ -168,6 +173,14 @@ mod tests {
         let r: QueryChainRequest =
             serde_json::from_str(r#"{"chain":"eip155:1","method":"eth_blockNumber"}"#).unwrap();
         assert_eq!(r.params, serde_json::json!([]));
+    }
+
+    #[test]
+    fn wallet_addresses_are_checksummed() {
+        let a: Address = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266".parse().unwrap();
+        let json = serde_json::to_string(&WalletAddressResponse { address: a }).unwrap();
+        assert_eq!(json, r#"{"address":"0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"}"#);
+        assert_eq!(serde_json::from_str::<WalletAddressResponse>(&json).unwrap().address, a);
     }
 
     #[test]

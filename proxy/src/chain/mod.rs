@@ -117,7 +117,8 @@ mod tests {
     fn url_resolution_order() {
         let mut config = Config::default();
         config.chains.insert(ChainId::eip155(1), crate::config::ChainConfig { rpc: "https://eth.example/".into() });
-        let client = ChainClient::new(reqwest::Client::new(), Arc::new(config));
+        let http = crate::server::upstream_client(&config).unwrap();
+        let client = ChainClient::new(http, Arc::new(config));
         let m = manifest(
             r#"{"name":"a","runtime":"node","permissions":{"chains":["eip155:31337","eip155:1","eip155:10"],
                 "rpcs":{"eip155:10":"http://host.docker.internal:9545"}}}"#,

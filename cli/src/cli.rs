@@ -1,0 +1,113 @@
+//! Every flag and argument of `assegai`, and nothing else: behaviour lives in `commands/` and in
+//! `assegai-proxy`.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use assegai_sdk::{LogLevel, env};
+use clap::{Args, Parser, Subcommand};
+
+/// Run AI agents that spend money and call paid APIs, without handing them a secret.
+#[derive(Debug, Parser)]
+#[command(name = "assegai", version, about, propagate_version = true, arg_required_else_help = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command accepts.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Directory holding Assegai's state [default: ~/.local/share/assegai]
+    #[arg(long, global = true, env = env::HOME, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Print only data and errors
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy in the foreground (Ctrl-C stops it cleanly)
+    Proxy(ProxyArgs),
+    /// Register, list and remove agents
+    Agents(AgentsArgs),
+    /// Show agent logs
+    Logs(LogsArgs),
+    /// Print shell completions
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// Address to listen on [default: `listen` in config.toml, else 127.0.0.1:8765]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentsArgs {
+    #[command(subcommand)]
+    pub command: Option<AgentsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// List registered agents
+    List(JsonFlag),
+    /// Register an agent (or rotate its token) and print its id and token once
+    Add(AgentsAddArgs),
+    /// Remove an agent and revoke its token
+    Remove(AgentsRemoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON for scripts
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentsAddArgs {
+    /// The agent's name
+    pub name: String,
+    /// Its manifest (assegai.json, or a directory holding one) [default: the local chain only]
+    #[arg(long, value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentsRemoveArgs {
+    /// The agent's name or id
+    pub agent: String,
+    /// Do not ask for confirmation
+    #[arg(long, short)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Only this agent (name or id)
+    pub agent: Option<String>,
+    /// Keep printing new lines as they arrive
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Only this level
+    #[arg(long, value_name = "LEVEL")]
+    pub level: Option<LogLevel>,
+    /// How many of the newest lines to show first
+    #[arg(long, short = 'n', default_value_t = 100)]
+    pub lines: u32,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    pub shell: clap_complete::Shell,
+}

@@ -1,0 +1,6 @@
+//! One file per subcommand; each takes its parsed arguments and the resolved settings.
+
+pub mod agents;
+pub mod completions;
+pub mod logs;
+pub mod proxy;

@@ -1,0 +1,56 @@
+//! `assegai proxy`: runs the proxy in the foreground and prints agent log lines as they arrive.
+
+use assegai_proxy::server;
+use console::style;
+
+use crate::{cli::ProxyArgs, commands::logs::format_line, printer::Printer, settings::Settings};
+
+pub async fn run(args: &ProxyArgs, mut settings: Settings, printer: Printer) -> anyhow::Result<()> {
+    if let Some(listen) = args.listen {
+        settings.config.listen = listen;
+    }
+    let proxy = server::start(&settings.home, settings.config).await?;
+    printer.info(format!(
+        "{} listening on {} (home {})",
+        style("Assegai proxy").bold(),
+        style(format!("http://{}", proxy.addr())).cyan(),
+        settings.home.root().display()
+    ));
+    printer.info("Press Ctrl-C to stop.");
+
+    let mut lines = proxy.subscribe_logs();
+    let printing = tokio::spawn(async move {
+        loop {
+            match lines.recv().await {
+                Ok(line) => {
+                    printer.info(format_line(&line.agent_name, line.level, &line.message, line.data.as_ref(), line.created_at));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    printer.warn(format!("{n} log lines were not shown (the console fell behind); see `assegai logs`"));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+
+    shutdown_signal().await;
+    printer.info("Stopping…");
+    proxy.stop().await;
+    printing.abort();
+    printer.success("Proxy stopped.");
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending().await,
+            }
+        } => {}
+    }
+}

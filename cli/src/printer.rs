@@ -1,0 +1,96 @@
+//! The one place output is written. Data for pipes goes to stdout; prose, progress and errors go
+//! to stderr. Colours are used only on terminals and never when `NO_COLOR` is set, and every
+//! message reads the same without them.
+
+use std::io::IsTerminal;
+
+use console::style;
+
+/// How to print.
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    quiet: bool,
+}
+
+impl Printer {
+    /// Decides about colour once for the whole process.
+    pub fn new(quiet: bool) -> Self {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        console::set_colors_enabled(!no_color && std::io::stdout().is_terminal());
+        console::set_colors_enabled_stderr(!no_color && std::io::stderr().is_terminal());
+        Printer { quiet }
+    }
+
+    /// A line of data (stdout).
+    pub fn data(&self, line: impl std::fmt::Display) {
+        println!("{line}");
+    }
+
+    /// A value as pretty JSON (stdout).
+    pub fn json<T: serde::Serialize>(&self, value: &T) -> anyhow::Result<()> {
+        println!("{}", serde_json::to_string_pretty(value)?);
+        Ok(())
+    }
+
+    /// Prose for a person (stderr); hidden by `--quiet`.
+    pub fn info(&self, line: impl std::fmt::Display) {
+        if !self.quiet {
+            eprintln!("{line}");
+        }
+    }
+
+    /// A success message (stderr).
+    pub fn success(&self, line: impl std::fmt::Display) {
+        if !self.quiet {
+            eprintln!("{} {line}", style("✓").green().bold());
+        }
+    }
+
+    /// A warning (stderr), shown even with `--quiet`.
+    pub fn warn(&self, line: impl std::fmt::Display) {
+        eprintln!("{} {line}", style("warning:").yellow().bold());
+    }
+
+    /// An error and its causes, with a hint when there is one (stderr).
+    pub fn error(&self, err: &anyhow::Error, hint: Option<&str>) {
+        eprintln!("{} {err}", style("error:").red().bold());
+        for cause in err.chain().skip(1) {
+            eprintln!("  {} {cause}", style("caused by:").red());
+        }
+        if let Some(hint) = hint {
+            eprintln!("{} {hint}", style("hint:").cyan().bold());
+        }
+    }
+
+    /// Whether a person is at the terminal to answer prompts.
+    pub fn interactive(&self) -> bool {
+        std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+    }
+}
+
+/// Formats milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` UTC.
+pub fn timestamp(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's days-from-civil inverse.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamps() {
+        assert_eq!(super::timestamp(0), "1970-01-01 00:00:00");
+        assert_eq!(super::timestamp(1_699_612_800_000), "2023-11-10 10:40:00");
+        assert_eq!(super::timestamp(951_782_400_000), "2000-02-29 00:00:00");
+    }
+}
