@@ -57,7 +57,10 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
 
 /// What to do next, for errors whose message does not already say.
 fn hint(err: &anyhow::Error) -> Option<String> {
-    use assegai_proxy::Error;
+    use assegai_proxy::{Error, manifest::ManifestError};
+    if err.downcast_ref::<ManifestError>().is_some() {
+        return Some("fix that field in the manifest and run the command again".into());
+    }
     match err.downcast_ref::<Error>()? {
         Error::Manifest(_) => Some("fix that field in the manifest and run the command again".into()),
         Error::Config { .. } => Some("fix config.toml (or remove the line to use the default) and try again".into()),

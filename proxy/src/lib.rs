@@ -22,6 +22,7 @@ pub mod sanitize;
 pub mod server;
 pub mod store;
 pub mod units;
+pub mod upstream;
 pub mod wallet;
 
 pub use error::{Error, Result};

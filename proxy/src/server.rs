@@ -117,7 +117,7 @@ pub async fn start(home: &Home, config: Config) -> Result<RunningProxy> {
     let tcp = TcpListener::bind(config.listen).await.map_err(|source| Error::Bind { addr: config.listen, source })?;
     let addr = tcp.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
 
-    let http = upstream_client(&config)?;
+    let http = crate::upstream::Upstream::new(&config)?;
     let config = Arc::new(config);
     let (log_sink, writer) = logs::start(store.clone());
     let state = AppState(Arc::new(Inner {
@@ -149,20 +149,6 @@ pub async fn start(home: &Home, config: Config) -> Result<RunningProxy> {
         ),
     ];
     Ok(RunningProxy { addr, state, stop, servers, writer, socket })
-}
-
-/// The HTTP client for upstreams (RPC nodes, AI providers): pooled, TLS by rustls with ring, no
-/// proxy taken from the environment.
-pub fn upstream_client(config: &Config) -> Result<reqwest::Client> {
-    // Several things in one process may try this; only the first install counts.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(config.upstream_timeout())
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .pool_max_idle_per_host(256)
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))
 }
 
 async fn bind_admin_socket(socket: &std::path::Path) -> Result<tokio::net::UnixListener> {

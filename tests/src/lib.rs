@@ -1,1 +1,297 @@
+//! Test helpers shared by every e2e test and the benchmarks: a temp `ASSEGAI_HOME`, a real Anvil
+//! node, the real `assegai` binary running as the proxy, and agents registered through the CLI.
+//! Everything started here is killed when its owner is dropped.
 
+use std::{
+    io::{BufRead, BufReader, Read},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::{Arc, Mutex, OnceLock, mpsc},
+    time::{Duration, Instant},
+};
+
+use assegai_sdk::Assegai;
+use serde_json::Value;
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_owned()
+}
+
+/// The `assegai` binary, built once per test process so it is never stale.
+pub fn assegai_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("ASSEGAI_BIN") {
+            return PathBuf::from(p);
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "assegai", "--bin", "assegai"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("running cargo build for the assegai binary");
+        assert!(status.success(), "cargo build -p assegai failed");
+        // The test executable lives in target/<profile>/deps/.
+        let exe = std::env::current_exe().expect("current_exe");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+        let bin = profile_dir.join("assegai");
+        assert!(bin.exists(), "{} not found after building", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// The Anvil binary: `$ANVIL_BIN`, else the one `.ci/run` installs under `.tools/`, else `anvil`.
+pub fn anvil_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("ANVIL_BIN") {
+        return PathBuf::from(p);
+    }
+    let local = workspace_root().join(".tools/node_modules/.bin/anvil");
+    if local.exists() { local } else { PathBuf::from("anvil") }
+}
+
+/// Reads a child's output into a shared buffer on a thread, and reports lines as they come.
+fn capture(stream: impl Read + Send + 'static, buf: Arc<Mutex<Vec<u8>>>, lines: Option<mpsc::Sender<String>>) {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).map(|n| n > 0).unwrap_or(false) {
+            buf.lock().unwrap().extend_from_slice(&line);
+            if let Some(tx) = &lines {
+                let _ = tx.send(String::from_utf8_lossy(&line).into_owned());
+            }
+            line.clear();
+        }
+    });
+}
+
+/// Waits for a line containing `needle` and returns the text after it.
+fn wait_for_line(rx: &mpsc::Receiver<String>, needle: &str, timeout: Duration, what: &str) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(i) = line.find(needle) {
+                    return line[i + needle.len()..].trim().to_owned();
+                }
+            }
+            Err(_) => panic!("{what} did not print `{needle}` within {timeout:?}"),
+        }
+    }
+}
+
+/// A real Anvil node on a free loopback port.
+pub struct Anvil {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Anvil {
+    /// Starts Anvil and waits until it listens.
+    pub fn start() -> Self {
+        let mut child = Command::new(anvil_bin())
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start anvil ({}): {e}; run .ci/run or set ANVIL_BIN", anvil_bin().display()));
+        let (tx, rx) = mpsc::channel();
+        capture(child.stdout.take().unwrap(), Arc::default(), Some(tx));
+        let addr = wait_for_line(&rx, "Listening on ", Duration::from_secs(30), "anvil");
+        // Keep draining Anvil's per-request logging so it never blocks on a full pipe.
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+        Anvil { child, url: format!("http://{addr}") }
+    }
+
+    /// Calls Anvil directly (not through the proxy).
+    pub async fn rpc(&self, method: &str, params: Value) -> Value {
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let v: Value = reqwest::Client::new()
+            .post(&self.url)
+            .json(&body)
+            .send()
+            .await
+            .expect("anvil answers")
+            .json()
+            .await
+            .expect("anvil replied with JSON");
+        v["result"].clone()
+    }
+}
+
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The proxy: the real binary running `assegai proxy`.
+pub struct Proxy {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Proxy {
+    /// Everything the proxy printed so far (stdout then stderr).
+    pub fn output(&self) -> Vec<u8> {
+        let mut all = self.stdout.lock().unwrap().clone();
+        all.extend_from_slice(&self.stderr.lock().unwrap());
+        all
+    }
+
+    /// The proxy's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns whether it exited with success.
+    pub fn terminate(mut self) -> bool {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A temp `ASSEGAI_HOME` and the processes of one test.
+pub struct TestEnv {
+    home: tempfile::TempDir,
+    /// The chain, if started.
+    pub anvil: Option<Anvil>,
+}
+
+impl Default for TestEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestEnv {
+    /// A fresh home, no processes.
+    pub fn new() -> Self {
+        TestEnv { home: tempfile::tempdir().expect("temp dir"), anvil: None }
+    }
+
+    /// A fresh home and a running Anvil, with `config.toml` pointing the local chain at it.
+    pub fn with_anvil() -> Self {
+        let mut env = Self::new();
+        env.anvil = Some(Anvil::start());
+        env.write_config("");
+        env
+    }
+
+    /// The home directory.
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// The Anvil node.
+    pub fn anvil(&self) -> &Anvil {
+        self.anvil.as_ref().expect("TestEnv::with_anvil")
+    }
+
+    /// Writes `config.toml`: the local RPC URL (when Anvil runs) plus `extra` TOML.
+    pub fn write_config(&self, extra: &str) {
+        let mut text = String::new();
+        if let Some(a) = &self.anvil {
+            text.push_str(&format!("local_rpc_url = \"{}\"\n", a.url));
+        }
+        text.push_str(extra);
+        std::fs::write(self.home().join("config.toml"), text).expect("write config.toml");
+    }
+
+    /// `assegai ARGS` with this home, no colour, no stdin.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(assegai_bin());
+        c.args(args).env("ASSEGAI_HOME", self.home()).env("NO_COLOR", "1").stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `assegai ARGS` to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("running assegai")
+    }
+
+    /// Runs `assegai ARGS`, asserts success, and returns stdout.
+    pub fn run_ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "assegai {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// Starts `assegai proxy` on a free port and waits until it listens.
+    pub fn start_proxy(&self) -> Proxy {
+        let mut child = self
+            .cmd(&["proxy", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting assegai proxy");
+        let (stdout, stderr) = (Arc::default(), Arc::default());
+        let (tx, rx) = mpsc::channel();
+        capture(child.stdout.take().unwrap(), Arc::clone(&stdout), None);
+        capture(child.stderr.take().unwrap(), Arc::clone(&stderr), Some(tx));
+        let rest = wait_for_line(&rx, "listening on ", Duration::from_secs(30), "assegai proxy");
+        let url = rest.split_whitespace().next().expect("an address after `listening on`").to_owned();
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+        Proxy { child, url, stdout, stderr }
+    }
+
+    /// Registers an agent through the CLI (`agents add NAME [--manifest]`); returns (id, token).
+    pub fn add_agent(&self, name: &str, manifest: Option<&Value>) -> (String, String) {
+        let mut args = vec!["agents", "add", name, "--json"];
+        let path = self.home().join(format!("{name}.assegai.json"));
+        if let Some(m) = manifest {
+            std::fs::write(&path, m.to_string()).expect("write manifest");
+            args.extend(["--manifest", path.to_str().unwrap()]);
+        }
+        let out: Value = serde_json::from_str(&self.run_ok(&args)).expect("agents add --json prints JSON");
+        (out["id"].as_str().unwrap().to_owned(), out["token"].as_str().unwrap().to_owned())
+    }
+
+    /// An SDK client for an agent, with retries off so tests see every reply.
+    pub fn sdk(&self, proxy: &Proxy, id: &str, token: &str) -> Assegai {
+        Assegai::builder().proxy_url(&proxy.url).agent_id(id).agent_token(token).max_retries(0).build().unwrap()
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout`.
+pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Whether `haystack` contains `needle` as bytes.
+pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}

@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use assegai_sdk::ChainId;
 use bytes::Bytes;
-use reqwest::{StatusCode, Url};
+use hyper::StatusCode;
 use serde_json::{Value, json};
+use url::Url;
 
-use crate::{Error, Result, config::Config, manifest::Manifest};
+use crate::{Error, Result, config::Config, manifest::Manifest, upstream::Upstream};
 
 /// Parses an RPC URL: `http` or `https` with a host.
 pub fn parse_rpc_url(text: &str) -> std::result::Result<Url, String> {
@@ -25,13 +26,13 @@ pub fn parse_rpc_url(text: &str) -> std::result::Result<Url, String> {
 /// Forwards JSON-RPC reads to nodes.
 #[derive(Debug, Clone)]
 pub struct ChainClient {
-    http: reqwest::Client,
+    http: Upstream,
     config: Arc<Config>,
 }
 
 impl ChainClient {
     /// A client sharing `http`'s connection pool.
-    pub fn new(http: reqwest::Client, config: Arc<Config>) -> Self {
+    pub fn new(http: Upstream, config: Arc<Config>) -> Self {
         ChainClient { http, config }
     }
 
@@ -82,26 +83,7 @@ impl ChainClient {
     }
 
     async fn post(&self, url: Url, body: Bytes) -> Result<(StatusCode, Bytes)> {
-        let resp = self
-            .http
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(upstream_error)?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(upstream_error)?;
-        Ok((status, bytes))
-    }
-}
-
-fn upstream_error(e: reqwest::Error) -> Error {
-    if e.is_timeout() {
-        Error::UpstreamTimeout
-    } else {
-        tracing::warn!(error = %e, "upstream request failed");
-        Error::Unreachable
+        self.http.post_json(url.as_str(), body).await
     }
 }
 
@@ -117,7 +99,7 @@ mod tests {
     fn url_resolution_order() {
         let mut config = Config::default();
         config.chains.insert(ChainId::eip155(1), crate::config::ChainConfig { rpc: "https://eth.example/".into() });
-        let http = crate::server::upstream_client(&config).unwrap();
+        let http = Upstream::new(&config).unwrap();
         let client = ChainClient::new(http, Arc::new(config));
         let m = manifest(
             r#"{"name":"a","runtime":"node","permissions":{"chains":["eip155:31337","eip155:1","eip155:10"],
