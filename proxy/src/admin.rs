@@ -32,10 +32,7 @@ pub struct Status {
 
 /// The admin router.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/status", get(status))
-        .route("/agents/{id}/changed", post(agent_changed))
-        .with_state(state)
+    Router::new().route("/status", get(status)).route("/agents/{id}/changed", post(agent_changed)).with_state(state)
 }
 
 async fn status(State(state): State<AppState>) -> Json<Status> {
@@ -94,12 +91,8 @@ impl AdminClient {
             .map_err(|e| Error::Internal(e.to_string()))?;
         let resp = sender.send_request(req).await.map_err(|e| Error::Internal(format!("admin request: {e}")))?;
         let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| Error::Internal(format!("admin reply: {e}")))?
-            .to_bytes();
+        let bytes =
+            resp.into_body().collect().await.map_err(|e| Error::Internal(format!("admin reply: {e}")))?.to_bytes();
         conn.abort();
         if !status.is_success() {
             return Err(Error::Internal(format!(

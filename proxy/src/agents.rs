@@ -48,18 +48,20 @@ pub fn register(store: &Store, name: &str, manifest: &Manifest, source_dir: Opti
     Manifest::parse(&manifest_json, Path::new("(manifest to store)"))?;
     let token = auth::mint_token();
     let source = source_dir.map(|p| p.display().to_string());
-    let (row, created) =
-        store.upsert_agent(&auth::new_agent_id(), name, &manifest_json, source.as_deref(), &auth::hash_token(&token))?;
+    let (row, created) = store.upsert_agent(
+        &auth::new_agent_id(),
+        name,
+        &manifest_json,
+        source.as_deref(),
+        &auth::hash_token(&token),
+    )?;
     Ok(Registered { id: row.id, name: row.name, token, created })
 }
 
 /// The agent with this id or name, or a not-found error that says how to list them.
 pub fn find(store: &Store, id_or_name: &str) -> Result<AgentRow> {
     store.find_agent(id_or_name)?.ok_or_else(|| {
-        Error::NotFound(format!(
-            "no agent `{}` (see `assegai agents list`)",
-            crate::sanitize::neutralize(id_or_name)
-        ))
+        Error::NotFound(format!("no agent `{}` (see `assegai agents list`)", crate::sanitize::neutralize(id_or_name)))
     })
 }
 

@@ -107,9 +107,8 @@ pub async fn require_agent(State(state): State<AppState>, mut req: Request, next
     // Owned copies: the request body is not `Sync`, so no borrow of the request may live across
     // the await below.
     let (id, token) = {
-        let header = |name| {
-            req.headers().get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()).map(str::to_owned)
-        };
+        let header =
+            |name| req.headers().get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()).map(str::to_owned);
         match (header(HEADER_AGENT_ID), header(HEADER_AGENT_TOKEN)) {
             (Some(id), Some(token)) => (id, token),
             _ => return Err(Error::MissingCredentials),

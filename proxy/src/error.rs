@@ -100,7 +100,9 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The agent-facing address cannot be bound.
-    #[error("cannot listen on {addr}: {source}; is another proxy running? Use `--listen` or `listen` in config.toml to pick another address")]
+    #[error(
+        "cannot listen on {addr}: {source}; is another proxy running? Use `--listen` or `listen` in config.toml to pick another address"
+    )]
     Bind {
         /// The address.
         addr: std::net::SocketAddr,

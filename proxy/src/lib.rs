@@ -7,6 +7,8 @@
 //! server's lifecycle ([`server`]). Wire types come from `assegai-sdk`, so the protocol is
 //! written once. The CLI is a thin front over this crate; nothing here prints or prompts.
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod admin;
 pub mod agents;
 pub mod auth;

@@ -278,7 +278,10 @@ impl Manifest {
         }
         match (self.runtime, &self.command) {
             (Some(Runtime::Command), None) => {
-                return Err(("command".into(), "is required when `runtime` is \"command\" (e.g. [\"./agent.sh\"])".into()));
+                return Err((
+                    "command".into(),
+                    "is required when `runtime` is \"command\" (e.g. [\"./agent.sh\"])".into(),
+                ));
             }
             (Some(Runtime::Command), Some(c)) if c.is_empty() || c[0].trim().is_empty() => {
                 return Err(("command".into(), "must name a program as its first element".into()));
@@ -292,7 +295,9 @@ impl Manifest {
             if !self.permissions.chains.contains(chain) {
                 return Err((
                     format!("permissions.rpcs.{chain}"),
-                    format!("an RPC is given for {chain}, which is not in `permissions.chains`; add it there or remove this entry"),
+                    format!(
+                        "an RPC is given for {chain}, which is not in `permissions.chains`; add it there or remove this entry"
+                    ),
                 ));
             }
             if let Err(e) = crate::chain::parse_rpc_url(url) {
@@ -305,7 +310,12 @@ impl Manifest {
         if let Some(cpu) = self.resources.as_ref().and_then(|r| r.cpu.as_deref()) {
             match cpu.parse::<f64>() {
                 Ok(c) if c.is_finite() && c > 0.0 && c <= 1024.0 => {}
-                _ => return Err(("resources.cpu".into(), format!("`{cpu}` is not a CPU count such as \"0.5\" or \"2\""))),
+                _ => {
+                    return Err((
+                        "resources.cpu".into(),
+                        format!("`{cpu}` is not a CPU count such as \"0.5\" or \"2\""),
+                    ));
+                }
             }
         }
         Ok(())
@@ -447,6 +457,12 @@ mod tests {
         assert!(e.problem.starts_with("invalid JSON"), "{e}");
         let e = parse("").unwrap_err();
         assert!(e.problem.contains("EOF"), "{e}");
+    }
+
+    #[test]
+    fn the_readme_example_is_valid() {
+        let m = parse(include_str!("../../examples/assegai.json")).unwrap();
+        assert_eq!(m.runtime, Some(Runtime::Command));
     }
 
     #[test]

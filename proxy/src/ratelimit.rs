@@ -37,9 +37,7 @@ pub struct RateLimiter {
 fn quota(limit: RateLimit) -> Quota {
     let burst = NonZeroU32::new(limit.requests).unwrap_or(NonZeroU32::MIN);
     let period = Duration::from_secs(limit.per_secs.max(1)) / burst.get();
-    Quota::with_period(period.max(Duration::from_nanos(1)))
-        .expect("period is non-zero")
-        .allow_burst(burst)
+    Quota::with_period(period.max(Duration::from_nanos(1))).expect("period is non-zero").allow_burst(burst)
 }
 
 impl RateLimiter {

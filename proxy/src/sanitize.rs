@@ -38,10 +38,7 @@ mod tests {
         let shown = neutralize(evil);
         assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
         assert!(!shown.contains('\u{202e}'));
-        assert_eq!(
-            shown,
-            "ok\\x1b[2J\\x1b[H\\x1b]0;title\\x07Approve? [y]\\r\\nfake\\x9b31m\\u{202e}gnp.exe\\x7f"
-        );
+        assert_eq!(shown, "ok\\x1b[2J\\x1b[H\\x1b]0;title\\x07Approve? [y]\\r\\nfake\\x9b31m\\u{202e}gnp.exe\\x7f");
     }
 
     #[test]

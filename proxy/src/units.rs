@@ -9,7 +9,9 @@ use alloy_primitives::U256;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnitsError {
     /// Not of the form `123` or `123.456`.
-    #[error("`{0}` is not a plain decimal number (digits with an optional `.`, e.g. `0.1`; no signs, exponents or spaces)")]
+    #[error(
+        "`{0}` is not a plain decimal number (digits with an optional `.`, e.g. `0.1`; no signs, exponents or spaces)"
+    )]
     Malformed(String),
     /// More fractional digits than the unit has.
     #[error("`{input}` has more than {decimals} decimal places")]
@@ -93,7 +95,9 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_plain_decimal() {
-        for bad in ["", ".", "1.", ".5", "1e18", "1E18", "-1", "+1", " 1", "1 ", "0x10", "1,5", "1.2.3", "NaN", "inf", "١"] {
+        for bad in
+            ["", ".", "1.", ".5", "1e18", "1E18", "-1", "+1", " 1", "1 ", "0x10", "1,5", "1.2.3", "NaN", "inf", "١"]
+        {
             assert!(matches!(parse_units(bad, 18), Err(UnitsError::Malformed(_))), "{bad:?} should be malformed");
         }
     }
@@ -112,7 +116,10 @@ mod tests {
         let over = format!("{max}0");
         assert!(matches!(parse_base_units(&over), Err(UnitsError::Overflow(_))));
         assert!(matches!(parse_units(&max, 18), Err(UnitsError::Overflow(_))));
-        assert_eq!(parse_units("1000000000000000000000000000", 18).unwrap(), wei("1000000000000000000000000000000000000000000000"));
+        assert_eq!(
+            parse_units("1000000000000000000000000000", 18).unwrap(),
+            wei("1000000000000000000000000000000000000000000000")
+        );
     }
 
     #[test]

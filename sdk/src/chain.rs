@@ -115,7 +115,17 @@ mod tests {
     #[test]
     fn parses_and_refuses() {
         assert_eq!("eip155:1".parse::<ChainId>().unwrap(), ChainId::eip155(1));
-        for bad in ["", "eip155", "eip155:", "eip155:01", "eip155:-1", "eip155:0", "cosmos:1", "eip155:1x", "eip155:99999999999999999999999"] {
+        for bad in [
+            "",
+            "eip155",
+            "eip155:",
+            "eip155:01",
+            "eip155:-1",
+            "eip155:0",
+            "cosmos:1",
+            "eip155:1x",
+            "eip155:99999999999999999999999",
+        ] {
             assert!(bad.parse::<ChainId>().is_err(), "{bad} should be refused");
         }
         let e = "solana:abc".parse::<ChainId>().unwrap_err().to_string();

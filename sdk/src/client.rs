@@ -85,10 +85,8 @@ impl AssegaiBuilder {
     /// proxy URL is not an `http(s)` URL.
     pub fn build(self) -> Result<Assegai> {
         let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let base = self
-            .proxy_url
-            .or_else(|| from_env(env::API_PROXY))
-            .unwrap_or_else(|| env::DEFAULT_API_PROXY.to_owned());
+        let base =
+            self.proxy_url.or_else(|| from_env(env::API_PROXY)).unwrap_or_else(|| env::DEFAULT_API_PROXY.to_owned());
         let base = base.trim_end_matches('/').to_owned();
         if reqwest::Url::parse(&base).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true) {
             return Err(Error::Config(format!("proxy URL `{base}` is not an http(s) URL")));

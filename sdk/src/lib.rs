@@ -14,6 +14,9 @@
 //! # Ok(()) }
 //! ```
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+#![warn(missing_docs)]
+
 mod chain;
 mod client;
 pub mod env;

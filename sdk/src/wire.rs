@@ -170,8 +170,7 @@ mod tests {
 
     #[test]
     fn query_chain_params_default_to_empty() {
-        let r: QueryChainRequest =
-            serde_json::from_str(r#"{"chain":"eip155:1","method":"eth_blockNumber"}"#).unwrap();
+        let r: QueryChainRequest = serde_json::from_str(r#"{"chain":"eip155:1","method":"eth_blockNumber"}"#).unwrap();
         assert_eq!(r.params, serde_json::json!([]));
     }
 

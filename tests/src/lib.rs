@@ -98,7 +98,9 @@ impl Anvil {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start anvil ({}): {e}; run .ci/run or set ANVIL_BIN", anvil_bin().display()));
+            .unwrap_or_else(|e| {
+                panic!("cannot start anvil ({}): {e}; run .ci/run or set ANVIL_BIN", anvil_bin().display())
+            });
         let (tx, rx) = mpsc::channel();
         capture(child.stdout.take().unwrap(), Arc::default(), Some(tx));
         let addr = wait_for_line(&rx, "Listening on ", Duration::from_secs(30), "anvil");
@@ -235,11 +237,7 @@ impl TestEnv {
     /// Runs `assegai ARGS`, asserts success, and returns stdout.
     pub fn run_ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "assegai {args:?} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "assegai {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).expect("utf-8 stdout")
     }
 

@@ -86,7 +86,8 @@ async fn rpc_errors_and_unknown_wallets_are_reported() {
     let (id, token) = env.add_agent("errs", None);
     let sdk = env.sdk(&proxy, &id, &token);
 
-    let err = sdk.query_chain::<Value>(ChainId::ANVIL, "eth_getBalance", ("0xnot-an-address", "latest")).await.unwrap_err();
+    let err =
+        sdk.query_chain::<Value>(ChainId::ANVIL, "eth_getBalance", ("0xnot-an-address", "latest")).await.unwrap_err();
     assert!(matches!(&err, assegai_sdk::Error::Rpc { message } if message.starts_with("RPC Error: ")), "{err:?}");
 
     let err = sdk.wallet_address(ChainId::eip155(1)).await.unwrap_err();

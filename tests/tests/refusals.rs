@@ -61,9 +61,18 @@ async fn credentials_are_required_and_checked() {
     let cases: [(&[(&str, &str)], &str); 5] = [
         (&[], "Unauthorized: Missing agent credentials in headers"),
         (&[("X-Assegai-Agent-ID", &id)], "Unauthorized: Missing agent credentials in headers"),
-        (&[("X-Assegai-Agent-ID", &id), ("X-Assegai-Agent-Token", "asg_wrong")], "Unauthorized: Invalid agent credentials"),
-        (&[("X-Assegai-Agent-ID", "ag_nobody"), ("X-Assegai-Agent-Token", &token)], "Unauthorized: Invalid agent credentials"),
-        (&[("X-Assegai-Agent-ID", &id), ("X-Assegai-Agent-Token", &token[..token.len() - 1])], "Unauthorized: Invalid agent credentials"),
+        (
+            &[("X-Assegai-Agent-ID", &id), ("X-Assegai-Agent-Token", "asg_wrong")],
+            "Unauthorized: Invalid agent credentials",
+        ),
+        (
+            &[("X-Assegai-Agent-ID", "ag_nobody"), ("X-Assegai-Agent-Token", &token)],
+            "Unauthorized: Invalid agent credentials",
+        ),
+        (
+            &[("X-Assegai-Agent-ID", &id), ("X-Assegai-Agent-Token", &token[..token.len() - 1])],
+            "Unauthorized: Invalid agent credentials",
+        ),
     ];
     for (headers, message) in cases {
         let mut req = http.post(&url).body(body.clone());

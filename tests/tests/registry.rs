@@ -92,12 +92,19 @@ async fn each_manifest_mistake_gets_its_own_message_and_registers_nothing() {
         "permissions": {"chains": ["eip155:31337"], "rpcs": {"eip155:31337": "http://localhost:8545"}, "apis": ["openai"], "contracts": []},
         "spending_limits": {"per_transaction": "1.0", "daily": "10.0"}
     });
-    let cases: Vec<(Box<dyn Fn(&mut Value)>, &[&str])> = vec![
+    type Patch = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(Patch, &[&str])> = vec![
         (Box::new(|m| m["permissions"]["chains"][0] = json!("ethereum")), &["`permissions.chains[0]`", "CAIP-2"]),
-        (Box::new(|m| m["permissions"]["rpcs"]["eip155:1"] = json!("http://x")), &["permissions.rpcs.eip155:1", "not in `permissions.chains`"]),
+        (
+            Box::new(|m| m["permissions"]["rpcs"]["eip155:1"] = json!("http://x")),
+            &["permissions.rpcs.eip155:1", "not in `permissions.chains`"],
+        ),
         (Box::new(|m| m["spending_limits"]["daily"] = json!("1e18")), &["`spending_limits.daily`", "plain decimal"]),
         (Box::new(|m| m["spending_limits"]["daily"] = json!(0.1)), &["`spending_limits.daily`", "strings"]),
-        (Box::new(|m| m["spending_limits"]["per_transaction"] = json!("0.0000000000000000001")), &["`spending_limits.per_transaction`", "18 decimal places"]),
+        (
+            Box::new(|m| m["spending_limits"]["per_transaction"] = json!("0.0000000000000000001")),
+            &["`spending_limits.per_transaction`", "18 decimal places"],
+        ),
         (Box::new(|m| m["runtime"] = json!("cobol")), &["`runtime`", "cobol"]),
         (Box::new(|m| m["permissions"]["apis"] = json!(["gemini"])), &["`permissions.apis[0]`", "gemini"]),
         (Box::new(|m| m["permissions"]["contracts"] = json!(["0x12"])), &["`permissions.contracts[0]`"]),
@@ -172,11 +179,8 @@ fn follow_prints_lines_as_they_arrive() {
     let env = TestEnv::with_anvil();
     let proxy = env.start_proxy();
     let (id, token) = env.add_agent("chatty", None);
-    let mut follower = env
-        .cmd(&["logs", "-f", "--json"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("assegai logs -f");
+    let mut follower =
+        env.cmd(&["logs", "-f", "--json"]).stdout(std::process::Stdio::piped()).spawn().expect("assegai logs -f");
     let stdout = follower.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

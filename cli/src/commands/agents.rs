@@ -68,11 +68,16 @@ async fn add(args: &AgentsAddArgs, settings: &Settings, printer: Printer) -> any
     } else {
         let verb = if registered.created { "Registered" } else { "Rotated the token of" };
         printer.success(format!("{verb} agent `{}` ({})", neutralize(&registered.name), registered.id));
-        printer.info(format!("{} this token is shown once; give it to the agent as ASSEGAI_AGENT_TOKEN:", style("note:").bold()));
+        printer.info(format!(
+            "{} this token is shown once; give it to the agent as ASSEGAI_AGENT_TOKEN:",
+            style("note:").bold()
+        ));
         printer.data(&registered.token);
     }
     if let Err(e) = notified {
-        printer.warn(format!("the running proxy could not be told about the change ({e}); restart it so the new token applies"));
+        printer.warn(format!(
+            "the running proxy could not be told about the change ({e}); restart it so the new token applies"
+        ));
     }
     Ok(())
 }
@@ -82,7 +87,10 @@ async fn remove(args: &AgentsRemoveArgs, settings: &Settings, printer: Printer) 
     let agent = agents::find(&store, &args.agent)?;
     if !args.yes {
         if !printer.interactive() {
-            bail!("refusing to remove agent `{}` without confirmation; pass `--yes` to remove it", neutralize(&agent.name));
+            bail!(
+                "refusing to remove agent `{}` without confirmation; pass `--yes` to remove it",
+                neutralize(&agent.name)
+            );
         }
         let confirmed = dialoguer::Confirm::new()
             .with_prompt(format!("Remove agent `{}` ({}) and revoke its token?", neutralize(&agent.name), agent.id))
@@ -96,7 +104,9 @@ async fn remove(args: &AgentsRemoveArgs, settings: &Settings, printer: Printer) 
     }
     store.remove_agent(&agent.id)?;
     if let Err(e) = settings.admin().agent_changed(&agent.id).await {
-        printer.warn(format!("the running proxy could not be told about the removal ({e}); restart it to revoke the token there"));
+        printer.warn(format!(
+            "the running proxy could not be told about the removal ({e}); restart it to revoke the token there"
+        ));
     }
     printer.success(format!("Removed agent `{}` ({}); its token no longer works.", neutralize(&agent.name), agent.id));
     Ok(())

@@ -23,7 +23,13 @@ pub async fn run(args: &ProxyArgs, mut settings: Settings, printer: Printer) -> 
         loop {
             match lines.recv().await {
                 Ok(line) => {
-                    printer.info(format_line(&line.agent_name, line.level, &line.message, line.data.as_ref(), line.created_at));
+                    printer.info(format_line(
+                        &line.agent_name,
+                        line.level,
+                        &line.message,
+                        line.data.as_ref(),
+                        line.created_at,
+                    ));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     printer.warn(format!("{n} log lines were not shown (the console fell behind); see `assegai logs`"));

@@ -16,7 +16,8 @@ use crate::{Error, Result, config::Config, manifest::Manifest, upstream::Upstrea
 
 /// Parses an RPC URL: `http` or `https` with a host.
 pub fn parse_rpc_url(text: &str) -> std::result::Result<Url, String> {
-    let url = Url::parse(text).map_err(|e| format!("`{text}` is not a URL ({e}); write e.g. \"http://localhost:8545\""))?;
+    let url =
+        Url::parse(text).map_err(|e| format!("`{text}` is not a URL ({e}); write e.g. \"http://localhost:8545\""))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(format!("`{text}` must be an http:// or https:// URL with a host"));
     }
@@ -64,8 +65,8 @@ impl ChainClient {
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
         let bytes = serde_json::to_vec(&body).map_err(|e| Error::Internal(e.to_string()))?;
         let (_, reply) = self.post(url, Bytes::from(bytes)).await?;
-        let mut reply: Value = serde_json::from_slice(&reply)
-            .map_err(|_| Error::BadUpstream("the node's reply is not JSON".into()))?;
+        let mut reply: Value =
+            serde_json::from_slice(&reply).map_err(|_| Error::BadUpstream("the node's reply is not JSON".into()))?;
         if let Some(err) = reply.get("error").filter(|e| !e.is_null()) {
             let message = err.get("message").and_then(Value::as_str).map_or_else(|| err.to_string(), str::to_owned);
             return Err(Error::Rpc(message));

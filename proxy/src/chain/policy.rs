@@ -49,7 +49,9 @@ const READ_PREFIXES: &[&str] = &["eth_get", "debug_trace"];
 pub fn is_read_method(method: &str) -> bool {
     READ_METHODS.binary_search(&method).is_ok()
         || READ_PREFIXES.iter().any(|p| {
-            method.len() > p.len() && method.starts_with(p) && method.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            method.len() > p.len()
+                && method.starts_with(p)
+                && method.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         })
 }
 
@@ -93,7 +95,19 @@ mod tests {
 
     #[test]
     fn reads_pass() {
-        for m in ["eth_call", "eth_getBalance", "eth_getLogs", "eth_blockNumber", "eth_chainId", "net_version", "web3_clientVersion", "debug_traceTransaction", "eth_feeHistory", "eth_gasPrice", "eth_estimateGas"] {
+        for m in [
+            "eth_call",
+            "eth_getBalance",
+            "eth_getLogs",
+            "eth_blockNumber",
+            "eth_chainId",
+            "net_version",
+            "web3_clientVersion",
+            "debug_traceTransaction",
+            "eth_feeHistory",
+            "eth_gasPrice",
+            "eth_estimateGas",
+        ] {
             assert!(is_read_method(m), "{m}");
         }
     }
@@ -101,11 +115,31 @@ mod tests {
     #[test]
     fn writes_and_admin_are_refused() {
         for m in [
-            "eth_sendTransaction", "eth_sendRawTransaction", "eth_sendRawTransactionSync", "eth_sendTransactionSync",
-            "eth_sign", "eth_signTransaction", "eth_signTypedData_v4", "eth_signRawTransaction", "personal_sign",
-            "personal_unlockAccount", "anvil_setBalance", "anvil_impersonateAccount", "hardhat_setBalance",
-            "evm_mine", "evm_revert", "tenderly_setBalance", "admin_addPeer", "miner_start", "debug_setHead",
-            "eth_get", "ETH_GETBALANCE", "eth_getBalance\u{0}", "", "eth_accounts", "eth_subscribe",
+            "eth_sendTransaction",
+            "eth_sendRawTransaction",
+            "eth_sendRawTransactionSync",
+            "eth_sendTransactionSync",
+            "eth_sign",
+            "eth_signTransaction",
+            "eth_signTypedData_v4",
+            "eth_signRawTransaction",
+            "personal_sign",
+            "personal_unlockAccount",
+            "anvil_setBalance",
+            "anvil_impersonateAccount",
+            "hardhat_setBalance",
+            "evm_mine",
+            "evm_revert",
+            "tenderly_setBalance",
+            "admin_addPeer",
+            "miner_start",
+            "debug_setHead",
+            "eth_get",
+            "ETH_GETBALANCE",
+            "eth_getBalance\u{0}",
+            "",
+            "eth_accounts",
+            "eth_subscribe",
         ] {
             assert!(!is_read_method(m), "{m:?} must be refused");
         }

@@ -299,25 +299,22 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let limit = q.limit.map_or(-1, i64::from);
         let rows = stmt
-            .query_map(
-                params![q.agent_id, q.level.map(LogLevel::as_str), q.after_id.unwrap_or(0), limit],
-                |r| {
-                    let level: String = r.get(3)?;
-                    let data: Option<String> = r.get(5)?;
-                    Ok((
-                        LogRow {
-                            id: r.get(0)?,
-                            agent_id: r.get(1)?,
-                            agent_name: r.get(2)?,
-                            level: LogLevel::Info,
-                            message: r.get(4)?,
-                            data: data.and_then(|d| serde_json::from_str(&d).ok()),
-                            created_at: r.get(6)?,
-                        },
-                        level,
-                    ))
-                },
-            )
+            .query_map(params![q.agent_id, q.level.map(LogLevel::as_str), q.after_id.unwrap_or(0), limit], |r| {
+                let level: String = r.get(3)?;
+                let data: Option<String> = r.get(5)?;
+                Ok((
+                    LogRow {
+                        id: r.get(0)?,
+                        agent_id: r.get(1)?,
+                        agent_name: r.get(2)?,
+                        level: LogLevel::Info,
+                        message: r.get(4)?,
+                        data: data.and_then(|d| serde_json::from_str(&d).ok()),
+                        created_at: r.get(6)?,
+                    },
+                    level,
+                ))
+            })
             .map_err(|e| self.err(e))?;
         rows.map(|row| {
             let (mut row, level) = row.map_err(|e| self.err(e))?;
@@ -328,7 +325,13 @@ impl Store {
     }
 
     /// Records an audit event.
-    pub fn audit(&self, actor: &str, kind: &str, agent_id: Option<&str>, detail: Option<&serde_json::Value>) -> Result<()> {
+    pub fn audit(
+        &self,
+        actor: &str,
+        kind: &str,
+        agent_id: Option<&str>,
+        detail: Option<&serde_json::Value>,
+    ) -> Result<()> {
         insert_audit(&self.conn(), actor, kind, agent_id, detail).map_err(|e| self.err(e))
     }
 
@@ -355,7 +358,8 @@ impl Store {
     }
 }
 
-const AGENT_SELECT: &str = "SELECT a.id, a.name, a.manifest, a.source_dir, a.paused, a.created_at, a.updated_at, t.token_hash
+const AGENT_SELECT: &str =
+    "SELECT a.id, a.name, a.manifest, a.source_dir, a.paused, a.created_at, a.updated_at, t.token_hash
      FROM agents a LEFT JOIN agent_tokens t ON t.agent_id = a.id";
 
 fn agent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRow> {
