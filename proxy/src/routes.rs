@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use assegai_sdk::{
     ChainId,
-    wire::{Health, LogRequest, QueryChainRequest, QueryChainResponse, Success, WalletAddressResponse},
+    wire::{Health, LogRequest, QueryChainRequest, Success, WalletAddressResponse},
 };
 use axum::{
     Extension, Json,
@@ -32,15 +32,18 @@ pub async fn health() -> Json<Health> {
 }
 
 /// `POST /agent/query-chain`.
+/// The reply is `QueryChainResponse`, written around the node's raw `result` so a large
+/// result (a block, logs) is never parsed and re-serialised.
 pub async fn query_chain(
     State(state): State<AppState>,
     Extension(agent): Extension<Arc<Agent>>,
     ApiJson(req): ApiJson<QueryChainRequest>,
-) -> Result<Json<QueryChainResponse>> {
+) -> Result<Response> {
     let url = state.chain().rpc_url(&agent.manifest, req.chain)?;
     state.limits().check(Service::Rpc, &agent.id)?;
     let result = state.chain().query(url, &req.method, &req.params).await?;
-    Ok(Json(QueryChainResponse { result }))
+    let body = format!("{{\"result\":{}}}", result.get());
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// `POST /rpc/{chain}`: raw JSON-RPC, single or batch, every element a read.

@@ -49,8 +49,7 @@ impl Upstream {
     }
 
     /// POSTs a JSON body and returns the status and the whole reply body.
-    pub async fn post_json(&self, url: &str, body: Bytes) -> Result<(StatusCode, Bytes)> {
-        let uri: Uri = url.parse().map_err(|e| Error::Internal(format!("upstream URL: {e}")))?;
+    pub async fn post_json(&self, uri: Uri, body: Bytes) -> Result<(StatusCode, Bytes)> {
         let req = Request::post(uri)
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))

@@ -43,6 +43,11 @@ async fn an_agent_reads_the_chain_and_logs() {
     assert_eq!(sdk.block_number(ChainId::ANVIL).await.unwrap(), 2);
     let hex: String = sdk.query_chain(ChainId::ANVIL, "eth_blockNumber", ()).await.unwrap();
     assert_eq!(hex, "0x2");
+    // Objects come back whole (the proxy passes the node's `result` through unparsed).
+    let block: Value = sdk.query_chain(ChainId::ANVIL, "eth_getBlockByNumber", ("latest", false)).await.unwrap();
+    let direct_block = env.anvil().rpc("eth_getBlockByNumber", json!(["latest", false])).await;
+    assert_eq!(block, direct_block);
+    assert_eq!(block["number"], "0x2");
 
     let batch = sdk
         .rpc(

@@ -4,12 +4,16 @@
 
 pub mod policy;
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
 
 use assegai_sdk::ChainId;
 use bytes::Bytes;
-use hyper::StatusCode;
-use serde_json::{Value, json};
+use hyper::{StatusCode, Uri};
+use serde::Deserialize;
+use serde_json::{Value, value::RawValue};
 use url::Url;
 
 use crate::{Error, Result, config::Config, manifest::Manifest, upstream::Upstream};
@@ -25,21 +29,32 @@ pub fn parse_rpc_url(text: &str) -> std::result::Result<Url, String> {
 }
 
 /// Forwards JSON-RPC reads to nodes.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ChainClient {
     http: Upstream,
     config: Arc<Config>,
+    /// Parsed endpoints by their text: URL parsing is a visible share of a forwarded read.
+    parsed: RwLock<HashMap<String, Uri>>,
+}
+
+/// The parts of a JSON-RPC reply the proxy looks at; `result` stays unparsed.
+#[derive(Deserialize)]
+struct Reply<'a> {
+    #[serde(borrow, default)]
+    result: Option<&'a RawValue>,
+    #[serde(default)]
+    error: Option<Value>,
 }
 
 impl ChainClient {
     /// A client sharing `http`'s connection pool.
     pub fn new(http: Upstream, config: Arc<Config>) -> Self {
-        ChainClient { http, config }
+        ChainClient { http, config, parsed: RwLock::new(HashMap::new()) }
     }
 
     /// The RPC URL for `chain`: the manifest's, else config.toml's, else (local chains only) the
     /// local RPC URL. Refuses chains the manifest does not list.
-    pub fn rpc_url(&self, manifest: &Manifest, chain: ChainId) -> Result<Url> {
+    pub fn rpc_url(&self, manifest: &Manifest, chain: ChainId) -> Result<Uri> {
         if !manifest.allows_chain(chain) {
             return Err(Error::ChainNotAllowed(chain));
         }
@@ -50,42 +65,60 @@ impl ChainClient {
             .or_else(|| self.config.chains.get(&chain).map(|c| &c.rpc))
             .or_else(|| chain.is_local().then_some(&self.config.local_rpc_url))
             .ok_or(Error::RpcNotConfigured(chain))?;
+        if let Some(uri) = self.parsed.read().unwrap_or_else(|p| p.into_inner()).get(text) {
+            return Ok(uri.clone());
+        }
         let mut url = parse_rpc_url(text).map_err(Error::BadRequest)?;
         // Manifests written for agents in containers name the host this way; the proxy runs on
         // the host itself.
         if url.host_str() == Some("host.docker.internal") {
             url.set_host(Some("127.0.0.1")).map_err(|e| Error::Internal(e.to_string()))?;
         }
-        Ok(url)
+        let uri: Uri = url.as_str().parse().map_err(|e| Error::Internal(format!("RPC URL {url}: {e}")))?;
+        let mut parsed = self.parsed.write().unwrap_or_else(|p| p.into_inner());
+        // Manifests are few; the bound only guards against a pathological registry.
+        if parsed.len() > 1024 {
+            parsed.clear();
+        }
+        parsed.insert(text.clone(), uri.clone());
+        Ok(uri)
     }
 
-    /// Calls one read method and returns its `result`.
-    pub async fn query(&self, url: Url, method: &str, params: &Value) -> Result<Value> {
+    /// Calls one read method and returns its `result` as raw JSON text, unparsed.
+    pub async fn query(&self, uri: Uri, method: &str, params: &Value) -> Result<Box<RawValue>> {
         policy::check_method(method)?;
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        let bytes = serde_json::to_vec(&body).map_err(|e| Error::Internal(e.to_string()))?;
-        let (_, reply) = self.post(url, Bytes::from(bytes)).await?;
-        let mut reply: Value =
+        let request = Request { jsonrpc: "2.0", id: 1, method, params };
+        let bytes = serde_json::to_vec(&request).map_err(|e| Error::Internal(e.to_string()))?;
+        let (_, reply) = self.post(uri, Bytes::from(bytes)).await?;
+        let reply: Reply<'_> =
             serde_json::from_slice(&reply).map_err(|_| Error::BadUpstream("the node's reply is not JSON".into()))?;
-        if let Some(err) = reply.get("error").filter(|e| !e.is_null()) {
+        if let Some(err) = reply.error.filter(|e| !e.is_null()) {
             let message = err.get("message").and_then(Value::as_str).map_or_else(|| err.to_string(), str::to_owned);
             return Err(Error::Rpc(message));
         }
-        match reply.get_mut("result") {
-            Some(result) => Ok(result.take()),
+        match reply.result {
+            Some(result) => Ok(result.to_owned()),
             None => Err(Error::BadUpstream("the node's reply has neither `result` nor `error`".into())),
         }
     }
 
     /// Forwards a raw JSON-RPC body (already checked by [`policy::check_body`]) and returns the
     /// node's status and body unchanged.
-    pub async fn forward(&self, url: Url, body: Bytes) -> Result<(StatusCode, Bytes)> {
-        self.post(url, body).await
+    pub async fn forward(&self, uri: Uri, body: Bytes) -> Result<(StatusCode, Bytes)> {
+        self.post(uri, body).await
     }
 
-    async fn post(&self, url: Url, body: Bytes) -> Result<(StatusCode, Bytes)> {
-        self.http.post_json(url.as_str(), body).await
+    async fn post(&self, uri: Uri, body: Bytes) -> Result<(StatusCode, Bytes)> {
+        self.http.post_json(uri, body).await
     }
+}
+
+#[derive(serde::Serialize)]
+struct Request<'a> {
+    jsonrpc: &'static str,
+    id: u32,
+    method: &'a str,
+    params: &'a Value,
 }
 
 #[cfg(test)]
@@ -106,9 +139,11 @@ mod tests {
             r#"{"name":"a","runtime":"node","permissions":{"chains":["eip155:31337","eip155:1","eip155:10"],
                 "rpcs":{"eip155:10":"http://host.docker.internal:9545"}}}"#,
         );
-        assert_eq!(client.rpc_url(&m, ChainId::ANVIL).unwrap().as_str(), "http://localhost:8545/");
-        assert_eq!(client.rpc_url(&m, ChainId::eip155(1)).unwrap().as_str(), "https://eth.example/");
-        assert_eq!(client.rpc_url(&m, ChainId::eip155(10)).unwrap().as_str(), "http://127.0.0.1:9545/");
+        assert_eq!(client.rpc_url(&m, ChainId::ANVIL).unwrap().to_string(), "http://localhost:8545/");
+        assert_eq!(client.rpc_url(&m, ChainId::eip155(1)).unwrap().to_string(), "https://eth.example/");
+        assert_eq!(client.rpc_url(&m, ChainId::eip155(10)).unwrap().to_string(), "http://127.0.0.1:9545/");
+        // Cached: the same answer the second time.
+        assert_eq!(client.rpc_url(&m, ChainId::eip155(10)).unwrap().to_string(), "http://127.0.0.1:9545/");
         assert!(matches!(client.rpc_url(&m, ChainId::eip155(137)), Err(Error::ChainNotAllowed(_))));
         let m = manifest(r#"{"name":"a","runtime":"node","permissions":{"chains":["eip155:8453"]}}"#);
         assert!(matches!(client.rpc_url(&m, ChainId::eip155(8453)), Err(Error::RpcNotConfigured(_))));
