@@ -80,6 +80,16 @@ impl Home {
         self.root.join("admin.sock")
     }
 
+    /// `keys.enc`, the encrypted-file key store.
+    pub fn keys_file(&self) -> PathBuf {
+        self.root.join("keys.enc")
+    }
+
+    /// `model_prices.json`, a pricing file installed by `assegai pricing update`.
+    pub fn pricing_file(&self) -> PathBuf {
+        self.root.join("model_prices.json")
+    }
+
     /// `workspaces/<agent-id>/`.
     pub fn workspace(&self, agent_id: &str) -> PathBuf {
         self.root.join("workspaces").join(agent_id)
@@ -159,6 +169,16 @@ pub struct Config {
     pub rate_limits: RateLimits,
     /// Per-chain settings, keyed by CAIP-2 id.
     pub chains: BTreeMap<ChainId, ChainConfig>,
+    /// Where secrets are kept.
+    pub keys: KeysConfig,
+}
+
+/// `[keys]`: the key store.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// `auto` (the OS key store when one answers, else `keys.enc`), `keyring` or `file`.
+    pub backend: crate::keys::BackendChoice,
 }
 
 impl Default for Config {
@@ -171,6 +191,7 @@ impl Default for Config {
             upstream_timeout_secs: 30,
             rate_limits: RateLimits::default(),
             chains: BTreeMap::new(),
+            keys: KeysConfig::default(),
         }
     }
 }

@@ -11,11 +11,13 @@
 
 pub mod admin;
 pub mod agents;
+pub mod ai;
 pub mod auth;
 pub mod chain;
 pub mod config;
 mod error;
 mod extract;
+pub mod keys;
 pub mod logs;
 pub mod manifest;
 pub mod ratelimit;

@@ -67,8 +67,8 @@ pub struct Amount<const DECIMALS: u8> {
 
 /// An amount of a chain's native currency ("0.1" ETH), exact to the wei.
 pub type NativeAmount = Amount<18>;
-/// A USD amount ("5.00"), exact to a millionth of a cent.
-pub type UsdAmount = Amount<8>;
+/// A USD amount ("5.00"), exact to a nano-dollar (the unit costs are recorded in).
+pub type UsdAmount = Amount<9>;
 
 impl<const D: u8> Amount<D> {
     /// Parses a decimal with at most `D` decimal places.
