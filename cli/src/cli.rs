@@ -3,6 +3,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
+use assegai_proxy::manifest::Provider;
 use assegai_sdk::{LogLevel, env};
 use clap::{Args, Parser, Subcommand};
 
@@ -35,6 +36,12 @@ pub enum Command {
     Agents(AgentsArgs),
     /// Show agent logs
     Logs(LogsArgs),
+    /// Store, list, remove and test AI provider keys
+    Keys(KeysArgs),
+    /// AI calls, tokens and cost per agent, provider and model
+    Usage(UsageArgs),
+    /// Model prices used for AI cost
+    Pricing(PricingArgs),
     /// Print shell completions
     Completions(CompletionsArgs),
 }
@@ -104,6 +111,70 @@ pub struct LogsArgs {
     pub lines: u32,
     #[command(flatten)]
     pub json: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    pub command: Option<KeysCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Store a provider's key (from a hidden prompt, or `--stdin`; never from the command line)
+    Set(KeysSetArgs),
+    /// Show which keys are configured (masked) and which key store is in use
+    List(JsonFlag),
+    /// Remove a provider's key
+    Remove(KeysProviderArg),
+    /// Make one cheap authenticated call (`GET /v1/models`) to check a key
+    Test(KeysProviderArg),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysSetArgs {
+    /// openai, anthropic or deepseek
+    pub provider: Provider,
+    /// Read the key from standard input instead of a prompt
+    #[arg(long)]
+    pub stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysProviderArg {
+    /// openai, anthropic or deepseek
+    pub provider: Provider,
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// Only this agent (name or id)
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// How far back: e.g. 30m, 24h, 7d, or `all`
+    #[arg(long, default_value = "30d")]
+    pub since: String,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct PricingArgs {
+    #[command(subcommand)]
+    pub command: PricingCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PricingCommand {
+    /// Install a newer LiteLLM `model_prices_and_context_window.json`
+    Update(PricingUpdateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PricingUpdateArgs {
+    /// The JSON file
+    #[arg(long, value_name = "PATH")]
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]

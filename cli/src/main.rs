@@ -49,6 +49,9 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
         Command::Proxy(args) => commands::proxy::run(args, settings, printer).await,
         Command::Agents(args) => commands::agents::run(args, &settings, printer).await,
         Command::Logs(args) => commands::logs::run(args, &settings, printer).await,
+        Command::Keys(args) => commands::keys::run(args, &settings, printer).await,
+        Command::Usage(args) => commands::usage::run(args, &settings, printer),
+        Command::Pricing(args) => commands::pricing::run(args, &settings, printer),
         Command::Completions(_) => unreachable!("handled above"),
     }
 }

@@ -5,10 +5,12 @@ use anyhow::Context;
 use assegai_proxy::{
     admin::AdminClient,
     config::{Config, Home},
+    keys::{self, KeyError, KeyStore},
     store::Store,
 };
+use zeroize::Zeroizing;
 
-use crate::cli::GlobalArgs;
+use crate::{cli::GlobalArgs, printer::Printer};
 
 /// What every command may need.
 #[derive(Debug)]
@@ -17,6 +19,8 @@ pub struct Settings {
     pub home: Home,
     /// `config.toml`, or the defaults.
     pub config: Config,
+    /// `ASSEGAI_PASSPHRASE`, for the encrypted-file key store.
+    passphrase: Option<Zeroizing<String>>,
 }
 
 impl Settings {
@@ -24,13 +28,36 @@ impl Settings {
     pub fn resolve(global: &GlobalArgs) -> anyhow::Result<Self> {
         let home = Home::resolve(global.home.clone())?;
         let config = Config::load(&home)?;
-        Ok(Settings { home, config })
+        let passphrase =
+            std::env::var(assegai_sdk::env::PASSPHRASE).ok().filter(|p| !p.is_empty()).map(Zeroizing::new);
+        Ok(Settings { home, config, passphrase })
     }
 
     /// Opens the database, creating the home directory if needed.
     pub fn store(&self) -> anyhow::Result<Store> {
         self.home.ensure()?;
         Store::open(&self.home.database()).context("opening the Assegai database")
+    }
+
+    /// Opens the key store `config.toml` asks for. The file store's passphrase comes from
+    /// `ASSEGAI_PASSPHRASE`, else a hidden prompt when a person is at the terminal.
+    pub fn keystore(&self, printer: Printer) -> anyhow::Result<Box<dyn KeyStore>> {
+        self.home.ensure()?;
+        let new_file = !self.home.keys_file().exists();
+        let mut passphrase = || -> Result<Zeroizing<String>, KeyError> {
+            if let Some(p) = &self.passphrase {
+                return Ok(p.clone());
+            }
+            if !printer.interactive() {
+                return Err(KeyError::NoPassphrase);
+            }
+            let mut prompt = dialoguer::Password::new().with_prompt("Passphrase for the encrypted key file (keys.enc)");
+            if new_file {
+                prompt = prompt.with_confirmation("Repeat the passphrase", "The passphrases differ; try again");
+            }
+            prompt.interact().map(Zeroizing::new).map_err(|_| KeyError::NoPassphrase)
+        };
+        keys::open(&self.home, self.config.keys.backend, &mut passphrase).context("opening the key store")
     }
 
     /// A client for the running proxy's admin socket.

@@ -1,7 +1,8 @@
 //! The admin API: HTTP over the Unix socket `$ASSEGAI_HOME/admin.sock` (mode 0600), reachable only
 //! by the user's own CLI, never by agents. The CLI uses it for whatever needs the running proxy.
 //!
-//! Routes: `GET /status`, `POST /agents/{id}/changed` (forget the cached agent).
+//! Routes: `GET /status`, `POST /agents/{id}/changed` (forget the cached agent),
+//! `POST /keys/changed` (forget cached provider keys).
 
 use std::path::{Path, PathBuf};
 
@@ -44,6 +45,11 @@ async fn agent_changed(State(state): State<AppState>, UrlPath(id): UrlPath<Strin
     Json(serde_json::json!({"success": true}))
 }
 
+async fn keys_changed(State(state): State<AppState>) -> Json<Value> {
+    state.credentials().invalidate();
+    Json(serde_json::json!({"success": true}))
+}
+
 /// The CLI's side of the admin socket.
 #[derive(Debug, Clone)]
 pub struct AdminClient {
@@ -65,6 +71,11 @@ impl AdminClient {
     /// Tells a running proxy that an agent changed. `Ok(false)` when no proxy is running.
     pub async fn agent_changed(&self, id: &str) -> Result<bool> {
         Ok(self.call("POST", &format!("/agents/{id}/changed"), None).await?.is_some())
+    }
+
+    /// Tells a running proxy that provider keys changed. `Ok(false)` when no proxy is running.
+    pub async fn keys_changed(&self) -> Result<bool> {
+        Ok(self.call("POST", "/keys/changed", None).await?.is_some())
     }
 
     /// One request; `Ok(None)` when nothing listens on the socket.

@@ -151,6 +151,49 @@ pub struct ChainConfig {
     pub rpc: String,
 }
 
+/// Where one AI provider is reached.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Base URL the agent's path is appended to (the vendor's API, or a local stand-in).
+    pub base_url: String,
+}
+
+/// `[providers.*]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Providers {
+    /// OpenAI (default `https://api.openai.com`).
+    pub openai: ProviderConfig,
+    /// Anthropic (default `https://api.anthropic.com`).
+    pub anthropic: ProviderConfig,
+    /// DeepSeek (default `https://api.deepseek.com`).
+    pub deepseek: ProviderConfig,
+}
+
+impl Default for Providers {
+    fn default() -> Self {
+        let at = |url: &str| ProviderConfig { base_url: url.into() };
+        Providers {
+            openai: at("https://api.openai.com"),
+            anthropic: at("https://api.anthropic.com"),
+            deepseek: at("https://api.deepseek.com"),
+        }
+    }
+}
+
+impl Providers {
+    /// The settings of `provider`.
+    pub fn get(&self, provider: crate::manifest::Provider) -> &ProviderConfig {
+        use crate::manifest::Provider;
+        match provider {
+            Provider::Openai => &self.openai,
+            Provider::Anthropic => &self.anthropic,
+            Provider::Deepseek => &self.deepseek,
+        }
+    }
+}
+
 /// The contents of `config.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -163,6 +206,8 @@ pub struct Config {
     pub approval_timeout_secs: u64,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Largest body accepted on the AI routes (prompts can be large), in bytes.
+    pub max_ai_body_bytes: usize,
     /// How long an upstream (RPC node, AI provider) may take, in seconds.
     pub upstream_timeout_secs: u64,
     /// Per-agent rate limits.
@@ -171,6 +216,8 @@ pub struct Config {
     pub chains: BTreeMap<ChainId, ChainConfig>,
     /// Where secrets are kept.
     pub keys: KeysConfig,
+    /// AI providers.
+    pub providers: Providers,
 }
 
 /// `[keys]`: the key store.
@@ -188,10 +235,12 @@ impl Default for Config {
             local_rpc_url: "http://localhost:8545".into(),
             approval_timeout_secs: 300,
             max_body_bytes: 1024 * 1024,
+            max_ai_body_bytes: 32 * 1024 * 1024,
             upstream_timeout_secs: 30,
             rate_limits: RateLimits::default(),
             chains: BTreeMap::new(),
             keys: KeysConfig::default(),
+            providers: Providers::default(),
         }
     }
 }
@@ -231,6 +280,13 @@ impl Config {
         }
         if let Err(e) = crate::chain::parse_rpc_url(&config.local_rpc_url) {
             return bad(format!("`local_rpc_url`: {e}"));
+        }
+        for (name, p) in
+            [("openai", &config.providers.openai), ("anthropic", &config.providers.anthropic), ("deepseek", &config.providers.deepseek)]
+        {
+            if let Err(e) = crate::chain::parse_rpc_url(&p.base_url) {
+                return bad(format!("`providers.{name}.base_url`: {e}"));
+            }
         }
         for (chain, c) in &config.chains {
             if let Err(e) = crate::chain::parse_rpc_url(&c.rpc) {

@@ -44,6 +44,18 @@ pub enum Error {
     /// No such route or object.
     #[error("{0}")]
     NotFound(String),
+    /// The agent's manifest does not list this AI provider.
+    #[error("This agent may not use {0}: add \"{0}\" to `permissions.apis` in assegai.json")]
+    ApiNotAllowed(crate::manifest::Provider),
+    /// The user has not stored a key for this provider.
+    #[error("{} API key not configured. Run `assegai keys set {}`.", .0.display_name(), .0.as_str())]
+    KeyNotConfigured(crate::manifest::Provider),
+    /// The key store cannot be read (locked file store, no Secret Service…).
+    #[error("The key store is not available: {0}")]
+    KeyStoreUnavailable(String),
+    /// The agent has spent its AI budget for the window.
+    #[error("AI budget exceeded ({0})")]
+    BudgetExceeded(String),
     /// No signer for this chain.
     #[error("No wallet configured for {0}. Run `assegai wallet import`")]
     WalletNotConfigured(ChainId),
@@ -129,7 +141,12 @@ impl Error {
         match self {
             Error::BadRequest(_) | Error::Rpc(_) => StatusCode::BAD_REQUEST,
             Error::MissingCredentials | Error::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            Error::AgentPaused | Error::ChainNotAllowed(_) | Error::MethodNotAllowed(_) => StatusCode::FORBIDDEN,
+            Error::AgentPaused
+            | Error::ChainNotAllowed(_)
+            | Error::MethodNotAllowed(_)
+            | Error::ApiNotAllowed(_)
+            | Error::BudgetExceeded(_) => StatusCode::FORBIDDEN,
+            Error::KeyNotConfigured(_) | Error::KeyStoreUnavailable(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::NotFound(_) | Error::WalletNotConfigured(_) => StatusCode::NOT_FOUND,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -155,6 +172,9 @@ impl Error {
             Error::ChainNotAllowed(_) => codes::CHAIN_NOT_ALLOWED,
             Error::MethodNotAllowed(_) => codes::METHOD_NOT_ALLOWED,
             Error::NotFound(_) => codes::NOT_FOUND,
+            Error::ApiNotAllowed(_) => codes::API_NOT_ALLOWED,
+            Error::KeyNotConfigured(_) | Error::KeyStoreUnavailable(_) => codes::KEY_NOT_CONFIGURED,
+            Error::BudgetExceeded(_) => codes::BUDGET_EXCEEDED,
             Error::WalletNotConfigured(_) => codes::WALLET_NOT_CONFIGURED,
             Error::PayloadTooLarge { .. } => codes::PAYLOAD_TOO_LARGE,
             Error::RateLimited { .. } => codes::RATE_LIMITED,
@@ -170,7 +190,9 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
         // Internal details (paths, SQL errors) stay in the proxy's own log.
-        let message = if status == StatusCode::INTERNAL_SERVER_ERROR && !matches!(self, Error::RpcNotConfigured(_)) {
+        let tells_the_user_what_to_do =
+            matches!(self, Error::RpcNotConfigured(_) | Error::KeyNotConfigured(_) | Error::KeyStoreUnavailable(_));
+        let message = if status == StatusCode::INTERNAL_SERVER_ERROR && !tells_the_user_what_to_do {
             tracing::error!(error = %self, "request failed");
             "Internal error (see the proxy's output for details)".to_owned()
         } else {

@@ -28,5 +28,6 @@ pub mod store;
 pub mod units;
 pub mod upstream;
 pub mod wallet;
+pub mod writer;
 
 pub use error::{Error, Result};

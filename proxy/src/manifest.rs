@@ -58,6 +58,46 @@ pub enum Provider {
     Deepseek,
 }
 
+impl Provider {
+    /// Every provider.
+    pub const ALL: [Provider; 3] = [Provider::Openai, Provider::Anthropic, Provider::Deepseek];
+
+    /// The name used in URLs, manifests and commands (`openai`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Openai => "openai",
+            Provider::Anthropic => "anthropic",
+            Provider::Deepseek => "deepseek",
+        }
+    }
+
+    /// The vendor's name (`OpenAI`).
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Provider::Openai => "OpenAI",
+            Provider::Anthropic => "Anthropic",
+            Provider::Deepseek => "DeepSeek",
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Provider {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Provider::ALL
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown provider `{s}` (expected openai, anthropic or deepseek)"))
+    }
+}
+
 /// A decimal amount as written in the manifest, with its exact value in base units.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Amount<const DECIMALS: u8> {

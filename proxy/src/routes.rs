@@ -83,8 +83,7 @@ pub async fn log(
             message: req.message,
             data: req.data,
             created_at: now_ms(),
-        })
-        .await;
+        });
     Json(Success { success: true })
 }
 

@@ -7,19 +7,23 @@ use axum::{
     Router,
     extract::DefaultBodyLimit,
     middleware,
-    routing::{get, post},
+    routing::{any, get, post},
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 use crate::{
     Error, Result, admin,
+    ai::{self, credentials::Credentials, pricing::Pricing},
     auth::{self, AgentCache},
     chain::ChainClient,
     config::{Config, Home},
-    logs::{self, LogSink, LogWriter},
+    keys::KeyStore,
+    logs::{self, LogSink},
     ratelimit::RateLimiter,
     routes,
-    store::{Store, now_ms},
+    store::{NewUsage, Store, now_ms},
+    upstream::Upstream,
+    writer::{self, Writer},
 };
 
 /// Everything handlers share. Cheap to clone.
@@ -33,6 +37,10 @@ struct Inner {
     agents: AgentCache,
     limits: RateLimiter,
     chain: ChainClient,
+    upstream: Upstream,
+    credentials: Credentials,
+    pricing: Arc<Pricing>,
+    usage: tokio::sync::mpsc::UnboundedSender<NewUsage>,
     logs: LogSink,
     listen: SocketAddr,
     started_at: i64,
@@ -69,6 +77,26 @@ impl AppState {
         &self.0.logs
     }
 
+    /// The shared upstream HTTP client.
+    pub fn upstream(&self) -> &Upstream {
+        &self.0.upstream
+    }
+
+    /// Provider keys.
+    pub fn credentials(&self) -> &Credentials {
+        &self.0.credentials
+    }
+
+    /// Model prices.
+    pub fn pricing(&self) -> &Arc<Pricing> {
+        &self.0.pricing
+    }
+
+    /// Where AI usage rows go.
+    pub fn usage_sink(&self) -> &tokio::sync::mpsc::UnboundedSender<NewUsage> {
+        &self.0.usage
+    }
+
     /// What the admin API reports.
     pub fn status(&self) -> admin::Status {
         admin::Status {
@@ -87,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .route("/rpc/{chain}", post(routes::rpc))
         .route("/agent/wallet-address/{chain}", get(routes::wallet_address))
         .route("/agent/log", post(routes::log))
+        .route("/api/{provider}/{*rest}", any(ai::forward::forward))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_agent));
     Router::new()
         .route("/health", get(routes::health))
@@ -104,12 +133,13 @@ pub struct RunningProxy {
     state: AppState,
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<std::io::Result<()>>>,
-    writer: LogWriter,
+    writers: Vec<Writer>,
     socket: PathBuf,
 }
 
 /// Opens the database, binds the agent-facing address and the admin socket, and starts serving.
-pub async fn start(home: &Home, config: Config) -> Result<RunningProxy> {
+/// `keys` is the opened key store, or why it could not be opened (AI calls then say so).
+pub async fn start(home: &Home, config: Config, keys: Result<Arc<dyn KeyStore>, String>) -> Result<RunningProxy> {
     home.ensure()?;
     let store = Arc::new(Store::open(&home.database())?);
     let socket = home.admin_socket();
@@ -117,13 +147,24 @@ pub async fn start(home: &Home, config: Config) -> Result<RunningProxy> {
     let tcp = TcpListener::bind(config.listen).await.map_err(|source| Error::Bind { addr: config.listen, source })?;
     let addr = tcp.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
 
-    let http = crate::upstream::Upstream::new(&config)?;
+    let pricing_file = home.pricing_file();
+    let pricing = if pricing_file.exists() {
+        Pricing::load(&pricing_file).map_err(|e| Error::Config { file: pricing_file, message: e.to_string() })?
+    } else {
+        Pricing::embedded().clone()
+    };
+    let http = Upstream::new(&config)?;
     let config = Arc::new(config);
-    let (log_sink, writer) = logs::start(store.clone());
+    let (log_sink, log_writer) = logs::start(store.clone());
+    let (usage, usage_writer) = writer::start(store.clone(), "AI usage rows", Store::insert_usage);
     let state = AppState(Arc::new(Inner {
         agents: AgentCache::new(store.clone()),
         limits: RateLimiter::new(&config.rate_limits),
-        chain: ChainClient::new(http, config.clone()),
+        chain: ChainClient::new(http.clone(), config.clone()),
+        upstream: http,
+        credentials: Credentials::new(keys),
+        pricing: Arc::new(pricing),
+        usage,
         logs: log_sink,
         config,
         store: store.clone(),
@@ -148,7 +189,7 @@ pub async fn start(home: &Home, config: Config) -> Result<RunningProxy> {
                 .into_future(),
         ),
     ];
-    Ok(RunningProxy { addr, state, stop, servers, writer, socket })
+    Ok(RunningProxy { addr, state, stop, servers, writers: vec![log_writer, usage_writer], socket })
 }
 
 async fn bind_admin_socket(socket: &std::path::Path) -> Result<tokio::net::UnixListener> {
@@ -169,6 +210,11 @@ impl RunningProxy {
         self.addr
     }
 
+    /// Which key store AI calls use (or why there is none).
+    pub fn key_store(&self) -> String {
+        self.state.credentials().describe()
+    }
+
     /// Follows agent log lines as they arrive.
     pub fn subscribe_logs(&self) -> tokio::sync::broadcast::Receiver<Arc<crate::store::NewLog>> {
         self.state.logs().subscribe()
@@ -177,7 +223,7 @@ impl RunningProxy {
     /// Stops accepting, finishes in-flight requests, writes out queued log lines and removes the
     /// admin socket.
     pub async fn stop(self) {
-        let RunningProxy { state, stop, servers, writer, socket, .. } = self;
+        let RunningProxy { state, stop, servers, writers, socket, .. } = self;
         let _ = stop.send(true);
         for s in servers {
             match s.await {
@@ -187,9 +233,11 @@ impl RunningProxy {
             }
         }
         let store = state.store().clone();
-        // The writer stops once the last sender (inside the state) is gone.
+        // The writers stop once the last senders (inside the state) are gone.
         drop(state);
-        writer.finish().await;
+        for w in writers {
+            w.finish().await;
+        }
         let _ = store.audit("proxy", "proxy.stopped", None, None);
         let _ = std::fs::remove_file(socket);
     }

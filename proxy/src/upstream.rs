@@ -48,6 +48,19 @@ impl Upstream {
         Ok(Upstream { client, timeout: config.upstream_timeout() })
     }
 
+    /// Sends a request and returns as soon as the response head arrives (the body streams).
+    /// The timeout covers connecting and waiting for the head, not a long stream.
+    pub async fn send(&self, req: Request<Full<Bytes>>) -> Result<hyper::Response<hyper::body::Incoming>> {
+        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+            Err(_) => Err(Error::UpstreamTimeout),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "upstream request failed");
+                Err(Error::Unreachable)
+            }
+            Ok(Ok(resp)) => Ok(resp),
+        }
+    }
+
     /// POSTs a JSON body and returns the status and the whole reply body.
     pub async fn post_json(&self, uri: Uri, body: Bytes) -> Result<(StatusCode, Bytes)> {
         let req = Request::post(uri)

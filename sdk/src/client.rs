@@ -8,7 +8,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
 use crate::{
-    ChainId, Error, LogLevel, Result, env,
+    ChainId, Error, LogLevel, Result, SseEvent, env,
     wire::{ErrorBody, Health, LogRequest, QueryChainRequest, QueryChainResponse, WalletAddressResponse},
 };
 
@@ -352,6 +352,115 @@ impl Assegai {
         self.log(LogLevel::Success, message, None).await
     }
 
+    /// Calls OpenAI through the proxy: `POST /api/openai/{path}` with `body`; the proxy adds the
+    /// user's key. Not retried (a model call costs money).
+    ///
+    /// ```no_run
+    /// use serde_json::json;
+    /// # async fn f(a: assegai_sdk::Assegai) -> assegai_sdk::Result<()> {
+    /// let reply = a
+    ///     .openai("v1/chat/completions", &json!({
+    ///         "model": "gpt-4o-mini",
+    ///         "messages": [{"role": "user", "content": "Say hi"}],
+    ///     }))
+    ///     .await?;
+    /// let text = reply["choices"][0]["message"]["content"].as_str();
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Forbidden`] when the manifest does not list `openai`, [`Error::RateLimited`], and
+    /// the provider's own errors as [`Error::BadRequest`] / [`Error::Server`] with its message.
+    pub async fn openai(&self, path: &str, body: &Value) -> Result<Value> {
+        self.send(Method::POST, &ai_path("openai", path), Some(body)).await
+    }
+
+    /// Calls Anthropic through the proxy: `POST /api/anthropic/{path}` with `body` (the proxy adds
+    /// the key and a default `anthropic-version`). Not retried.
+    ///
+    /// ```no_run
+    /// use serde_json::json;
+    /// # async fn f(a: assegai_sdk::Assegai) -> assegai_sdk::Result<()> {
+    /// let reply = a
+    ///     .anthropic("v1/messages", &json!({
+    ///         "model": "claude-sonnet-4-20250514",
+    ///         "max_tokens": 256,
+    ///         "messages": [{"role": "user", "content": "Say hi"}],
+    ///     }))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`openai`](Self::openai).
+    pub async fn anthropic(&self, path: &str, body: &Value) -> Result<Value> {
+        self.send(Method::POST, &ai_path("anthropic", path), Some(body)).await
+    }
+
+    /// Calls DeepSeek (OpenAI-compatible) through the proxy: `POST /api/deepseek/{path}`.
+    ///
+    /// ```no_run
+    /// # async fn f(a: assegai_sdk::Assegai) -> assegai_sdk::Result<()> {
+    /// let reply = a.deepseek("chat/completions", &serde_json::json!({"model": "deepseek-chat", "messages": []})).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`openai`](Self::openai).
+    pub async fn deepseek(&self, path: &str, body: &Value) -> Result<Value> {
+        self.send(Method::POST, &ai_path("deepseek", path), Some(body)).await
+    }
+
+    /// Calls a provider (`"openai"`, `"anthropic"`, `"deepseek"`) with a streaming request (the
+    /// body should say `"stream": true`) and yields its server-sent events as they arrive.
+    ///
+    /// ```no_run
+    /// use futures_util::StreamExt;
+    /// use serde_json::json;
+    /// # async fn f(a: assegai_sdk::Assegai) -> assegai_sdk::Result<()> {
+    /// let mut events = a
+    ///     .ai_stream("openai", "v1/chat/completions", &json!({
+    ///         "model": "gpt-4o-mini", "stream": true,
+    ///         "messages": [{"role": "user", "content": "Count to 3"}],
+    ///     }))
+    ///     .await?;
+    /// while let Some(event) = events.next().await {
+    ///     let event = event?;
+    ///     if event.data == "[DONE]" { break; }
+    ///     let chunk: serde_json::Value = serde_json::from_str(&event.data).unwrap_or_default();
+    ///     print!("{}", chunk["choices"][0]["delta"]["content"].as_str().unwrap_or(""));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`openai`](Self::openai), before the stream starts; a broken stream yields
+    /// [`Error::Network`].
+    pub async fn ai_stream(
+        &self,
+        provider: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<impl futures_util::Stream<Item = Result<SseEvent>> + use<>> {
+        let resp = self
+            .http
+            .post(format!("{}{}", self.base, ai_path(provider, path)))
+            .header(env::HEADER_AGENT_ID, &self.agent_id)
+            .header(env::HEADER_AGENT_TOKEN, &self.agent_token)
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .json(body)
+            .send()
+            .await
+            .map_err(Error::Network)?;
+        let status = resp.status();
+        if !status.is_success() {
+            let retry_after = retry_after(resp.headers());
+            let bytes = resp.bytes().await.map_err(Error::Network)?;
+            return Err(classify(status, error_body(&bytes), retry_after));
+        }
+        Ok(crate::sse::events(resp.bytes_stream()))
+    }
+
     /// Runs an idempotent call, retrying with exponential backoff (honouring `Retry-After`).
     async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T>
     where
@@ -391,12 +500,7 @@ impl Assegai {
         }
         let resp = req.send().await.map_err(Error::Network)?;
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(resp.headers());
         let bytes = resp.bytes().await.map_err(Error::Network)?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| Error::Server {
@@ -405,12 +509,28 @@ impl Assegai {
                 code: String::new(),
             });
         }
-        let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_else(|_| ErrorBody {
-            error: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
-            code: String::new(),
-        });
-        Err(classify(status, body, retry_after))
+        Err(classify(status, error_body(&bytes), retry_after))
     }
+}
+
+fn ai_path(provider: &str, path: &str) -> String {
+    format!("/api/{provider}/{}", path.trim_start_matches('/'))
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// Our error body, or (for a provider's own error passed through) its text as the message.
+fn error_body(bytes: &[u8]) -> ErrorBody {
+    serde_json::from_slice(bytes).unwrap_or_else(|_| ErrorBody {
+        error: String::from_utf8_lossy(bytes).chars().take(500).collect(),
+        code: String::new(),
+    })
 }
 
 /// Maps a proxy error reply to the SDK's error, by status first and then by the original

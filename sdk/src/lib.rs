@@ -21,10 +21,12 @@ mod chain;
 mod client;
 pub mod env;
 mod error;
+mod sse;
 pub mod wire;
 
 pub use alloy_primitives::{Address, B256, U256};
 pub use chain::{ChainId, ParseChainIdError};
 pub use client::{Assegai, AssegaiBuilder};
 pub use error::{Error, Result};
+pub use sse::SseEvent;
 pub use wire::LogLevel;

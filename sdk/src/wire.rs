@@ -146,6 +146,12 @@ pub mod codes {
     pub const METHOD_NOT_ALLOWED: &str = "METHOD_NOT_ALLOWED";
     /// The agent has been paused by the user.
     pub const AGENT_PAUSED: &str = "AGENT_PAUSED";
+    /// The agent's manifest does not list this AI provider.
+    pub const API_NOT_ALLOWED: &str = "API_NOT_ALLOWED";
+    /// The user has not stored a key for this provider (or the key store is locked).
+    pub const KEY_NOT_CONFIGURED: &str = "KEY_NOT_CONFIGURED";
+    /// The agent's AI budget for the window is spent.
+    pub const BUDGET_EXCEEDED: &str = "BUDGET_EXCEEDED";
     /// No such route or object.
     pub const NOT_FOUND: &str = "NOT_FOUND";
     /// No wallet is configured for this chain.

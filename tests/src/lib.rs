@@ -13,6 +13,9 @@ use std::{
 use assegai_sdk::Assegai;
 use serde_json::Value;
 
+/// The passphrase every command of a [`TestEnv`] gets for the encrypted-file key store.
+pub const TEST_PASSPHRASE: &str = "correct horse battery staple";
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_owned()
@@ -225,7 +228,11 @@ impl TestEnv {
     /// `assegai ARGS` with this home, no colour, no stdin.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(assegai_bin());
-        c.args(args).env("ASSEGAI_HOME", self.home()).env("NO_COLOR", "1").stdin(Stdio::null());
+        c.args(args)
+            .env("ASSEGAI_HOME", self.home())
+            .env("ASSEGAI_PASSPHRASE", TEST_PASSPHRASE)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
         c
     }
 

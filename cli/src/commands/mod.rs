@@ -2,5 +2,8 @@
 
 pub mod agents;
 pub mod completions;
+pub mod keys;
 pub mod logs;
+pub mod pricing;
 pub mod proxy;
+pub mod usage;

@@ -9,7 +9,17 @@ pub async fn run(args: &ProxyArgs, mut settings: Settings, printer: Printer) -> 
     if let Some(listen) = args.listen {
         settings.config.listen = listen;
     }
-    let proxy = server::start(&settings.home, settings.config).await?;
+    // Without a usable key store the proxy still serves chain reads and logs; AI calls say why
+    // they fail.
+    let keys = match settings.keystore(printer) {
+        Ok(store) => Ok(std::sync::Arc::from(store)),
+        Err(e) => {
+            let why = format!("{e:#}");
+            printer.warn(format!("AI calls will fail until this is fixed: {why}"));
+            Err(why)
+        }
+    };
+    let proxy = server::start(&settings.home, settings.config, keys).await?;
     printer.info(format!(
         "{} listening on {} (home {})",
         style("Assegai proxy").bold(),
@@ -17,6 +27,7 @@ pub async fn run(args: &ProxyArgs, mut settings: Settings, printer: Printer) -> 
         settings.home.root().display()
     ));
     printer.info("Press Ctrl-C to stop.");
+    printer.info(format!("Keys: {}", proxy.key_store()));
 
     let mut lines = proxy.subscribe_logs();
     let printing = tokio::spawn(async move {

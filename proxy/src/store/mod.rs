@@ -47,7 +47,12 @@ pub enum StoreError {
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 static MIGRATIONS: LazyLock<Migrations<'static>> =
-    LazyLock::new(|| Migrations::new(vec![M::up(include_str!("migrations/0001_init.sql"))]));
+    LazyLock::new(|| {
+        Migrations::new(vec![
+            M::up(include_str!("migrations/0001_init.sql")),
+            M::up(include_str!("migrations/0002_api_usage.sql")),
+        ])
+    });
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -142,6 +147,64 @@ pub struct AuditRow {
     pub agent_id: Option<String>,
     /// Optional JSON detail.
     pub detail: Option<serde_json::Value>,
+}
+
+/// One forwarded AI call, to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUsage {
+    /// The agent's id.
+    pub agent_id: String,
+    /// The agent's name at the time.
+    pub agent_name: String,
+    /// `openai`, `anthropic` or `deepseek`.
+    pub provider: &'static str,
+    /// The model the provider reported (or the request named).
+    pub model: Option<String>,
+    /// Input tokens that were neither cache reads nor cache writes.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Input tokens read from the provider's cache.
+    pub cache_read_tokens: u64,
+    /// Input tokens written to the provider's cache.
+    pub cache_write_tokens: u64,
+    /// Cost in nano-USD; `None` when the model has no known price.
+    pub cost_nano_usd: Option<u64>,
+    /// From request to the end of the reply.
+    pub latency_ms: u64,
+    /// The upstream's HTTP status.
+    pub status: u16,
+    /// Whether the reply was a stream.
+    pub streamed: bool,
+    /// When it finished (ms).
+    pub created_at: i64,
+}
+
+/// Usage totals for one agent, provider and model.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct UsageSummary {
+    /// The agent's id.
+    pub agent_id: String,
+    /// The agent's name.
+    pub agent_name: String,
+    /// The provider.
+    pub provider: String,
+    /// The model (`null` when none was reported).
+    pub model: Option<String>,
+    /// Number of calls.
+    pub calls: u64,
+    /// Sum of uncached input tokens.
+    pub input_tokens: u64,
+    /// Sum of output tokens.
+    pub output_tokens: u64,
+    /// Sum of cache-read tokens.
+    pub cache_read_tokens: u64,
+    /// Sum of cache-write tokens.
+    pub cache_write_tokens: u64,
+    /// Sum of known costs, nano-USD.
+    pub cost_nano_usd: u64,
+    /// Calls whose cost is unknown (their cost is not in the sum).
+    pub unpriced_calls: u64,
 }
 
 /// The database.
@@ -324,6 +387,86 @@ impl Store {
         .collect()
     }
 
+    /// Stores AI usage rows in one transaction.
+    pub fn insert_usage(&self, rows: &[NewUsage]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO api_usage (agent_id, agent_name, provider, model, input_tokens, output_tokens,
+                       cache_read_tokens, cache_write_tokens, cost_nano_usd, latency_ms, status, streamed, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                )
+                .map_err(|e| self.err(e))?;
+            for u in rows {
+                let big = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                stmt.execute(params![
+                    u.agent_id,
+                    u.agent_name,
+                    u.provider,
+                    u.model,
+                    big(u.input_tokens),
+                    big(u.output_tokens),
+                    big(u.cache_read_tokens),
+                    big(u.cache_write_tokens),
+                    u.cost_nano_usd.map(big),
+                    big(u.latency_ms),
+                    u.status,
+                    u.streamed,
+                    u.created_at
+                ])
+                .map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Usage per agent, provider and model since `since_ms`, optionally for one agent.
+    pub fn usage_summary(&self, agent_id: Option<&str>, since_ms: i64) -> Result<Vec<UsageSummary>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT agent_id, MAX(agent_name), provider, model, COUNT(*), SUM(input_tokens), SUM(output_tokens),
+                        SUM(cache_read_tokens), SUM(cache_write_tokens), COALESCE(SUM(cost_nano_usd), 0),
+                        SUM(cost_nano_usd IS NULL)
+                 FROM api_usage WHERE created_at >= ?1 AND (?2 IS NULL OR agent_id = ?2)
+                 GROUP BY agent_id, provider, model ORDER BY MAX(agent_name), provider, model",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![since_ms, agent_id], |r| {
+                let n = |i| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+                Ok(UsageSummary {
+                    agent_id: r.get(0)?,
+                    agent_name: r.get(1)?,
+                    provider: r.get(2)?,
+                    model: r.get(3)?,
+                    calls: n(4)?,
+                    input_tokens: n(5)?,
+                    output_tokens: n(6)?,
+                    cache_read_tokens: n(7)?,
+                    cache_write_tokens: n(8)?,
+                    cost_nano_usd: n(9)?,
+                    unpriced_calls: n(10)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// An agent's known AI spend since `since_ms`, in nano-USD.
+    pub fn ai_spend_since(&self, agent_id: &str, since_ms: i64) -> Result<u64> {
+        self.conn()
+            .query_row(
+                "SELECT COALESCE(SUM(cost_nano_usd), 0) FROM api_usage WHERE agent_id = ?1 AND created_at >= ?2",
+                params![agent_id, since_ms],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|v| v.max(0) as u64)
+            .map_err(|e| self.err(e))
+    }
+
     /// Records an audit event.
     pub fn audit(
         &self,
@@ -426,6 +569,37 @@ mod tests {
         assert!(s.find_agent("ag_1").unwrap().is_none());
         let kinds: Vec<_> = s.audit_events(10).unwrap().into_iter().map(|e| e.kind).collect();
         assert_eq!(kinds, ["agent.registered", "agent.token_rotated", "agent.removed"]);
+    }
+
+    #[test]
+    fn usage_sums_by_agent_provider_and_model() {
+        let (_d, s) = store();
+        let row = |model: &str, cost: Option<u64>, at: i64| NewUsage {
+            agent_id: "ag_1".into(),
+            agent_name: "bot".into(),
+            provider: "openai",
+            model: Some(model.into()),
+            input_tokens: 10,
+            output_tokens: 5,
+            cache_read_tokens: 2,
+            cache_write_tokens: 0,
+            cost_nano_usd: cost,
+            latency_ms: 3,
+            status: 200,
+            streamed: false,
+            created_at: at,
+        };
+        let now = now_ms();
+        s.insert_usage(&[row("gpt-4o", Some(100), now), row("gpt-4o", Some(50), now), row("mystery", None, now), row("gpt-4o", Some(7), 0)])
+            .unwrap();
+        let sum = s.usage_summary(None, now - 1000).unwrap();
+        assert_eq!(sum.len(), 2);
+        let gpt = sum.iter().find(|r| r.model.as_deref() == Some("gpt-4o")).unwrap();
+        assert_eq!((gpt.calls, gpt.input_tokens, gpt.cost_nano_usd, gpt.unpriced_calls), (2, 20, 150, 0));
+        let mystery = sum.iter().find(|r| r.model.as_deref() == Some("mystery")).unwrap();
+        assert_eq!((mystery.cost_nano_usd, mystery.unpriced_calls), (0, 1));
+        assert_eq!(s.ai_spend_since("ag_1", now - 1000).unwrap(), 150);
+        assert_eq!(s.ai_spend_since("ag_1", 0).unwrap(), 157);
     }
 
     #[test]

@@ -1,0 +1,131 @@
+//! `assegai usage`: AI calls, tokens and cost per agent, provider and model, with totals. Costs of
+//! models without a known price are shown as unknown, never as 0.
+
+use anyhow::bail;
+use assegai_proxy::{agents, sanitize::neutralize, store::now_ms, units::format_units};
+use comfy_table::{Table, presets::NOTHING};
+use serde_json::json;
+
+use crate::{cli::UsageArgs, printer::Printer, settings::Settings};
+
+pub fn run(args: &UsageArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
+    let since_ms = match parse_since(&args.since) {
+        Some(ms) => now_ms() - ms,
+        None if args.since == "all" => 0,
+        None => bail!("`--since {}` is not a duration: use e.g. 30m, 24h, 7d or `all`", args.since),
+    };
+    let store = settings.store()?;
+    let agent = args.agent.as_deref().map(|a| agents::find(&store, a)).transpose()?;
+    let rows = store.usage_summary(agent.as_ref().map(|a| a.id.as_str()), since_ms)?;
+    let total_calls: u64 = rows.iter().map(|r| r.calls).sum();
+    let total_cost: u64 = rows.iter().map(|r| r.cost_nano_usd).sum();
+    let total_unpriced: u64 = rows.iter().map(|r| r.unpriced_calls).sum();
+    if args.json.json {
+        let out: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "agent_id": r.agent_id, "agent": r.agent_name, "provider": r.provider, "model": r.model,
+                    "calls": r.calls, "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
+                    "cache_read_tokens": r.cache_read_tokens, "cache_write_tokens": r.cache_write_tokens,
+                    "cost_usd": cost_json(r.cost_nano_usd, r.unpriced_calls, r.calls),
+                    "unpriced_calls": r.unpriced_calls,
+                })
+            })
+            .collect();
+        return printer.json(&json!({
+            "since_ms": since_ms,
+            "rows": out,
+            "total": {"calls": total_calls, "cost_usd": cost_json(total_cost, total_unpriced, total_calls), "unpriced_calls": total_unpriced},
+        }));
+    }
+    if rows.is_empty() {
+        printer.info(format!("No AI calls since {}.", args.since));
+        return Ok(());
+    }
+    let mut table = Table::new();
+    table.load_preset(NOTHING).set_header([
+        "AGENT", "PROVIDER", "MODEL", "CALLS", "INPUT", "OUTPUT", "CACHE READ", "CACHE WRITE", "COST (USD)",
+    ]);
+    for r in &rows {
+        table.add_row([
+            neutralize(&r.agent_name),
+            r.provider.clone(),
+            r.model.as_deref().map_or_else(|| "-".into(), neutralize),
+            r.calls.to_string(),
+            r.input_tokens.to_string(),
+            r.output_tokens.to_string(),
+            r.cache_read_tokens.to_string(),
+            r.cache_write_tokens.to_string(),
+            cost_text(r.cost_nano_usd, r.unpriced_calls, r.calls),
+        ]);
+    }
+    table.add_row([
+        "TOTAL".to_owned(),
+        String::new(),
+        String::new(),
+        total_calls.to_string(),
+        rows.iter().map(|r| r.input_tokens).sum::<u64>().to_string(),
+        rows.iter().map(|r| r.output_tokens).sum::<u64>().to_string(),
+        rows.iter().map(|r| r.cache_read_tokens).sum::<u64>().to_string(),
+        rows.iter().map(|r| r.cache_write_tokens).sum::<u64>().to_string(),
+        cost_text(total_cost, total_unpriced, total_calls),
+    ]);
+    printer.data(table);
+    Ok(())
+}
+
+/// `30m`, `24h`, `7d`, `2w` → milliseconds.
+fn parse_since(text: &str) -> Option<i64> {
+    let (num, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
+    let n: i64 = num.parse().ok()?;
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(unit_ms)
+}
+
+fn usd(nano: u64) -> String {
+    let s = format_units(assegai_sdk::U256::from(nano), 9);
+    // At least cents, so columns read as money.
+    match s.split_once('.') {
+        Some((i, f)) if f.len() < 2 => format!("{i}.{f:0<2}"),
+        Some(_) => s,
+        None => format!("{s}.00"),
+    }
+}
+
+fn cost_text(nano: u64, unpriced: u64, calls: u64) -> String {
+    match (unpriced, calls) {
+        (0, _) => usd(nano),
+        (u, c) if u == c => "unknown".into(),
+        (u, _) => format!("{} + {u} unpriced", usd(nano)),
+    }
+}
+
+fn cost_json(nano: u64, unpriced: u64, calls: u64) -> serde_json::Value {
+    if unpriced == calls && calls > 0 { serde_json::Value::Null } else { json!(usd(nano)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_money() {
+        assert_eq!(parse_since("7d"), Some(7 * 86_400_000));
+        assert_eq!(parse_since("30m"), Some(1_800_000));
+        assert_eq!(parse_since("7"), None);
+        assert_eq!(parse_since("d"), None);
+        assert_eq!(usd(0), "0.00");
+        assert_eq!(usd(1_500_000_000), "1.50");
+        assert_eq!(usd(1_234), "0.000001234");
+        assert_eq!(cost_text(0, 2, 2), "unknown");
+        assert_eq!(cost_text(10_000_000, 1, 3), "0.01 + 1 unpriced");
+    }
+}
