@@ -49,13 +49,13 @@ impl Settings {
                 return Ok(p.clone());
             }
             if !printer.interactive() {
-                return Err(KeyError::NoPassphrase);
+                return Err(KeyError::Passphrase("set ASSEGAI_PASSPHRASE, or run this in a terminal to be asked".into()));
             }
             let mut prompt = dialoguer::Password::new().with_prompt("Passphrase for the encrypted key file (keys.enc)");
             if new_file {
                 prompt = prompt.with_confirmation("Repeat the passphrase", "The passphrases differ; try again");
             }
-            prompt.interact().map(Zeroizing::new).map_err(|_| KeyError::NoPassphrase)
+            prompt.interact().map(Zeroizing::new).map_err(|e| KeyError::Passphrase(format!("cannot read it from the terminal ({e})")))
         };
         keys::open(&self.home, self.config.keys.backend, &mut passphrase).context("opening the key store")
     }

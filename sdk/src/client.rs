@@ -441,7 +441,7 @@ impl Assegai {
         provider: &str,
         path: &str,
         body: &Value,
-    ) -> Result<impl futures_util::Stream<Item = Result<SseEvent>> + use<>> {
+    ) -> Result<crate::sse::EventStream> {
         let resp = self
             .http
             .post(format!("{}{}", self.base, ai_path(provider, path)))
@@ -458,7 +458,7 @@ impl Assegai {
             let bytes = resp.bytes().await.map_err(Error::Network)?;
             return Err(classify(status, error_body(&bytes), retry_after));
         }
-        Ok(crate::sse::events(resp.bytes_stream()))
+        Ok(Box::pin(crate::sse::events(resp.bytes_stream())))
     }
 
     /// Runs an idempotent call, retrying with exponential backoff (honouring `Retry-After`).

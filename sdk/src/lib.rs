@@ -28,5 +28,5 @@ pub use alloy_primitives::{Address, B256, U256};
 pub use chain::{ChainId, ParseChainIdError};
 pub use client::{Assegai, AssegaiBuilder};
 pub use error::{Error, Result};
-pub use sse::SseEvent;
+pub use sse::{EventStream, SseEvent};
 pub use wire::LogLevel;

@@ -5,6 +5,9 @@ use futures_util::{Stream, StreamExt};
 
 use crate::{Error, Result};
 
+/// The events of a streamed AI reply, in order, as they arrive.
+pub type EventStream = std::pin::Pin<Box<dyn Stream<Item = Result<SseEvent>> + Send>>;
+
 /// One server-sent event.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SseEvent {
@@ -17,7 +20,7 @@ pub struct SseEvent {
 /// Turns a byte stream into events; chunks may split anywhere.
 pub(crate) fn events(
     bytes: impl Stream<Item = reqwest::Result<Bytes>> + Send + Unpin + 'static,
-) -> impl Stream<Item = Result<SseEvent>> {
+) -> impl Stream<Item = Result<SseEvent>> + Send {
     futures_util::stream::unfold((bytes, Parser::default(), false), |(mut bytes, mut parser, done)| async move {
         loop {
             if let Some(event) = parser.next_event() {

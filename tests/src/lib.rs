@@ -2,6 +2,8 @@
 //! node, the real `assegai` binary running as the proxy, and agents registered through the CLI.
 //! Everything started here is killed when its owner is dropped.
 
+pub mod fake_ai;
+
 use std::{
     io::{BufRead, BufReader, Read},
     path::{Path, PathBuf},

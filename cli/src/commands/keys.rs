@@ -6,7 +6,7 @@ use std::io::Read;
 
 use anyhow::{Context, bail};
 use assegai_proxy::{
-    keys::{self, KeyStore},
+    keys,
     manifest::Provider,
     upstream::Upstream,
 };
