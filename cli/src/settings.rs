@@ -28,8 +28,7 @@ impl Settings {
     pub fn resolve(global: &GlobalArgs) -> anyhow::Result<Self> {
         let home = Home::resolve(global.home.clone())?;
         let config = Config::load(&home)?;
-        let passphrase =
-            std::env::var(assegai_sdk::env::PASSPHRASE).ok().filter(|p| !p.is_empty()).map(Zeroizing::new);
+        let passphrase = std::env::var(assegai_sdk::env::PASSPHRASE).ok().filter(|p| !p.is_empty()).map(Zeroizing::new);
         Ok(Settings { home, config, passphrase })
     }
 
@@ -49,13 +48,18 @@ impl Settings {
                 return Ok(p.clone());
             }
             if !printer.interactive() {
-                return Err(KeyError::Passphrase("set ASSEGAI_PASSPHRASE, or run this in a terminal to be asked".into()));
+                return Err(KeyError::Passphrase(
+                    "set ASSEGAI_PASSPHRASE, or run this in a terminal to be asked".into(),
+                ));
             }
             let mut prompt = dialoguer::Password::new().with_prompt("Passphrase for the encrypted key file (keys.enc)");
             if new_file {
                 prompt = prompt.with_confirmation("Repeat the passphrase", "The passphrases differ; try again");
             }
-            prompt.interact().map(Zeroizing::new).map_err(|e| KeyError::Passphrase(format!("cannot read it from the terminal ({e})")))
+            prompt
+                .interact()
+                .map(Zeroizing::new)
+                .map_err(|e| KeyError::Passphrase(format!("cannot read it from the terminal ({e})")))
         };
         keys::open(&self.home, self.config.keys.backend, &mut passphrase).context("opening the key store")
     }

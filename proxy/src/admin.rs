@@ -33,8 +33,11 @@ pub struct Status {
 
 /// The admin router.
 pub fn router(state: AppState) -> Router {
-    Router::new().route("/status", get(status)).route("/agents/{id}/changed", post(agent_changed))
-        .route("/keys/changed", post(keys_changed)).with_state(state)
+    Router::new()
+        .route("/status", get(status))
+        .route("/agents/{id}/changed", post(agent_changed))
+        .route("/keys/changed", post(keys_changed))
+        .with_state(state)
 }
 
 async fn status(State(state): State<AppState>) -> Json<Status> {

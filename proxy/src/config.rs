@@ -281,9 +281,11 @@ impl Config {
         if let Err(e) = crate::chain::parse_rpc_url(&config.local_rpc_url) {
             return bad(format!("`local_rpc_url`: {e}"));
         }
-        for (name, p) in
-            [("openai", &config.providers.openai), ("anthropic", &config.providers.anthropic), ("deepseek", &config.providers.deepseek)]
-        {
+        for (name, p) in [
+            ("openai", &config.providers.openai),
+            ("anthropic", &config.providers.anthropic),
+            ("deepseek", &config.providers.deepseek),
+        ] {
             if let Err(e) = crate::chain::parse_rpc_url(&p.base_url) {
                 return bad(format!("`providers.{name}.base_url`: {e}"));
             }

@@ -74,16 +74,14 @@ pub async fn log(
     Extension(agent): Extension<Arc<Agent>>,
     ApiJson(req): ApiJson<LogRequest>,
 ) -> Json<Success> {
-    state
-        .logs()
-        .send(NewLog {
-            agent_id: agent.id.clone(),
-            agent_name: agent.name.clone(),
-            level: req.level,
-            message: req.message,
-            data: req.data,
-            created_at: now_ms(),
-        });
+    state.logs().send(NewLog {
+        agent_id: agent.id.clone(),
+        agent_name: agent.name.clone(),
+        level: req.level,
+        message: req.message,
+        data: req.data,
+        created_at: now_ms(),
+    });
     Json(Success { success: true })
 }
 

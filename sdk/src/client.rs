@@ -8,7 +8,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
 use crate::{
-    ChainId, Error, LogLevel, Result, SseEvent, env,
+    ChainId, Error, LogLevel, Result, env,
     wire::{ErrorBody, Health, LogRequest, QueryChainRequest, QueryChainResponse, WalletAddressResponse},
 };
 
@@ -436,12 +436,7 @@ impl Assegai {
     /// # Errors
     /// As [`openai`](Self::openai), before the stream starts; a broken stream yields
     /// [`Error::Network`].
-    pub async fn ai_stream(
-        &self,
-        provider: &str,
-        path: &str,
-        body: &Value,
-    ) -> Result<crate::sse::EventStream> {
+    pub async fn ai_stream(&self, provider: &str, path: &str, body: &Value) -> Result<crate::sse::EventStream> {
         let resp = self
             .http
             .post(format!("{}{}", self.base, ai_path(provider, path)))

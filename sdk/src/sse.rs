@@ -96,7 +96,8 @@ mod tests {
         let wire = "event: message_start\ndata: {\"a\":1}\n\n: comment\n\ndata: x\ndata: y\r\n\r\ndata: [DONE]\n\n";
         for cut in 0..wire.len() {
             let (a, b) = wire.as_bytes().split_at(cut);
-            let chunks: Vec<reqwest::Result<Bytes>> = vec![Ok(Bytes::copy_from_slice(a)), Ok(Bytes::copy_from_slice(b))];
+            let chunks: Vec<reqwest::Result<Bytes>> =
+                vec![Ok(Bytes::copy_from_slice(a)), Ok(Bytes::copy_from_slice(b))];
             let got: Vec<_> = events(futures_util::stream::iter(chunks)).map(|e| e.unwrap()).collect().await;
             assert_eq!(got.len(), 3, "cut at {cut}: {got:?}");
             assert_eq!(got[0].event.as_deref(), Some("message_start"));

@@ -89,6 +89,9 @@ pub struct Recorded {
     pub sent: Vec<SentChunk>,
     /// Whether the response body is complete.
     pub done: bool,
+    /// For an OpenAI-style stream that asked for usage: the exact stream the fake would have sent
+    /// had the request not asked (no usage chunk, no `"usage": null` members).
+    pub stream_without_usage: Option<Vec<u8>>,
 }
 
 impl Recorded {
@@ -235,10 +238,11 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             status: 0,
             sent: Vec::new(),
             done: false,
+            stream_without_usage: None,
         });
         reqs.len() - 1
     };
-    let reply = route(&shared, parts.method.as_str(), parts.uri.path(), &parts.headers, &body).await;
+    let reply = route(&shared, idx, parts.method.as_str(), parts.uri.path(), &parts.headers, &body).await;
     shared.set_status(idx, reply.status.as_u16());
     let mut builder = Response::builder()
         .status(reply.status)
@@ -298,7 +302,7 @@ fn anthropic_error(status: StatusCode, kind: &str, message: &str) -> Reply {
     )
 }
 
-async fn route(shared: &Shared, method: &str, path: &str, headers: &HeaderMap, body: &[u8]) -> Reply {
+async fn route(shared: &Shared, idx: usize, method: &str, path: &str, headers: &HeaderMap, body: &[u8]) -> Reply {
     let vendor = match (method, path) {
         ("POST", "/v1/messages") => Vendor::Anthropic,
         ("GET", "/v1/models" | "/models") if headers.contains_key("x-api-key") => Vendor::Anthropic,
@@ -427,6 +431,10 @@ async fn route(shared: &Shared, method: &str, path: &str, headers: &HeaderMap, b
         (Vendor::OpenAi, false) => json_reply(StatusCode::OK, openai_completion(n, &model)),
         (Vendor::OpenAi, true) => {
             let include_usage = req["stream_options"]["include_usage"].as_bool().unwrap_or(false);
+            if include_usage {
+                let plain = openai_stream(n, &model, false).concat().into_bytes();
+                shared.requests.lock().unwrap()[idx].stream_without_usage = Some(plain);
+            }
             Reply { status: StatusCode::OK, body: ReplyBody::Sse(openai_stream(n, &model, include_usage)) }
         }
         (Vendor::Anthropic, false) => json_reply(StatusCode::OK, anthropic_message(n, &model)),

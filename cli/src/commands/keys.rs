@@ -5,11 +5,7 @@
 use std::io::Read;
 
 use anyhow::{Context, bail};
-use assegai_proxy::{
-    keys,
-    manifest::Provider,
-    upstream::Upstream,
-};
+use assegai_proxy::{keys, manifest::Provider, upstream::Upstream};
 use comfy_table::{Table, presets::NOTHING};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -123,11 +119,7 @@ async fn test(args: &KeysProviderArg, settings: &Settings, printer: Printer) -> 
     let provider = args.provider;
     let store = settings.keystore(printer)?;
     let Some(key) = store.get(provider.as_str())? else {
-        bail!(
-            "no {} key is stored; run `assegai keys set {}` first",
-            provider.display_name(),
-            provider.as_str()
-        );
+        bail!("no {} key is stored; run `assegai keys set {}` first", provider.display_name(), provider.as_str());
     };
     let base = settings.config.providers.get(provider).base_url.trim_end_matches('/');
     let url = match provider {
@@ -144,7 +136,11 @@ async fn test(args: &KeysProviderArg, settings: &Settings, printer: Printer) -> 
     let resp = upstream.send(req).await.with_context(|| format!("calling {url}"))?;
     let status = resp.status();
     if status.is_success() {
-        printer.success(format!("{} accepted the key {} (HTTP {status}).", provider.display_name(), keys::mask(key.expose())));
+        printer.success(format!(
+            "{} accepted the key {} (HTTP {status}).",
+            provider.display_name(),
+            keys::mask(key.expose())
+        ));
         Ok(())
     } else if status.as_u16() == 401 || status.as_u16() == 403 {
         bail!(
@@ -164,4 +160,3 @@ async fn notify(settings: &Settings, printer: Printer) {
         printer.warn(format!("the running proxy could not be told ({e}); restart it to use the change"));
     }
 }
-

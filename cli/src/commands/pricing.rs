@@ -12,7 +12,8 @@ use crate::{
 pub fn run(args: &PricingArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
     let PricingCommand::Update(update) = &args.command;
     let text = std::fs::read_to_string(&update.file).with_context(|| format!("reading {}", update.file.display()))?;
-    let pricing = Pricing::from_json(&text).with_context(|| format!("{} is not a usable LiteLLM price file", update.file.display()))?;
+    let pricing = Pricing::from_json(&text)
+        .with_context(|| format!("{} is not a usable LiteLLM price file", update.file.display()))?;
     settings.home.ensure()?;
     let target = settings.home.pricing_file();
     // Write beside the target and rename, so a running proxy never reads half a file.

@@ -1,11 +1,17 @@
 //! `assegai proxy`: runs the proxy in the foreground and prints agent log lines as they arrive.
 
+use anyhow::Context;
 use assegai_proxy::server;
 use console::style;
 
 use crate::{cli::ProxyArgs, commands::logs::format_line, printer::Printer, settings::Settings};
 
 pub async fn run(args: &ProxyArgs, mut settings: Settings, printer: Printer) -> anyhow::Result<()> {
+    // Installed before anything is announced: a SIGTERM sent as soon as the proxy says it is
+    // listening must stop it cleanly, not kill it.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the Ctrl-C handler")?;
     if let Some(listen) = args.listen {
         settings.config.listen = listen;
     }
@@ -50,24 +56,13 @@ pub async fn run(args: &ProxyArgs, mut settings: Settings, printer: Printer) -> 
         }
     });
 
-    shutdown_signal().await;
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = term.recv() => {}
+    }
     printer.info("Stopping…");
     proxy.stop().await;
     printing.abort();
     printer.success("Proxy stopped.");
     Ok(())
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match term.as_mut() {
-                Some(t) => { t.recv().await; }
-                None => std::future::pending().await,
-            }
-        } => {}
-    }
 }

@@ -45,7 +45,15 @@ pub fn run(args: &UsageArgs, settings: &Settings, printer: Printer) -> anyhow::R
     }
     let mut table = Table::new();
     table.load_preset(NOTHING).set_header([
-        "AGENT", "PROVIDER", "MODEL", "CALLS", "INPUT", "OUTPUT", "CACHE READ", "CACHE WRITE", "COST (USD)",
+        "AGENT",
+        "PROVIDER",
+        "MODEL",
+        "CALLS",
+        "INPUT",
+        "OUTPUT",
+        "CACHE READ",
+        "CACHE WRITE",
+        "COST (USD)",
     ]);
     for r in &rows {
         table.add_row([

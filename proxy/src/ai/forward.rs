@@ -67,8 +67,9 @@ pub async fn forward(
     req: Request,
 ) -> Result<Response> {
     let started = Instant::now();
-    let provider: Provider =
-        provider.parse().map_err(|_| Error::NotFound(format!("No AI provider `{}`", crate::sanitize::neutralize(&provider))))?;
+    let provider: Provider = provider
+        .parse()
+        .map_err(|_| Error::NotFound(format!("No AI provider `{}`", crate::sanitize::neutralize(&provider))))?;
     if !agent.manifest.permissions.apis.contains(&provider) {
         return Err(Error::ApiNotAllowed(provider));
     }
@@ -205,7 +206,9 @@ fn copy_request_headers(from: &HeaderMap, to: &mut HeaderMap) {
 }
 
 fn set_auth(provider: Provider, key: &str, headers: &mut HeaderMap) -> Result<()> {
-    let bad_key = || Error::KeyStoreUnavailable(format!("the stored {} key is not a valid header value", provider.display_name()));
+    let bad_key = || {
+        Error::KeyStoreUnavailable(format!("the stored {} key is not a valid header value", provider.display_name()))
+    };
     match provider {
         Provider::Openai | Provider::Deepseek => {
             let mut v = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| bad_key())?;
@@ -344,8 +347,20 @@ mod tests {
             check_path(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
         for bad in [
-            "", "v1", "/../v1", "/v1/../../x", "/v1/%2e%2e/x", "/v1/%2E%2e/x", "/v1/./x", "/v1%2f..%2fx",
-            "/v1%2Fx", "/v1%5cx", "/v1\\x", "//evil.example/v1", "/v1//x", "/v1/%252e%252e/x",
+            "",
+            "v1",
+            "/../v1",
+            "/v1/../../x",
+            "/v1/%2e%2e/x",
+            "/v1/%2E%2e/x",
+            "/v1/./x",
+            "/v1%2f..%2fx",
+            "/v1%2Fx",
+            "/v1%5cx",
+            "/v1\\x",
+            "//evil.example/v1",
+            "/v1//x",
+            "/v1/%252e%252e/x",
         ] {
             assert!(check_path(bad).is_err(), "{bad:?} must be refused");
         }

@@ -73,7 +73,8 @@ pub struct Prepared {
 /// For `openai` and `deepseek`, when the body is a JSON object with `"stream": true`, is a Chat
 /// Completions (`messages`) or legacy Completions (string or array `prompt`) request, and does not
 /// already carry `stream_options.include_usage: true`, the body gets
-/// `stream_options.include_usage = true` (other `stream_options` members are kept byte for byte) and
+/// `stream_options.include_usage = true` (other `stream_options` members keep their values byte for
+/// byte; everything outside `stream_options` is untouched) and
 /// [`Prepared::injected_usage`] is set. The Responses API (`input`) always reports usage in its
 /// `response.completed` event and rejects `include_usage`, so it is left alone, as is every other
 /// body: non-JSON, non-object, non-streamed and Anthropic bodies pass through byte-identical.
@@ -175,7 +176,41 @@ const MAX_EVENT_BYTES: usize = 1 << 20;
 ///   Every other byte, `data: [DONE]`, comments, `event:`/`id:` lines and the line endings included,
 ///   is forwarded unchanged.
 #[derive(Debug)]
-pub struct StreamTap {
+pub struct StreamTap(Box<TapState>);
+
+impl StreamTap {
+    /// A tap for a response from `provider`. `injected_usage` is [`Prepared::injected_usage`];
+    /// `request_model` is the fallback model name.
+    pub fn new(provider: Provider, injected_usage: bool, request_model: Option<String>) -> StreamTap {
+        StreamTap(Box::new(TapState::new(provider, injected_usage, request_model)))
+    }
+
+    /// Takes the next chunk from upstream; returns the bytes to send the client now (possibly empty).
+    pub fn push(&mut self, chunk: &[u8]) -> Bytes {
+        self.0.push(chunk)
+    }
+
+    /// [`StreamTap::push`] for a chunk already held as [`Bytes`]: without injected usage the chunk
+    /// itself is returned (no copy), and with it complete events are sliced out of it where possible.
+    pub fn push_bytes(&mut self, chunk: Bytes) -> Bytes {
+        self.0.push_bytes(chunk)
+    }
+
+    /// The usage reported so far.
+    pub fn usage(&self) -> Option<Usage> {
+        self.0.usage()
+    }
+
+    /// Ends the stream: returns the bytes still held back (an unterminated last event is completed
+    /// as if its blank line had arrived) and the usage the stream reported, `None` if none.
+    pub fn finish(self) -> (Bytes, Option<Usage>) {
+        self.0.finish()
+    }
+}
+
+/// The tap's state (boxed: a response future carrying a tap stays small).
+#[derive(Debug)]
+struct TapState {
     provider: Provider,
     injected: bool,
     request_model: Option<String>,
@@ -209,11 +244,9 @@ pub struct StreamTap {
     last_event_dropped: bool,
 }
 
-impl StreamTap {
-    /// A tap for a response from `provider`. `injected_usage` is [`Prepared::injected_usage`];
-    /// `request_model` is the fallback model name.
-    pub fn new(provider: Provider, injected_usage: bool, request_model: Option<String>) -> StreamTap {
-        StreamTap {
+impl TapState {
+    fn new(provider: Provider, injected_usage: bool, request_model: Option<String>) -> TapState {
+        TapState {
             provider,
             injected: injected_usage && provider != Provider::Anthropic,
             request_model,
@@ -236,8 +269,7 @@ impl StreamTap {
         }
     }
 
-    /// Takes the next chunk from upstream; returns the bytes to send the client now (possibly empty).
-    pub fn push(&mut self, chunk: &[u8]) -> Bytes {
+    fn push(&mut self, chunk: &[u8]) -> Bytes {
         if self.injected {
             self.push_bytes(Bytes::copy_from_slice(chunk))
         } else {
@@ -246,9 +278,7 @@ impl StreamTap {
         }
     }
 
-    /// [`StreamTap::push`] for a chunk already held as [`Bytes`]: without injected usage the chunk
-    /// itself is returned (no copy), and with it complete events are sliced out of it where possible.
-    pub fn push_bytes(&mut self, chunk: Bytes) -> Bytes {
+    fn push_bytes(&mut self, chunk: Bytes) -> Bytes {
         let base = self.pos;
         self.scan(&chunk);
         if !self.injected {
@@ -261,14 +291,11 @@ impl StreamTap {
         self.release(&chunk, base)
     }
 
-    /// The usage reported so far.
-    pub fn usage(&self) -> Option<Usage> {
+    fn usage(&self) -> Option<Usage> {
         self.acc.usage(self.request_model.as_deref())
     }
 
-    /// Ends the stream: returns the bytes still held back (an unterminated last event is completed
-    /// as if its blank line had arrived) and the usage the stream reported, `None` if none.
-    pub fn finish(mut self) -> (Bytes, Option<Usage>) {
+    fn finish(mut self) -> (Bytes, Option<Usage>) {
         if self.line_start < self.pos {
             let line = std::mem::take(&mut self.line);
             let overflow = self.line_overflow;
@@ -296,14 +323,14 @@ impl StreamTap {
         let base = self.pos;
         self.pos += chunk.len() as u64;
         let mut i = 0;
-        if let Some(blank) = self.after_cr.take() {
-            if chunk.first() == Some(&b'\n') {
-                // The second half of a `\r\n` split across chunks.
-                i = 1;
-                self.line_start = base + 1;
-                if blank {
-                    self.absorb_lf(base);
-                }
+        if let Some(blank) = self.after_cr.take()
+            && chunk.first() == Some(&b'\n')
+        {
+            // The second half of a `\r\n` split across chunks.
+            i = 1;
+            self.line_start = base + 1;
+            if blank {
+                self.absorb_lf(base);
             }
         }
         while let Some(k) = chunk[i..].iter().position(|&b| b == b'\n' || b == b'\r') {
@@ -1189,7 +1216,7 @@ mod tests {
         let mut out = Vec::new();
         for piece in stream.as_bytes().chunks(64 * 1024) {
             let released = tap.push(piece);
-            assert!(tap.held.len() <= MAX_EVENT_BYTES + 64 * 1024);
+            assert!(tap.0.held.len() <= MAX_EVENT_BYTES + 64 * 1024);
             out.extend_from_slice(&released);
         }
         let (rest, got) = tap.finish();

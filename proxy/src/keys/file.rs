@@ -1,33 +1,4 @@
-//! The encrypted-file backend: `keys.enc`.
-//!
-//! The whole map `{name: secret}` is serialized as JSON and encrypted with XChaCha20-Poly1305
-//! under a key derived from the passphrase with Argon2id. Layout (integers little-endian):
-//!
-//! | offset | size | field                                                              |
-//! |-------:|-----:|--------------------------------------------------------------------|
-//! |      0 |    8 | magic `ASGKEYS\0`                                                  |
-//! |      8 |    1 | format version, `1`                                                |
-//! |      9 |    4 | Argon2id memory cost in KiB (`m`)                                  |
-//! |     13 |    4 | Argon2id passes (`t`)                                              |
-//! |     17 |    4 | Argon2id lanes (`p`)                                               |
-//! |     21 |   16 | salt (random, made when the file is created)                       |
-//! |     37 |   16 | key check: `SHA-256("assegai keys.enc key check v1" ‖ key)[..16]`  |
-//! |     53 |   24 | nonce (random, fresh on every write)                               |
-//! |     77 |    4 | ciphertext length                                                  |
-//! |     81 |    … | ciphertext: the JSON map, then the 16-byte Poly1305 tag            |
-//!
-//! The 81-byte header is the AEAD's associated data, so no header byte can change unnoticed.
-//! The key check tells a wrong passphrase from a damaged file (it gives an attacker nothing the
-//! tag does not: both let one test a guessed passphrase). Format version 1 means Argon2 version
-//! 0x13 and a 32-byte key. The parameters in the header are the ones used to read and rewrite
-//! that file; [`KdfParams`] given to a store apply only when it creates the file.
-//!
-//! Writes go to `keys.enc.tmp-<random>` (mode 0600) in the same directory, are fsynced and
-//! renamed over `keys.enc`, then the directory is fsynced: readers see the old file or the new
-//! one, never a mix. Each change reads the file again under an exclusive `flock` on
-//! `keys.enc.lock`, so concurrent `set`/`remove` calls from any number of processes using this
-//! code serialize instead of losing each other's changes; a writer that ignores the lock (a
-//! person copying a file over it) simply wins, as the last rename always does.
+//! The encrypted-file backend: `keys.enc`. See [`FileStore`] for the format.
 
 use std::{
     collections::BTreeMap,
@@ -269,7 +240,36 @@ impl Drop for SecretMap {
     }
 }
 
-/// Secrets in `keys.enc`, encrypted with a passphrase. See the [module docs](self) for the format.
+/// Secrets in `keys.enc`, encrypted with a passphrase.
+///
+/// The whole map `{name: secret}` is serialized as JSON and encrypted with XChaCha20-Poly1305
+/// under a key derived from the passphrase with Argon2id. Layout (integers little-endian):
+///
+/// | offset | size | field                                                              |
+/// |-------:|-----:|--------------------------------------------------------------------|
+/// |      0 |    8 | magic `ASGKEYS\0`                                                  |
+/// |      8 |    1 | format version, `1`                                                |
+/// |      9 |    4 | Argon2id memory cost in KiB (`m`)                                  |
+/// |     13 |    4 | Argon2id passes (`t`)                                              |
+/// |     17 |    4 | Argon2id lanes (`p`)                                               |
+/// |     21 |   16 | salt (random, made when the file is created)                       |
+/// |     37 |   16 | key check: `SHA-256("assegai keys.enc key check v1" ‖ key)[..16]`  |
+/// |     53 |   24 | nonce (random, fresh on every write)                               |
+/// |     77 |    4 | ciphertext length                                                  |
+/// |     81 |    … | ciphertext: the JSON map, then the 16-byte Poly1305 tag            |
+///
+/// The 81-byte header is the AEAD's associated data, so no header byte can change unnoticed.
+/// The key check tells a wrong passphrase from a damaged file (it gives an attacker nothing the
+/// tag does not: both let one test a guessed passphrase). Format version 1 means Argon2 version
+/// 0x13 and a 32-byte key. The parameters in the header are the ones used to read and rewrite
+/// that file; [`KdfParams`] given to a store apply only when it creates the file.
+///
+/// Writes go to `keys.enc.tmp-<random>` (mode 0600) in the same directory, are fsynced and
+/// renamed over `keys.enc`, then the directory is fsynced: readers see the old file or the new
+/// one, never a mix. Each change reads the file again under an exclusive `flock` on
+/// `keys.enc.lock`, so concurrent `set`/`remove` calls from any number of processes using this
+/// code serialize instead of losing each other's changes; a writer that ignores the lock (a
+/// person copying a file over it) simply wins, as the last rename always does.
 ///
 /// The key is derived once, when the store is opened (and again only if another process
 /// replaces the file with one made with another salt). The file is read again on every call, so

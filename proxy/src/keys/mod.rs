@@ -4,7 +4,8 @@
 //! [`open`] picks the backend from `[keys] backend` in `config.toml`:
 //!
 //! * `auto` (the default): an existing `keys.enc` is used if there is one (the user's keys are
-//!   there); otherwise the OS key store if one answers; otherwise a new `keys.enc`.
+//!   there); otherwise the OS key store if one answers and accepts a write (a probe entry is
+//!   stored and removed); otherwise a new `keys.enc`.
 //! * `keyring`: only the OS key store; an error if none answers.
 //! * `file`: only `keys.enc` ([`FileStore`], XChaCha20-Poly1305 with an Argon2id key).
 //!
@@ -143,7 +144,7 @@ pub fn open(
                 tracing::debug!(file = %file.display(), "using the existing encrypted key file");
                 return open_file(home, passphrase);
             }
-            match KeyringStore::open(home) {
+            match KeyringStore::open_writable(home) {
                 Ok(store) => Ok(Box::new(store)),
                 Err(KeyError::KeyringUnavailable { reason }) => {
                     tracing::info!(%reason, "no OS key store answers; using an encrypted key file");
@@ -205,7 +206,7 @@ pub enum KeyError {
     EmptySecret(String),
     /// `[keys] backend = "keyring"` (or a probe under `auto`) found no OS key store.
     #[error(
-        "no OS key store answers ({reason}); unlock or start one (on Linux: a Secret Service such as GNOME Keyring or KWallet), or keep keys in an encrypted file instead with `[keys] backend = \"file\"` in config.toml"
+        "no usable OS key store ({reason}); unlock or start one (on Linux: a Secret Service such as GNOME Keyring or KWallet), or keep keys in an encrypted file instead with `[keys] backend = \"file\"` in config.toml"
     )]
     KeyringUnavailable {
         /// What the OS key store said.
@@ -396,21 +397,27 @@ mod tests {
             Ok(Zeroizing::new("pw".to_owned()))
         };
         let auto = open(&home, BackendChoice::Auto, &mut ask).unwrap();
-        match open(&home, BackendChoice::Keyring, &mut ask) {
-            Ok(store) => {
-                eprintln!("auto_and_keyring_choice: a real OS key store answers; checked the keyring branch");
-                assert_eq!(store.backend(), Backend::Keyring);
-                assert_eq!(auto.backend(), Backend::Keyring);
-                assert_eq!(calls.get(), 0, "the passphrase is not asked for when the OS key store is used");
-                assert!(store.describe().starts_with("OS key store"), "{}", store.describe());
-            }
-            Err(e) => {
-                eprintln!("auto_and_keyring_choice: no OS key store answers; checked the file fallback");
-                assert!(matches!(e, KeyError::KeyringUnavailable { .. }), "{e}");
-                let m = e.to_string();
-                assert!(m.contains("backend = \"file\""), "{m}");
-                assert_eq!(auto.backend(), Backend::File);
-                assert_eq!(calls.get(), 1);
+        let keyring = open(&home, BackendChoice::Keyring, &mut ask);
+        if auto.backend() == Backend::Keyring {
+            eprintln!("auto_and_keyring_choice: a real OS key store answers; checked the keyring branch");
+            assert_eq!(calls.get(), 0, "the passphrase is not asked for when the OS key store is used");
+            assert!(auto.describe().starts_with("OS key store"), "{}", auto.describe());
+            assert_eq!(keyring.unwrap().backend(), Backend::Keyring);
+        } else {
+            assert_eq!(calls.get(), 1);
+            match keyring {
+                Err(e) => {
+                    eprintln!("auto_and_keyring_choice: no OS key store answers; checked the file fallback");
+                    assert!(matches!(e, KeyError::KeyringUnavailable { .. }), "{e}");
+                    let m = e.to_string();
+                    assert!(m.contains("backend = \"file\""), "{m}");
+                }
+                // A Secret Service that answers reads but refuses writes: `auto` avoids it,
+                // an explicit `keyring` gets it (and its errors at `set`).
+                Ok(store) => {
+                    eprintln!("auto_and_keyring_choice: the OS key store refuses writes; checked the file fallback");
+                    assert_eq!(store.backend(), Backend::Keyring);
+                }
             }
         }
     }

@@ -19,8 +19,15 @@ pub(super) const OS_STORE_NAME: &str = "OS key store (Windows Credential Manager
 #[cfg(not(any(target_os = "macos", target_os = "windows")))]
 pub(super) const OS_STORE_NAME: &str = "OS key store (Secret Service)";
 
-/// The entry read to find out whether a store answers. Never written.
+/// The entry read (and, for `auto`, written and removed) to find out whether a store answers.
+/// Its name does not pass [`check_name`], so it never collides with a secret.
 const PROBE: &str = ".probe";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    Read,
+    Write,
+}
 
 /// Secrets in the OS key store.
 #[derive(Debug, Clone)]
@@ -29,11 +36,23 @@ pub struct KeyringStore {
 }
 
 impl KeyringStore {
-    /// The store for `home`, if an OS key store answers (a cheap read of a probe entry);
-    /// [`KeyError::KeyringUnavailable`] if none does.
+    /// The store for `home`, if an OS key store answers a read (of a probe entry);
+    /// [`KeyError::KeyringUnavailable`] if none does. Used for `[keys] backend = "keyring"`.
     pub fn open(home: &Home) -> Result<Self, KeyError> {
+        Self::open_probed(home, Probe::Read)
+    }
+
+    /// The store for `home`, if an OS key store answers and also accepts a write (a probe entry
+    /// is stored and removed). Used for `auto`: a Secret Service can answer reads yet refuse
+    /// to store (a headless session whose keyring is locked or was never created), and `auto`
+    /// then falls back to the encrypted file instead of failing at the first `keys set`.
+    pub fn open_writable(home: &Home) -> Result<Self, KeyError> {
+        Self::open_probed(home, Probe::Write)
+    }
+
+    fn open_probed(home: &Home, probe: Probe) -> Result<Self, KeyError> {
         let store = KeyringStore { service: Self::service_for(home) };
-        store.probe().map_err(|reason| KeyError::KeyringUnavailable { reason })?;
+        store.probe(probe).map_err(|reason| KeyError::KeyringUnavailable { reason })?;
         Ok(store)
     }
 
@@ -50,7 +69,7 @@ impl KeyringStore {
         &self.service
     }
 
-    fn probe(&self) -> Result<(), String> {
+    fn probe(&self, probe: Probe) -> Result<(), String> {
         let entry = match keyring::Entry::new(&self.service, PROBE) {
             Ok(entry) => entry,
             Err(keyring::Error::NoDefaultStore) => {
@@ -62,13 +81,18 @@ impl KeyringStore {
             Err(e) => return Err(describe(&e)),
         };
         match entry.get_password() {
-            Ok(mut value) => {
-                value.zeroize();
-                Ok(())
-            }
-            Err(keyring::Error::NoEntry | keyring::Error::Ambiguous(_)) => Ok(()),
-            Err(e) => Err(describe(&e)),
+            Ok(mut value) => value.zeroize(),
+            Err(keyring::Error::NoEntry | keyring::Error::Ambiguous(_)) => {}
+            Err(e) => return Err(describe(&e)),
         }
+        if probe == Probe::Write {
+            entry.set_password("probe").map_err(|e| format!("it answers but refuses to store: {}", describe(&e)))?;
+            match entry.delete_credential() {
+                Ok(()) | Err(keyring::Error::NoEntry) => {}
+                Err(e) => return Err(format!("it answers but refuses to remove: {}", describe(&e))),
+            }
+        }
+        Ok(())
     }
 
     fn entry(&self, action: &'static str, name: &str) -> Result<keyring::Entry, KeyError> {
@@ -143,6 +167,9 @@ fn error(action: &'static str, name: &str, e: keyring::Error) -> KeyError {
         keyring::Error::Ambiguous(_) => {
             message.push_str(&format!("; run `assegai keys remove {name}`, then set it again"));
         }
+        keyring::Error::NoStorageAccess(_) => {
+            message.push_str("; unlock the key store, or use `[keys] backend = \"file\"` in config.toml");
+        }
         _ => {}
     }
     KeyError::Keyring { action, name: name.to_owned(), message }
@@ -174,14 +201,14 @@ mod tests {
     /// The store for a fresh home, or `None` (with a notice) when no Secret Service answers.
     #[allow(clippy::print_stderr)]
     fn secret_service_or_skip(test: &str, home: &Home) -> Option<KeyringStore> {
-        match KeyringStore::open(home) {
+        match KeyringStore::open_writable(home) {
             Ok(store) => {
                 eprintln!("RUNNING {test} against a real OS key store: {}", store.describe());
                 Some(store)
             }
             Err(KeyError::KeyringUnavailable { reason }) => {
                 eprintln!(
-                    "SKIPPED {test}: no Secret Service answers ({reason}). Run it for real with \
+                    "SKIPPED {test}: no usable Secret Service ({reason}). Run it for real with \
                      /work/shared/tools/with-secret-service cargo test -p assegai-proxy keys"
                 );
                 None

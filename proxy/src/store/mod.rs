@@ -46,13 +46,12 @@ pub enum StoreError {
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-static MIGRATIONS: LazyLock<Migrations<'static>> =
-    LazyLock::new(|| {
-        Migrations::new(vec![
-            M::up(include_str!("migrations/0001_init.sql")),
-            M::up(include_str!("migrations/0002_api_usage.sql")),
-        ])
-    });
+static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
+    Migrations::new(vec![
+        M::up(include_str!("migrations/0001_init.sql")),
+        M::up(include_str!("migrations/0002_api_usage.sql")),
+    ])
+});
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -590,8 +589,13 @@ mod tests {
             created_at: at,
         };
         let now = now_ms();
-        s.insert_usage(&[row("gpt-4o", Some(100), now), row("gpt-4o", Some(50), now), row("mystery", None, now), row("gpt-4o", Some(7), 0)])
-            .unwrap();
+        s.insert_usage(&[
+            row("gpt-4o", Some(100), now),
+            row("gpt-4o", Some(50), now),
+            row("mystery", None, now),
+            row("gpt-4o", Some(7), 0),
+        ])
+        .unwrap();
         let sum = s.usage_summary(None, now - 1000).unwrap();
         assert_eq!(sum.len(), 2);
         let gpt = sum.iter().find(|r| r.model.as_deref() == Some("gpt-4o")).unwrap();
