@@ -90,7 +90,7 @@ pub async fn forward(
 
     let limit = state.config().max_ai_body_bytes;
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| Error::PayloadTooLarge { limit })?;
-    let prepared = usage::prepare_request(provider, &bytes);
+    let prepared = usage::prepare_request_bytes(provider, bytes);
 
     let mut upstream_req = hyper::Request::builder()
         .method(parts.method.clone())
@@ -275,7 +275,7 @@ struct Meter {
 impl Meter {
     fn push(&mut self, chunk: Bytes) -> Bytes {
         match &mut self.tap {
-            Some(Tap::Sse(tap)) => tap.push(&chunk),
+            Some(Tap::Sse(tap)) => tap.push_bytes(chunk),
             Some(Tap::Json { buf, overflow }) => {
                 if !*overflow {
                     if buf.len() + chunk.len() > MAX_METERED_BODY {
@@ -307,9 +307,19 @@ impl Meter {
     }
 
     fn record(&self, usage: Option<Usage>) {
-        // A reply without usage (an error, a model list) is still a call worth counting.
-        let usage = usage.unwrap_or_else(|| Usage { model: self.request_model.clone(), ..Usage::default() });
-        let cost = self.pricing.cost_nano_usd(self.provider, &usage);
+        // A reply without usage is still a call worth counting. An error reply is not billed; a
+        // successful one whose usage never came (a cut stream, an unknown shape) has an unknown
+        // cost, which must not read as free.
+        let (usage, cost) = match usage {
+            Some(u) => {
+                let cost = self.pricing.cost_nano_usd(self.provider, &u);
+                (u, cost)
+            }
+            None => {
+                let cost = (!(200..300).contains(&self.status)).then_some(0);
+                (Usage { model: self.request_model.clone(), ..Usage::default() }, cost)
+            }
+        };
         let row = NewUsage {
             agent_id: self.agent_id.clone(),
             agent_name: self.agent_name.clone(),
