@@ -36,6 +36,12 @@ pub enum Command {
     Agents(AgentsArgs),
     /// Show agent logs
     Logs(LogsArgs),
+    /// Review pending transaction requests
+    Approve(ApproveArgs),
+    /// Reject a pending transaction request
+    Reject(RejectArgs),
+    /// Transaction history
+    Txs(TxsArgs),
     /// Store, list, remove and test AI provider keys
     Keys(KeysArgs),
     /// AI calls, tokens and cost per agent, provider and model
@@ -109,6 +115,41 @@ pub struct LogsArgs {
     /// How many of the newest lines to show first
     #[arg(long, short = 'n', default_value_t = 100)]
     pub lines: u32,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The request to approve (see `--list`)
+    pub id: Option<String>,
+    /// List pending requests and exit
+    #[arg(long, conflicts_with = "id")]
+    pub list: bool,
+    /// Approve without asking (needed when no terminal is attached)
+    #[arg(long, short, requires = "id")]
+    pub yes: bool,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct RejectArgs {
+    /// The request to reject
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TxsArgs {
+    /// Only this agent (name or id)
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Only this status
+    #[arg(long)]
+    pub status: Option<assegai_sdk::wire::TxStatus>,
+    /// How many of the newest requests
+    #[arg(long, short = 'n', default_value_t = 50)]
+    pub limit: u32,
     #[command(flatten)]
     pub json: JsonFlag,
 }

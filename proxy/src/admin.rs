@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route("/status", get(status))
         .route("/agents/{id}/changed", post(agent_changed))
         .route("/keys/changed", post(keys_changed))
+        .route("/txs/{id}/reject", post(reject_tx))
         .with_state(state)
 }
 
@@ -52,6 +53,11 @@ async fn agent_changed(State(state): State<AppState>, UrlPath(id): UrlPath<Strin
 async fn keys_changed(State(state): State<AppState>) -> Json<Value> {
     state.credentials().invalidate();
     Json(serde_json::json!({"success": true}))
+}
+
+async fn reject_tx(State(state): State<AppState>, UrlPath(id): UrlPath<String>) -> Result<Json<Value>> {
+    let rejected = crate::tx::reject(&state, &id, "cli").await?;
+    Ok(Json(serde_json::json!({"rejected": rejected})))
 }
 
 /// The CLI's side of the admin socket.
@@ -80,6 +86,13 @@ impl AdminClient {
     /// Tells a running proxy that provider keys changed. `Ok(false)` when no proxy is running.
     pub async fn keys_changed(&self) -> Result<bool> {
         Ok(self.call("POST", "/keys/changed", None).await?.is_some())
+    }
+
+    /// Asks the running proxy to reject a pending request. `Ok(None)`: no proxy is running;
+    /// `Ok(Some(false))`: it was not pending.
+    pub async fn reject_tx(&self, id: &str) -> Result<Option<bool>> {
+        let reply = self.call("POST", &format!("/txs/{id}/reject"), None).await?;
+        Ok(reply.map(|v| v["rejected"].as_bool().unwrap_or(false)))
     }
 
     /// One request; `Ok(None)` when nothing listens on the socket.

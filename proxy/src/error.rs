@@ -56,6 +56,18 @@ pub enum Error {
     /// The agent has spent its AI budget for the window.
     #[error("AI budget exceeded ({0})")]
     BudgetExceeded(String),
+    /// The transaction breaks the agent's policy (allowance, contract, limit).
+    #[error("{0}")]
+    Policy(String),
+    /// A person rejected the transaction.
+    #[error("Transaction rejected by user")]
+    Rejected,
+    /// Nobody approved the transaction in time.
+    #[error("Transaction approval timeout")]
+    ApprovalTimeout,
+    /// Signing or broadcasting failed.
+    #[error("Transaction failed: {0}")]
+    TxFailed(String),
     /// No signer for this chain.
     #[error("No wallet configured for {0}. Run `assegai wallet import`")]
     WalletNotConfigured(ChainId),
@@ -145,7 +157,10 @@ impl Error {
             | Error::ChainNotAllowed(_)
             | Error::MethodNotAllowed(_)
             | Error::ApiNotAllowed(_)
-            | Error::BudgetExceeded(_) => StatusCode::FORBIDDEN,
+            | Error::BudgetExceeded(_)
+            | Error::Policy(_)
+            | Error::Rejected => StatusCode::FORBIDDEN,
+            Error::ApprovalTimeout | Error::TxFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::KeyNotConfigured(_) | Error::KeyStoreUnavailable(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::NotFound(_) | Error::WalletNotConfigured(_) => StatusCode::NOT_FOUND,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -175,6 +190,10 @@ impl Error {
             Error::ApiNotAllowed(_) => codes::API_NOT_ALLOWED,
             Error::KeyNotConfigured(_) | Error::KeyStoreUnavailable(_) => codes::KEY_NOT_CONFIGURED,
             Error::BudgetExceeded(_) => codes::BUDGET_EXCEEDED,
+            Error::Policy(_) => codes::POLICY_VIOLATION,
+            Error::Rejected => codes::REJECTED,
+            Error::ApprovalTimeout => codes::APPROVAL_TIMEOUT,
+            Error::TxFailed(_) => codes::TX_FAILED,
             Error::WalletNotConfigured(_) => codes::WALLET_NOT_CONFIGURED,
             Error::PayloadTooLarge { .. } => codes::PAYLOAD_TOO_LARGE,
             Error::RateLimited { .. } => codes::RATE_LIMITED,
@@ -190,8 +209,14 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
         // Internal details (paths, SQL errors) stay in the proxy's own log.
-        let tells_the_user_what_to_do =
-            matches!(self, Error::RpcNotConfigured(_) | Error::KeyNotConfigured(_) | Error::KeyStoreUnavailable(_));
+        let tells_the_user_what_to_do = matches!(
+            self,
+            Error::RpcNotConfigured(_)
+                | Error::KeyNotConfigured(_)
+                | Error::KeyStoreUnavailable(_)
+                | Error::ApprovalTimeout
+                | Error::TxFailed(_)
+        );
         let message = if status == StatusCode::INTERNAL_SERVER_ERROR && !tells_the_user_what_to_do {
             tracing::error!(error = %self, "request failed");
             "Internal error (see the proxy's output for details)".to_owned()

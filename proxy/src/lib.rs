@@ -25,6 +25,7 @@ mod routes;
 pub mod sanitize;
 pub mod server;
 pub mod store;
+pub mod tx;
 pub mod units;
 pub mod upstream;
 pub mod wallet;

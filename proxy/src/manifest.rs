@@ -166,6 +166,9 @@ pub struct Permissions {
     /// Contracts the agent may call with arbitrary calldata.
     #[serde(default)]
     pub contracts: Vec<Address>,
+    /// Addresses that may receive an unlimited token approval or approval-for-all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spenders: Vec<Address>,
 }
 
 /// Optional USD budget for AI calls.

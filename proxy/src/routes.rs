@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use assegai_sdk::{
     ChainId,
-    wire::{Health, LogRequest, QueryChainRequest, Success, WalletAddressResponse},
+    wire::{Health, LogRequest, QueryChainRequest, Success, TxInfo, TxRequest, TxSent, WalletAddressResponse},
 };
 use axum::{
     Extension, Json,
@@ -83,6 +83,43 @@ pub async fn log(
         created_at: now_ms(),
     });
     Json(Success { success: true })
+}
+
+/// `POST /agent/request-transaction`: blocks until a person decides.
+pub async fn request_transaction(
+    State(state): State<AppState>,
+    Extension(agent): Extension<Arc<Agent>>,
+    ApiJson(req): ApiJson<TxRequest>,
+) -> Result<Json<TxSent>> {
+    match crate::tx::request(&state, &agent, req).await? {}
+}
+
+/// `GET /agent/transactions/{id}`: one of the caller's own requests.
+pub async fn transaction(
+    State(state): State<AppState>,
+    Extension(agent): Extension<Arc<Agent>>,
+    Path(id): Path<String>,
+) -> Result<Json<TxInfo>> {
+    let store = state.store().clone();
+    let key = id.clone();
+    let row =
+        tokio::task::spawn_blocking(move || store.tx(&key)).await.map_err(|e| Error::Internal(e.to_string()))??;
+    let row = row.filter(|r| r.agent_id == agent.id).ok_or_else(|| {
+        Error::NotFound(format!("No transaction `{}` for this agent", crate::sanitize::neutralize(&id)))
+    })?;
+    let bad = |what: &str| Error::Internal(format!("stored transaction {} has a bad {what}", row.id));
+    Ok(Json(TxInfo {
+        id: row.id.clone(),
+        status: row.status,
+        chain: ChainId::eip155(row.chain_id),
+        to: row.to.parse().map_err(|_| bad("address"))?,
+        value: row.value_wei.clone(),
+        data: row.data.clone(),
+        action: row.action.clone(),
+        tx_hash: row.tx_hash.as_deref().map(str::parse).transpose().map_err(|_| bad("hash"))?,
+        error: row.error.clone(),
+        created_at: row.created_at,
+    }))
 }
 
 /// Any route that does not exist.

@@ -41,6 +41,7 @@ struct Inner {
     credentials: Credentials,
     pricing: Arc<Pricing>,
     usage: tokio::sync::mpsc::UnboundedSender<NewUsage>,
+    approvals: crate::tx::Approvals,
     logs: LogSink,
     listen: SocketAddr,
     started_at: i64,
@@ -92,6 +93,11 @@ impl AppState {
         &self.0.pricing
     }
 
+    /// Transaction requests waiting for a person.
+    pub fn approvals(&self) -> &crate::tx::Approvals {
+        &self.0.approvals
+    }
+
     /// Where AI usage rows go.
     pub fn usage_sink(&self) -> &tokio::sync::mpsc::UnboundedSender<NewUsage> {
         &self.0.usage
@@ -115,6 +121,8 @@ pub fn router(state: AppState) -> Router {
         .route("/rpc/{chain}", post(routes::rpc))
         .route("/agent/wallet-address/{chain}", get(routes::wallet_address))
         .route("/agent/log", post(routes::log))
+        .route("/agent/request-transaction", post(routes::request_transaction))
+        .route("/agent/transactions/{id}", get(routes::transaction))
         .route("/api/{provider}/{*rest}", any(ai::forward::forward))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_agent));
     Router::new()
@@ -165,6 +173,7 @@ pub async fn start(home: &Home, config: Config, keys: Result<Arc<dyn KeyStore>, 
         credentials: Credentials::new(keys),
         pricing: Arc::new(pricing),
         usage,
+        approvals: crate::tx::Approvals::default(),
         logs: log_sink,
         config,
         store: store.clone(),
@@ -172,6 +181,11 @@ pub async fn start(home: &Home, config: Config, keys: Result<Arc<dyn KeyStore>, 
         started_at: now_ms(),
     }));
     store.audit("proxy", "proxy.started", None, Some(&serde_json::json!({"listen": addr.to_string()})))?;
+    // Whoever waited for these is gone with the previous proxy; they must not count or linger.
+    let expired = store.expire_all_pending("the proxy restarted while the request waited")?;
+    if !expired.is_empty() {
+        tracing::warn!(count = expired.len(), "expired transaction requests left pending by the previous proxy");
+    }
 
     let (stop, stopped) = watch::channel(false);
     let until_stopped = |mut rx: watch::Receiver<bool>| async move {

@@ -53,6 +53,123 @@ fn checksummed<S: serde::Serializer>(address: &Address, s: S) -> Result<S::Ok, S
     s.serialize_str(&address.to_checksum(None))
 }
 
+/// `POST /agent/request-transaction`, as agents send it: strings, so that the proxy can say
+/// exactly what is wrong with each field.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TxRequest {
+    /// The chain (CAIP-2).
+    pub chain: ChainId,
+    /// Recipient or contract, `0x` + 40 hex digits.
+    pub to: String,
+    /// Native value in wei, a decimal string.
+    pub value: String,
+    /// Calldata, `0x`-prefixed hex (default `0x`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    /// Gas limit, a decimal string (default: 21000 for transfers, estimated for calls).
+    #[serde(default, rename = "gasLimit", skip_serializing_if = "Option::is_none")]
+    pub gas_limit: Option<String>,
+}
+
+/// Reply to an approved and broadcast transaction.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TxSent {
+    /// Always `true`.
+    pub success: bool,
+    /// The transaction hash.
+    #[serde(rename = "txHash")]
+    pub tx_hash: alloy_primitives::B256,
+    /// The proxy's id for the request (`GET /agent/transactions/{id}`).
+    #[serde(default, rename = "transactionId", skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
+}
+
+/// Where a transaction request stands.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum TxStatus {
+    /// Waiting for a person.
+    Pending,
+    /// Approved; being signed and broadcast.
+    Approved,
+    /// Broadcast; mined with status 1.
+    Confirmed,
+    /// Broadcast; mined with status 0.
+    Reverted,
+    /// Refused by a person (or by the kill switch).
+    Rejected,
+    /// Nobody decided in time, or the proxy restarted while it waited.
+    Expired,
+    /// Signing or broadcasting failed.
+    Failed,
+}
+
+impl TxStatus {
+    /// Every status.
+    pub const ALL: [TxStatus; 7] = [
+        TxStatus::Pending,
+        TxStatus::Approved,
+        TxStatus::Confirmed,
+        TxStatus::Reverted,
+        TxStatus::Rejected,
+        TxStatus::Expired,
+        TxStatus::Failed,
+    ];
+
+    /// The wire name (`"pending"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxStatus::Pending => "pending",
+            TxStatus::Approved => "approved",
+            TxStatus::Confirmed => "confirmed",
+            TxStatus::Reverted => "reverted",
+            TxStatus::Rejected => "rejected",
+            TxStatus::Expired => "expired",
+            TxStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::str::FromStr for TxStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TxStatus::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| {
+            format!(
+                "unknown status `{s}` (expected pending, approved, confirmed, reverted, rejected, expired or failed)"
+            )
+        })
+    }
+}
+
+/// `GET /agent/transactions/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TxInfo {
+    /// The proxy's id for the request.
+    pub id: String,
+    /// Where it stands.
+    pub status: TxStatus,
+    /// The chain.
+    pub chain: ChainId,
+    /// Recipient or contract (checksummed).
+    pub to: Address,
+    /// Native value in wei (decimal).
+    pub value: String,
+    /// Calldata.
+    pub data: String,
+    /// What the calldata does, in words.
+    pub action: String,
+    /// The hash, once broadcast.
+    #[serde(default, rename = "txHash", skip_serializing_if = "Option::is_none")]
+    pub tx_hash: Option<alloy_primitives::B256>,
+    /// Why it failed, was rejected or expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When it was requested (ms).
+    #[serde(rename = "createdAt")]
+    pub created_at: i64,
+}
+
 /// Severity of an agent log line.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "lowercase")]
@@ -166,6 +283,14 @@ pub mod codes {
     pub const UPSTREAM_UNREACHABLE: &str = "UPSTREAM_UNREACHABLE";
     /// The upstream did not answer in time.
     pub const UPSTREAM_TIMEOUT: &str = "UPSTREAM_TIMEOUT";
+    /// The transaction breaks the agent's policy (allowance, contract, limit).
+    pub const POLICY_VIOLATION: &str = "POLICY_VIOLATION";
+    /// A person rejected the transaction.
+    pub const REJECTED: &str = "REJECTED";
+    /// Nobody approved the transaction in time.
+    pub const APPROVAL_TIMEOUT: &str = "APPROVAL_TIMEOUT";
+    /// Signing or broadcasting failed.
+    pub const TX_FAILED: &str = "TX_FAILED";
     /// Anything else that went wrong inside the proxy.
     pub const INTERNAL: &str = "INTERNAL";
 }

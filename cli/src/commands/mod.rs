@@ -6,4 +6,5 @@ pub mod keys;
 pub mod logs;
 pub mod pricing;
 pub mod proxy;
+pub mod txs;
 pub mod usage;

@@ -11,8 +11,9 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use assegai_sdk::LogLevel;
-use rusqlite::{Connection, OptionalExtension, params};
+use alloy_primitives::U256;
+use assegai_sdk::{LogLevel, wire::TxStatus};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations};
 use serde::Serialize;
 
@@ -205,6 +206,84 @@ pub struct UsageSummary {
     /// Calls whose cost is unknown (their cost is not in the sum).
     pub unpriced_calls: u64,
 }
+
+/// A transaction request that passed validation, to store as pending.
+#[derive(Debug, Clone)]
+pub struct NewTx {
+    /// The request's id (`tx_…`).
+    pub id: String,
+    /// The agent's id.
+    pub agent_id: String,
+    /// The agent's name at the time.
+    pub agent_name: String,
+    /// Numeric chain id.
+    pub chain_id: u64,
+    /// Checksummed recipient or contract.
+    pub to: String,
+    /// Native value.
+    pub value_wei: U256,
+    /// `0x`-hex calldata.
+    pub data: String,
+    /// Gas limit, if the agent gave one.
+    pub gas_limit: Option<u64>,
+    /// What it does, for people.
+    pub action: String,
+    /// Structured detail for the approver.
+    pub detail: Option<serde_json::Value>,
+    /// When it was requested (ms).
+    pub created_at: i64,
+}
+
+/// A stored transaction request.
+#[derive(Debug, Clone, Serialize)]
+pub struct TxRow {
+    /// The request's id.
+    pub id: String,
+    /// The agent's id.
+    pub agent_id: String,
+    /// The agent's name.
+    pub agent_name: String,
+    /// Numeric chain id.
+    pub chain_id: u64,
+    /// Checksummed recipient or contract.
+    pub to: String,
+    /// Native value in wei (decimal).
+    pub value_wei: String,
+    /// `0x`-hex calldata.
+    pub data: String,
+    /// Gas limit, if given.
+    pub gas_limit: Option<u64>,
+    /// What it does, for people.
+    pub action: String,
+    /// Structured detail for the approver.
+    pub detail: Option<serde_json::Value>,
+    /// Where it stands.
+    pub status: TxStatus,
+    /// The hash, once broadcast.
+    pub tx_hash: Option<String>,
+    /// Why it failed, was rejected or expired.
+    pub error: Option<String>,
+    /// When it was requested (ms).
+    pub created_at: i64,
+    /// When it was decided (ms).
+    pub decided_at: Option<i64>,
+    /// Who decided (`cli`, `proxy`…).
+    pub decided_by: Option<String>,
+}
+
+/// A rolling spending window: the limit on approved + pending value within `window_ms`.
+#[derive(Debug, Clone, Copy)]
+pub struct SpendWindow {
+    /// `daily`, `weekly` or `monthly`.
+    pub name: &'static str,
+    /// Window length.
+    pub window_ms: i64,
+    /// The limit, in wei.
+    pub limit: U256,
+}
+
+/// Statuses whose value counts against spending limits.
+const SPENDING_STATUSES: &str = "('pending', 'approved', 'confirmed')";
 
 /// The database.
 #[derive(Debug)]
@@ -466,6 +545,114 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Checks `tx` against the rolling `windows` and stores it as pending, as one step: the
+    /// check runs inside an immediate (write-locked) transaction, so two racing requests can
+    /// never both fit under a limit. Returns the window that would be exceeded, if any.
+    pub fn insert_pending_tx(&self, tx: &NewTx, windows: &[SpendWindow]) -> Result<Option<SpendWindow>> {
+        let mut conn = self.conn();
+        let t = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
+        for w in windows {
+            let spent = sum_wei(&t, &tx.agent_id, tx.chain_id, tx.created_at - w.window_ms).map_err(|e| self.err(e))?;
+            let total = spent.checked_add(tx.value_wei);
+            if total.is_none_or(|total| total > w.limit) {
+                return Ok(Some(*w));
+            }
+        }
+        t.execute(
+            "INSERT INTO transactions (id, agent_id, agent_name, chain_id, to_address, value_wei, data, gas_limit, action,
+               detail, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', ?11)",
+            params![
+                tx.id,
+                tx.agent_id,
+                tx.agent_name,
+                i64::try_from(tx.chain_id).unwrap_or(i64::MAX),
+                tx.to,
+                tx.value_wei.to_string(),
+                tx.data,
+                tx.gas_limit.map(|g| i64::try_from(g).unwrap_or(i64::MAX)),
+                tx.action,
+                tx.detail.as_ref().map(|d| d.to_string()),
+                tx.created_at
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        insert_audit(&t, &tx.agent_id, "tx.requested", Some(&tx.agent_id), Some(&serde_json::json!({"tx": tx.id})))
+            .map_err(|e| self.err(e))?;
+        t.commit().map_err(|e| self.err(e))?;
+        Ok(None)
+    }
+
+    /// Approved + pending + confirmed value of an agent on a chain since `since_ms`.
+    pub fn spent_since(&self, agent_id: &str, chain_id: u64, since_ms: i64) -> Result<U256> {
+        sum_wei(&self.conn(), agent_id, chain_id, since_ms).map_err(|e| self.err(e))
+    }
+
+    /// Moves a request from `from` to `to` (with an error text and who decided), and records the
+    /// decision as an audit event. Returns false when it was not in `from` any more.
+    pub fn decide_tx(&self, id: &str, from: TxStatus, to: TxStatus, error: Option<&str>, by: &str) -> Result<bool> {
+        let mut conn = self.conn();
+        let t = conn.transaction().map_err(|e| self.err(e))?;
+        let n = t
+            .execute(
+                "UPDATE transactions SET status = ?3, error = COALESCE(?4, error), decided_at = ?5, decided_by = ?6
+                 WHERE id = ?1 AND status = ?2",
+                params![id, from.as_str(), to.as_str(), error, now_ms(), by],
+            )
+            .map_err(|e| self.err(e))?;
+        if n > 0 {
+            let agent: Option<String> = t
+                .query_row("SELECT agent_id FROM transactions WHERE id = ?1", [id], |r| r.get(0))
+                .optional()
+                .map_err(|e| self.err(e))?;
+            let detail = serde_json::json!({"tx": id, "from": from.as_str(), "to": to.as_str(), "error": error});
+            insert_audit(&t, by, &format!("tx.{}", to.as_str()), agent.as_deref(), Some(&detail))
+                .map_err(|e| self.err(e))?;
+        }
+        t.commit().map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+
+    /// Marks every pending request expired (at proxy start: nobody is waiting for them any more).
+    pub fn expire_all_pending(&self, reason: &str) -> Result<Vec<String>> {
+        let ids: Vec<String> = {
+            let conn = self.conn();
+            let mut stmt =
+                conn.prepare("SELECT id FROM transactions WHERE status = 'pending'").map_err(|e| self.err(e))?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.err(e))?
+        };
+        let mut expired = Vec::new();
+        for id in ids {
+            if self.decide_tx(&id, TxStatus::Pending, TxStatus::Expired, Some(reason), "proxy")? {
+                expired.push(id);
+            }
+        }
+        Ok(expired)
+    }
+
+    /// One request.
+    pub fn tx(&self, id: &str) -> Result<Option<TxRow>> {
+        self.conn()
+            .query_row(&format!("{TX_SELECT} WHERE id = ?1"), [id], tx_from_row)
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Requests, newest first, optionally for one agent and/or status.
+    pub fn txs(&self, agent_id: Option<&str>, status: Option<TxStatus>, limit: u32) -> Result<Vec<TxRow>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "{TX_SELECT} WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR status = ?2)
+                 ORDER BY created_at DESC, id DESC LIMIT ?3"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![agent_id, status.map(TxStatus::as_str), limit], tx_from_row)
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
     /// Records an audit event.
     pub fn audit(
         &self,
@@ -498,6 +685,55 @@ impl Store {
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
+}
+
+const TX_SELECT: &str =
+    "SELECT id, agent_id, agent_name, chain_id, to_address, value_wei, data, gas_limit, action, detail,
+     status, tx_hash, error, created_at, decided_at, decided_by FROM transactions";
+
+fn tx_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TxRow> {
+    let detail: Option<String> = r.get(9)?;
+    let status: String = r.get(10)?;
+    Ok(TxRow {
+        id: r.get(0)?,
+        agent_id: r.get(1)?,
+        agent_name: r.get(2)?,
+        chain_id: r.get::<_, i64>(3)?.max(0) as u64,
+        to: r.get(4)?,
+        value_wei: r.get(5)?,
+        data: r.get(6)?,
+        gas_limit: r.get::<_, Option<i64>>(7)?.map(|g| g.max(0) as u64),
+        action: r.get(8)?,
+        detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
+        status: status.parse().map_err(|e: String| {
+            rusqlite::Error::FromSqlConversionFailure(10, rusqlite::types::Type::Text, e.into())
+        })?,
+        tx_hash: r.get(11)?,
+        error: r.get(12)?,
+        created_at: r.get(13)?,
+        decided_at: r.get(14)?,
+        decided_by: r.get(15)?,
+    })
+}
+
+/// Sum of counted value in wei; stored as decimal text and added with overflow checks here,
+/// because SQLite integers cannot hold wei.
+fn sum_wei(conn: &Connection, agent_id: &str, chain_id: u64, since_ms: i64) -> rusqlite::Result<U256> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT value_wei FROM transactions WHERE agent_id = ?1 AND chain_id = ?2 AND created_at >= ?3
+         AND status IN {SPENDING_STATUSES}"
+    ))?;
+    let rows = stmt.query_map(params![agent_id, i64::try_from(chain_id).unwrap_or(i64::MAX), since_ms], |r| {
+        r.get::<_, String>(0)
+    })?;
+    let mut total = U256::ZERO;
+    for v in rows {
+        let v = v?;
+        let wei = U256::from_str_radix(&v, 10)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))?;
+        total = total.saturating_add(wei);
+    }
+    Ok(total)
 }
 
 const AGENT_SELECT: &str =

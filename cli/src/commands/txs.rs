@@ -1,0 +1,101 @@
+//! `assegai txs`, `assegai approve --list` and `assegai reject ID`: transaction requests from the
+//! database, and decisions through the running proxy.
+
+use anyhow::bail;
+use assegai_proxy::{agents, sanitize::neutralize, store::TxRow, tx::policy::native_symbol, units::format_units};
+use assegai_sdk::{ChainId, U256, wire::TxStatus};
+use comfy_table::{Table, presets::NOTHING};
+use serde_json::{Value, json};
+
+use crate::{
+    cli::{ApproveArgs, RejectArgs, TxsArgs},
+    printer::{Printer, timestamp},
+    settings::Settings,
+};
+
+pub fn history(args: &TxsArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
+    let store = settings.store()?;
+    let agent = args.agent.as_deref().map(|a| agents::find(&store, a)).transpose()?;
+    let rows = store.txs(agent.as_ref().map(|a| a.id.as_str()), args.status, args.limit)?;
+    print_rows(&rows, args.json.json, printer, "No transaction requests yet.")
+}
+
+pub async fn approve(args: &ApproveArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
+    if args.list || args.id.is_none() {
+        let store = settings.store()?;
+        let mut rows = store.txs(None, Some(TxStatus::Pending), 1000)?;
+        rows.reverse();
+        if !args.list && !args.json.json {
+            printer.info("The interactive approver arrives with wallet signing; pending requests:");
+        }
+        return print_rows(&rows, args.json.json, printer, "No requests are waiting for approval.");
+    }
+    bail!(
+        "approving and signing arrive with the wallet (`assegai wallet`), which this version does not have yet; \
+         you can `assegai reject ID`, or let the request expire"
+    )
+}
+
+pub async fn reject(args: &RejectArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
+    let store = settings.store()?;
+    let Some(row) = store.tx(&args.id)? else {
+        bail!("no transaction request `{}` (see `assegai approve --list`)", neutralize(&args.id));
+    };
+    if row.status != TxStatus::Pending {
+        bail!("request {} is already {}; only pending requests can be rejected", row.id, row.status.as_str());
+    }
+    match settings.admin().reject_tx(&row.id).await? {
+        Some(true) => {}
+        Some(false) => bail!("request {} was decided meanwhile (see `assegai txs`)", row.id),
+        None => {
+            // No proxy: nobody waits for it; record the decision directly.
+            if !store.decide_tx(&row.id, TxStatus::Pending, TxStatus::Rejected, Some("rejected by user"), "cli")? {
+                bail!("request {} was decided meanwhile (see `assegai txs`)", row.id);
+            }
+        }
+    }
+    printer.success(format!("Rejected {}: {}", row.id, neutralize(&row.action)));
+    Ok(())
+}
+
+fn print_rows(rows: &[TxRow], json: bool, printer: Printer, empty: &str) -> anyhow::Result<()> {
+    if json {
+        return printer.json(&rows.iter().map(row_json).collect::<Vec<_>>());
+    }
+    if rows.is_empty() {
+        printer.info(empty);
+        return Ok(());
+    }
+    let mut table = Table::new();
+    table.load_preset(NOTHING).set_header(["ID", "AGENT", "STATUS", "CHAIN", "ACTION", "REQUESTED (UTC)"]);
+    for r in rows {
+        table.add_row([
+            r.id.clone(),
+            neutralize(&r.agent_name),
+            r.status.as_str().to_owned(),
+            chain_label(r.chain_id),
+            neutralize(&r.action),
+            timestamp(r.created_at),
+        ]);
+    }
+    printer.data(table);
+    Ok(())
+}
+
+fn chain_label(id: u64) -> String {
+    let chain = ChainId::eip155(id);
+    chain.name().map_or_else(|| chain.to_string(), |n| format!("{n} ({chain})"))
+}
+
+fn row_json(r: &TxRow) -> Value {
+    let chain = ChainId::eip155(r.chain_id);
+    let value = U256::from_str_radix(&r.value_wei, 10).unwrap_or_default();
+    json!({
+        "id": r.id, "agent": r.agent_name, "agent_id": r.agent_id, "status": r.status,
+        "chain": chain, "chain_name": chain.name(), "to": r.to, "value": r.value_wei,
+        "value_display": format!("{} {}", format_units(value, 18), native_symbol(chain)),
+        "data": r.data, "gas_limit": r.gas_limit, "action": r.action, "detail": r.detail,
+        "tx_hash": r.tx_hash, "error": r.error, "created_at": r.created_at, "decided_at": r.decided_at,
+        "decided_by": r.decided_by,
+    })
+}

@@ -1,0 +1,166 @@
+//! Transactions: an agent asks, the policy checks ([`policy`], with [`decode`] reading calldata
+//! and [`tokens`] naming known tokens), the request waits for a person ([`Approvals`]), and its
+//! fate is recorded. Signing and broadcasting arrive with the wallet; until then a request ends
+//! rejected or expired.
+
+pub mod decode;
+pub mod policy;
+pub mod tokens;
+
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use assegai_sdk::wire::{TxRequest, TxStatus};
+use rand::TryRngCore;
+use tokio::sync::oneshot;
+
+use crate::{
+    Error, Result,
+    auth::Agent,
+    server::AppState,
+    store::{NewTx, now_ms},
+};
+
+/// A person's decision on a pending request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Approved: sign and broadcast.
+    Approved,
+    /// Rejected, with who or what rejected it.
+    Rejected(String),
+}
+
+/// The requests currently waiting for a person, by id.
+#[derive(Debug, Default)]
+pub struct Approvals {
+    waiting: Mutex<HashMap<String, oneshot::Sender<Decision>>>,
+}
+
+impl Approvals {
+    fn register(&self, id: &str) -> oneshot::Receiver<Decision> {
+        let (tx, rx) = oneshot::channel();
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned(), tx);
+        rx
+    }
+
+    fn forget(&self, id: &str) {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    /// Hands a decision to the waiting request; false if nothing waits for `id`.
+    pub fn decide(&self, id: &str, decision: Decision) -> bool {
+        let waiter = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        waiter.is_some_and(|w| w.send(decision).is_ok())
+    }
+}
+
+fn new_tx_id() -> String {
+    let mut bytes = [0u8; 8];
+    rand::rngs::OsRng.try_fill_bytes(&mut bytes).expect("the OS random number generator failed");
+    format!("tx_{}", hex::encode(bytes))
+}
+
+/// Checks, stores as pending, and waits for the decision. The waiting runs in its own task so
+/// that an agent that hangs up does not stop the timeout from expiring its request.
+/// Until signing exists no request can succeed, which the return type says.
+pub async fn request(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Result<Infallible> {
+    let checked = policy::check(state, agent, &req).await?;
+    let id = new_tx_id();
+    let row = NewTx {
+        id: id.clone(),
+        agent_id: agent.id.clone(),
+        agent_name: agent.name.clone(),
+        chain_id: checked.chain.id(),
+        to: checked.to.to_checksum(None),
+        value_wei: checked.value,
+        data: format!("0x{}", hex::encode(&checked.data)),
+        gas_limit: checked.gas_limit,
+        action: checked.action.clone(),
+        detail: Some(checked.detail.clone()),
+        created_at: now_ms(),
+    };
+    // Registered before the row exists, so a decision made the instant it appears is not lost.
+    let decision = state.approvals().register(&id);
+    let store = state.store().clone();
+    let windows = checked.windows.clone();
+    let exceeded = tokio::task::spawn_blocking(move || store.insert_pending_tx(&row, &windows))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    match exceeded {
+        Ok(None) => {}
+        Ok(Some(window)) => {
+            state.approvals().forget(&id);
+            tracing::info!(agent = %agent.id, window = window.name, "spending limit reached");
+            return Err(Error::Policy("Total spending limit exceeded".into()));
+        }
+        Err(e) => {
+            state.approvals().forget(&id);
+            return Err(e.into());
+        }
+    }
+    let timeout = state.config().approval_timeout();
+    let waiter = tokio::spawn(wait(state.clone(), id.clone(), decision, timeout));
+    waiter.await.map_err(|e| Error::Internal(e.to_string()))?
+}
+
+async fn wait(
+    state: AppState,
+    id: String,
+    decision: oneshot::Receiver<Decision>,
+    timeout: Duration,
+) -> Result<Infallible> {
+    let outcome = tokio::time::timeout(timeout, decision).await;
+    state.approvals().forget(&id);
+    match outcome {
+        Ok(Ok(Decision::Rejected(_))) => Err(Error::Rejected),
+        Ok(Ok(Decision::Approved)) => {
+            let why = "signing is not available yet: importing a wallet arrives in a later version";
+            mark(&state, &id, TxStatus::Approved, TxStatus::Failed, why).await?;
+            Err(Error::TxFailed(why.into()))
+        }
+        Ok(Err(_)) | Err(_) => {
+            let why = format!("no decision within {} s", timeout.as_secs());
+            if mark(&state, &id, TxStatus::Pending, TxStatus::Expired, &why).await? {
+                Err(Error::ApprovalTimeout)
+            } else {
+                // Decided in the same instant the timeout fired: report what really happened.
+                let store = state.store().clone();
+                let key = id.clone();
+                let row = tokio::task::spawn_blocking(move || store.tx(&key))
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))??;
+                match row.map(|r| r.status) {
+                    Some(TxStatus::Rejected) => Err(Error::Rejected),
+                    _ => Err(Error::ApprovalTimeout),
+                }
+            }
+        }
+    }
+}
+
+async fn mark(state: &AppState, id: &str, from: TxStatus, to: TxStatus, why: &str) -> Result<bool> {
+    let store = state.store().clone();
+    let (id, why) = (id.to_owned(), why.to_owned());
+    Ok(tokio::task::spawn_blocking(move || store.decide_tx(&id, from, to, Some(&why), "proxy"))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??)
+}
+
+/// Rejects a pending request (from the admin API): records it, then wakes the waiting agent.
+pub async fn reject(state: &AppState, id: &str, by: &str) -> Result<bool> {
+    let store = state.store().clone();
+    let (key, who) = (id.to_owned(), by.to_owned());
+    let changed = tokio::task::spawn_blocking(move || {
+        store.decide_tx(&key, TxStatus::Pending, TxStatus::Rejected, Some("rejected by user"), &who)
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))??;
+    if changed {
+        state.approvals().decide(id, Decision::Rejected(by.to_owned()));
+    }
+    Ok(changed)
+}
