@@ -51,6 +51,7 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
     Migrations::new(vec![
         M::up(include_str!("migrations/0001_init.sql")),
         M::up(include_str!("migrations/0002_api_usage.sql")),
+        M::up(include_str!("migrations/0003_transactions.sql")),
     ])
 });
 
