@@ -73,6 +73,20 @@ pub enum AgentsCommand {
     Add(AgentsAddArgs),
     /// Remove an agent and revoke its token
     Remove(AgentsRemoveArgs),
+    /// Kill switch: refuse every request of an agent (or all) and reject its pending transactions
+    Pause(AgentsPauseArgs),
+    /// Let a paused agent (or all) make requests again
+    Resume(AgentsPauseArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["agent", "all"])))]
+pub struct AgentsPauseArgs {
+    /// The agent's name or id
+    pub agent: Option<String>,
+    /// Every agent
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]

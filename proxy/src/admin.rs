@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/agents/{id}/changed", post(agent_changed))
         .route("/keys/changed", post(keys_changed))
         .route("/txs/{id}/reject", post(reject_tx))
+        .route("/agents/{id}/paused", post(agent_paused))
         .with_state(state)
 }
 
@@ -53,6 +54,13 @@ async fn agent_changed(State(state): State<AppState>, UrlPath(id): UrlPath<Strin
 async fn keys_changed(State(state): State<AppState>) -> Json<Value> {
     state.credentials().invalidate();
     Json(serde_json::json!({"success": true}))
+}
+
+/// The agent was paused: forget its cached (unpaused) state and reject what it has pending.
+async fn agent_paused(State(state): State<AppState>, UrlPath(id): UrlPath<String>) -> Result<Json<Value>> {
+    state.agents().invalidate(&id);
+    let rejected = crate::tx::reject_all_of(&state, &id, "kill switch").await?;
+    Ok(Json(serde_json::json!({"rejected": rejected})))
 }
 
 async fn reject_tx(State(state): State<AppState>, UrlPath(id): UrlPath<String>) -> Result<Json<Value>> {
@@ -86,6 +94,13 @@ impl AdminClient {
     /// Tells a running proxy that provider keys changed. `Ok(false)` when no proxy is running.
     pub async fn keys_changed(&self) -> Result<bool> {
         Ok(self.call("POST", "/keys/changed", None).await?.is_some())
+    }
+
+    /// Tells a running proxy an agent was paused; returns how many pending requests it rejected,
+    /// or `None` when no proxy is running.
+    pub async fn agent_paused(&self, id: &str) -> Result<Option<u64>> {
+        let reply = self.call("POST", &format!("/agents/{id}/paused"), None).await?;
+        Ok(reply.map(|v| v["rejected"].as_u64().unwrap_or(0)))
     }
 
     /// Asks the running proxy to reject a pending request. `Ok(None)`: no proxy is running;

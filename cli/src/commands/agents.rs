@@ -2,12 +2,13 @@
 
 use anyhow::{Context, bail};
 use assegai_proxy::{agents, manifest::Manifest, sanitize::neutralize};
+use assegai_sdk::wire::TxStatus;
 use comfy_table::{Table, presets::NOTHING};
 use console::style;
 use serde_json::json;
 
 use crate::{
-    cli::{AgentsAddArgs, AgentsArgs, AgentsCommand, AgentsRemoveArgs, JsonFlag},
+    cli::{AgentsAddArgs, AgentsArgs, AgentsCommand, AgentsPauseArgs, AgentsRemoveArgs, JsonFlag},
     printer::{Printer, timestamp},
     settings::Settings,
 };
@@ -18,7 +19,63 @@ pub async fn run(args: &AgentsArgs, settings: &Settings, printer: Printer) -> an
         Some(AgentsCommand::List(json)) => list(json, settings, printer),
         Some(AgentsCommand::Add(add_args)) => add(add_args, settings, printer).await,
         Some(AgentsCommand::Remove(remove_args)) => remove(remove_args, settings, printer).await,
+        Some(AgentsCommand::Pause(which)) => pause(which, true, settings, printer).await,
+        Some(AgentsCommand::Resume(which)) => pause(which, false, settings, printer).await,
     }
+}
+
+/// The kill switch. The flag is written first, so the proxy refuses the agent's next request
+/// even if telling the running proxy fails; then its pending transactions are rejected.
+async fn pause(which: &AgentsPauseArgs, paused: bool, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
+    let store = settings.store()?;
+    let targets = match &which.agent {
+        Some(a) => vec![agents::find(&store, a)?],
+        None => store.list_agents()?,
+    };
+    if targets.is_empty() {
+        printer.info("No agents are registered.");
+        return Ok(());
+    }
+    let admin = settings.admin();
+    let mut failures = 0;
+    for agent in &targets {
+        store.set_paused(&agent.id, paused, "cli")?;
+        let name = neutralize(&agent.name);
+        if !paused {
+            admin.agent_changed(&agent.id).await.ok();
+            printer.success(format!("Resumed `{name}` ({}).", agent.id));
+            continue;
+        }
+        let rejected = match admin.agent_paused(&agent.id).await {
+            Ok(Some(n)) => n,
+            Ok(None) => {
+                // No proxy: nobody waits for the pending rows; reject them here.
+                let mut n = 0;
+                for row in store.txs(Some(&agent.id), Some(TxStatus::Pending), u32::MAX)? {
+                    if store.decide_tx(
+                        &row.id,
+                        TxStatus::Pending,
+                        TxStatus::Rejected,
+                        Some("agent paused"),
+                        "kill switch",
+                    )? {
+                        n += 1;
+                    }
+                }
+                n
+            }
+            Err(e) => {
+                failures += 1;
+                printer.warn(format!("the running proxy could not be told to pause `{name}` ({e}); restart it"));
+                0
+            }
+        };
+        printer.success(format!("Paused `{name}` ({}); rejected {rejected} pending transaction(s).", agent.id));
+    }
+    if failures > 0 {
+        anyhow::bail!("{failures} agent(s) are paused in the database but the running proxy was not told; restart it");
+    }
+    Ok(())
 }
 
 fn list(args: &JsonFlag, settings: &Settings, printer: Printer) -> anyhow::Result<()> {

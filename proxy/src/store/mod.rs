@@ -396,6 +396,24 @@ impl Store {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
+    /// Pauses or resumes an agent, with an audit event. Returns whether the flag changed.
+    pub fn set_paused(&self, id: &str, paused: bool, by: &str) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let n = tx
+            .execute(
+                "UPDATE agents SET paused = ?2, updated_at = ?3 WHERE id = ?1 AND paused != ?2",
+                params![id, paused, now_ms()],
+            )
+            .map_err(|e| self.err(e))?;
+        if n > 0 {
+            let kind = if paused { "agent.paused" } else { "agent.resumed" };
+            insert_audit(&tx, by, kind, Some(id), None).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+
     /// Removes an agent and its token (its logs and audit trail stay). Returns whether it existed.
     pub fn remove_agent(&self, id: &str) -> Result<bool> {
         let mut conn = self.conn();

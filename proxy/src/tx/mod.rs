@@ -164,3 +164,19 @@ pub async fn reject(state: &AppState, id: &str, by: &str) -> Result<bool> {
     }
     Ok(changed)
 }
+
+/// The kill switch's second half: rejects every pending request of an agent. Returns how many.
+pub async fn reject_all_of(state: &AppState, agent_id: &str, by: &str) -> Result<usize> {
+    let store = state.store().clone();
+    let key = agent_id.to_owned();
+    let pending = tokio::task::spawn_blocking(move || store.txs(Some(&key), Some(TxStatus::Pending), u32::MAX))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+    let mut n = 0;
+    for row in pending {
+        if reject(state, &row.id, by).await? {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
