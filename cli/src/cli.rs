@@ -42,6 +42,8 @@ pub enum Command {
     Reject(RejectArgs),
     /// Transaction history
     Txs(TxsArgs),
+    /// An agent's spending (settled and pending) against its limits
+    Limits(LimitsArgs),
     /// Store, list, remove and test AI provider keys
     Keys(KeysArgs),
     /// AI calls, tokens and cost per agent, provider and model
@@ -151,6 +153,14 @@ pub struct ApproveArgs {
 pub struct RejectArgs {
     /// The request to reject
     pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LimitsArgs {
+    /// The agent's name or id
+    pub agent: String,
+    #[command(flatten)]
+    pub json: JsonFlag,
 }
 
 #[derive(Debug, Args)]

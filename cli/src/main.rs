@@ -52,6 +52,7 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
         Command::Approve(args) => commands::txs::approve(args, &settings, printer).await,
         Command::Reject(args) => commands::txs::reject(args, &settings, printer).await,
         Command::Txs(args) => commands::txs::history(args, &settings, printer),
+        Command::Limits(args) => commands::limits::run(args, &settings, printer),
         Command::Keys(args) => commands::keys::run(args, &settings, printer).await,
         Command::Usage(args) => commands::usage::run(args, &settings, printer),
         Command::Pricing(args) => commands::pricing::run(args, &settings, printer),

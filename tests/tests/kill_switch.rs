@@ -37,6 +37,15 @@ async fn pausing_rejects_pending_requests_and_blocks_new_calls() {
     let bystander = tokio::spawn(send(other_id.clone(), other_token.clone()));
     wait_until(Duration::from_secs(10), "both requests pending", || (pending(&env).len() == 2).then_some(()));
 
+    // Pending value shows against the limits.
+    let limits: Value = serde_json::from_str(&env.run_ok(&["limits", "runaway", "--json"])).unwrap();
+    let daily = &limits["chains"][0]["windows"][0];
+    assert_eq!(
+        (daily["window"].as_str(), daily["pending_wei"].as_str(), daily["spent_wei"].as_str()),
+        (Some("daily"), Some("1000"), Some("0"))
+    );
+    assert!(env.run_ok(&["limits", "runaway"]).contains("pending"));
+
     env.run_ok(&["agents", "pause", "runaway"]);
     let (status, body) = tokio::time::timeout(Duration::from_secs(10), waiting).await.unwrap().unwrap();
     assert_eq!((status, body), (403, json!({"error": "Transaction rejected by user", "code": "REJECTED"})));

@@ -3,6 +3,7 @@
 pub mod agents;
 pub mod completions;
 pub mod keys;
+pub mod limits;
 pub mod logs;
 pub mod pricing;
 pub mod proxy;

@@ -601,6 +601,29 @@ impl Store {
         Ok(None)
     }
 
+    /// (approved + confirmed, pending) value of an agent on a chain since `since_ms`.
+    pub fn spend_breakdown(&self, agent_id: &str, chain_id: u64, since_ms: i64) -> Result<(U256, U256)> {
+        let total = self.spent_since(agent_id, chain_id, since_ms)?;
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT value_wei FROM transactions WHERE agent_id = ?1 AND chain_id = ?2 AND created_at >= ?3
+                 AND status = 'pending'",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![agent_id, i64::try_from(chain_id).unwrap_or(i64::MAX), since_ms], |r| {
+                r.get::<_, String>(0)
+            })
+            .map_err(|e| self.err(e))?;
+        let mut pending = U256::ZERO;
+        for v in rows {
+            let v = v.map_err(|e| self.err(e))?;
+            pending = pending.saturating_add(U256::from_str_radix(&v, 10).unwrap_or_default());
+        }
+        Ok((total.saturating_sub(pending), pending))
+    }
+
     /// Approved + pending + confirmed value of an agent on a chain since `since_ms`.
     pub fn spent_since(&self, agent_id: &str, chain_id: u64, since_ms: i64) -> Result<U256> {
         sum_wei(&self.conn(), agent_id, chain_id, since_ms).map_err(|e| self.err(e))

@@ -1,0 +1,112 @@
+//! `assegai limits AGENT`: per chain, what the agent has spent (approved or confirmed) and has
+//! pending, against each of its native spending limits, as bars.
+
+use assegai_proxy::{
+    agents, manifest::Manifest, sanitize::neutralize, store::now_ms, tx::policy::native_symbol, units::format_units,
+};
+use assegai_sdk::U256;
+use console::style;
+use serde_json::json;
+
+use crate::{cli::LimitsArgs, printer::Printer, settings::Settings};
+
+const DAY_MS: i64 = 86_400_000;
+
+pub fn run(args: &LimitsArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
+    let store = settings.store()?;
+    let agent = agents::find(&store, &args.agent)?;
+    let manifest = Manifest::parse(&agent.manifest, std::path::Path::new("(stored manifest)"))?;
+    let limits = manifest.spending_limits.clone().unwrap_or_default();
+    let windows = [("daily", 1, &limits.daily), ("weekly", 7, &limits.weekly), ("monthly", 30, &limits.monthly)];
+    let mut out = Vec::new();
+    for chain in &manifest.permissions.chains {
+        let symbol = native_symbol(*chain);
+        let mut rows = Vec::new();
+        for (name, days, limit) in windows {
+            let (settled, pending) = store.spend_breakdown(&agent.id, chain.id(), now_ms() - days * DAY_MS)?;
+            rows.push((name, settled, pending, limit.as_ref().map(|l| l.base_units())));
+        }
+        out.push((*chain, symbol, rows));
+    }
+    if args.json.json {
+        let chains: Vec<_> = out
+            .iter()
+            .map(|(chain, symbol, rows)| {
+                let windows: Vec<_> = rows
+                    .iter()
+                    .map(|(name, settled, pending, limit)| {
+                        json!({"window": name, "spent_wei": settled.to_string(), "pending_wei": pending.to_string(),
+                               "limit_wei": limit.map(|l| l.to_string())})
+                    })
+                    .collect();
+                json!({"chain": chain, "symbol": symbol, "windows": windows})
+            })
+            .collect();
+        return printer.json(&json!({
+            "agent": agent.name, "agent_id": agent.id,
+            "per_transaction": limits.per_transaction.as_ref().map(|l| l.as_str()),
+            "chains": chains,
+        }));
+    }
+    printer.data(format!("{} ({})", style(neutralize(&agent.name)).bold(), agent.id));
+    match &limits.per_transaction {
+        Some(l) => printer.data(format!("  per transaction: {} (native units)", l.as_str())),
+        None => printer.data("  per transaction: no limit"),
+    }
+    for (chain, symbol, rows) in &out {
+        printer.data(format!("  {}", chain.name().map_or_else(|| chain.to_string(), |n| format!("{n} ({chain})"))));
+        for (name, settled, pending, limit) in rows {
+            let amounts = |v: &U256| format_units(*v, 18);
+            match limit {
+                Some(limit) => printer.data(format!(
+                    "    {name:<8} {} {} + {} pending of {} {symbol}",
+                    bar(*settled, *pending, *limit),
+                    amounts(settled),
+                    amounts(pending),
+                    amounts(limit)
+                )),
+                None => printer.data(format!(
+                    "    {name:<8} no limit ({} + {} pending {symbol})",
+                    amounts(settled),
+                    amounts(pending)
+                )),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `[███▒▒·····]`: settled, then pending, then room, in 20 cells.
+fn bar(settled: U256, pending: U256, limit: U256) -> String {
+    const CELLS: u64 = 20;
+    let cells = |v: U256| -> u64 {
+        if limit.is_zero() {
+            return if v.is_zero() { 0 } else { CELLS };
+        }
+        let scaled = v.saturating_mul(U256::from(CELLS)) / limit;
+        scaled.min(U256::from(CELLS)).to::<u64>()
+    };
+    let s = cells(settled);
+    let p = cells(settled.saturating_add(pending)).saturating_sub(s);
+    let rest = CELLS.saturating_sub(s + p);
+    format!(
+        "[{}{}{}]",
+        style("█".repeat(s as usize)).green(),
+        style("▒".repeat(p as usize)).yellow(),
+        "·".repeat(rest as usize)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_fill_in_proportion() {
+        console::set_colors_enabled(false);
+        let eth = |n: u64| U256::from(n) * U256::from(10u64.pow(17));
+        assert_eq!(bar(eth(5), eth(1), eth(10)), format!("[{}{}{}]", "█".repeat(10), "▒".repeat(2), "·".repeat(8)));
+        assert_eq!(bar(U256::ZERO, U256::ZERO, eth(10)), format!("[{}]", "·".repeat(20)));
+        assert_eq!(bar(eth(30), U256::ZERO, eth(10)), format!("[{}]", "█".repeat(20)));
+    }
+}
