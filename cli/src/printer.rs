@@ -62,6 +62,18 @@ impl Printer {
         }
     }
 
+    /// A spinner on stderr for slow work; hidden when stderr is not a terminal or with `--quiet`.
+    pub fn spinner(&self, message: &str) -> indicatif::ProgressBar {
+        let bar = if self.quiet || !std::io::stderr().is_terminal() {
+            indicatif::ProgressBar::hidden()
+        } else {
+            indicatif::ProgressBar::new_spinner()
+        };
+        bar.set_message(message.to_owned());
+        bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        bar
+    }
+
     /// Whether a person is at the terminal to answer prompts.
     pub fn interactive(&self) -> bool {
         std::io::stdin().is_terminal() && std::io::stderr().is_terminal()

@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/agents/{id}/changed", post(agent_changed))
         .route("/keys/changed", post(keys_changed))
         .route("/txs/{id}/reject", post(reject_tx))
+        .route("/txs/{id}/approve", post(approve_tx))
         .route("/agents/{id}/paused", post(agent_paused))
         .with_state(state)
 }
@@ -61,6 +62,11 @@ async fn agent_paused(State(state): State<AppState>, UrlPath(id): UrlPath<String
     state.agents().invalidate(&id);
     let rejected = crate::tx::reject_all_of(&state, &id, "kill switch").await?;
     Ok(Json(serde_json::json!({"rejected": rejected})))
+}
+
+async fn approve_tx(State(state): State<AppState>, UrlPath(id): UrlPath<String>) -> Result<Json<Value>> {
+    let approved = crate::tx::approve(&state, &id, "cli").await?;
+    Ok(Json(serde_json::json!({"approved": approved})))
 }
 
 async fn reject_tx(State(state): State<AppState>, UrlPath(id): UrlPath<String>) -> Result<Json<Value>> {
@@ -101,6 +107,13 @@ impl AdminClient {
     pub async fn agent_paused(&self, id: &str) -> Result<Option<u64>> {
         let reply = self.call("POST", &format!("/agents/{id}/paused"), None).await?;
         Ok(reply.map(|v| v["rejected"].as_u64().unwrap_or(0)))
+    }
+
+    /// Asks the running proxy to approve (sign and broadcast) a pending request. `Ok(None)`: no
+    /// proxy is running; `Ok(Some(false))`: it was not pending any more.
+    pub async fn approve_tx(&self, id: &str) -> Result<Option<bool>> {
+        let reply = self.call("POST", &format!("/txs/{id}/approve"), None).await?;
+        Ok(reply.map(|v| v["approved"].as_bool().unwrap_or(false)))
     }
 
     /// Asks the running proxy to reject a pending request. `Ok(None)`: no proxy is running;

@@ -91,7 +91,8 @@ pub async fn request_transaction(
     Extension(agent): Extension<Arc<Agent>>,
     ApiJson(req): ApiJson<TxRequest>,
 ) -> Result<Json<TxSent>> {
-    match crate::tx::request(&state, &agent, req).await? {}
+    let (id, tx_hash) = crate::tx::request(&state, &agent, req).await?;
+    Ok(Json(TxSent { success: true, tx_hash, transaction_id: Some(id) }))
 }
 
 /// `GET /agent/transactions/{id}`: one of the caller's own requests.

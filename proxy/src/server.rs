@@ -42,6 +42,7 @@ struct Inner {
     pricing: Arc<Pricing>,
     usage: tokio::sync::mpsc::UnboundedSender<NewUsage>,
     approvals: crate::tx::Approvals,
+    signer: crate::tx::signer::Signer,
     logs: LogSink,
     listen: SocketAddr,
     started_at: i64,
@@ -96,6 +97,11 @@ impl AppState {
     /// Transaction requests waiting for a person.
     pub fn approvals(&self) -> &crate::tx::Approvals {
         &self.0.approvals
+    }
+
+    /// The wallet's signer.
+    pub fn signer(&self) -> &crate::tx::signer::Signer {
+        &self.0.signer
     }
 
     /// Where AI usage rows go.
@@ -174,6 +180,7 @@ pub async fn start(home: &Home, config: Config, keys: Result<Arc<dyn KeyStore>, 
         pricing: Arc::new(pricing),
         usage,
         approvals: crate::tx::Approvals::default(),
+        signer: crate::tx::signer::Signer::default(),
         logs: log_sink,
         config,
         store: store.clone(),

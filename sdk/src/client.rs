@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use alloy_primitives::{Address, U256};
+use alloy_primitives::{Address, B256, U256};
 use reqwest::{Method, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
@@ -350,6 +350,54 @@ impl Assegai {
     /// As [`log`](Self::log).
     pub async fn success(&self, message: impl Into<String>) -> Result<()> {
         self.log(LogLevel::Success, message, None).await
+    }
+
+    /// Asks for a transaction and waits until a person decides (up to the proxy's approval
+    /// timeout, 5 minutes by default); returns the hash once the user's wallet has signed and
+    /// broadcast it. Never retried: a retry could pay twice.
+    ///
+    /// ```no_run
+    /// use assegai_sdk::{ChainId, Error, wire::TxRequest};
+    /// # async fn f(a: assegai_sdk::Assegai) -> assegai_sdk::Result<()> {
+    /// let request = TxRequest {
+    ///     chain: ChainId::ANVIL,
+    ///     to: "0xd8dA6BF26964aF9D7eEd9e03E53415D37aA96045".into(),
+    ///     value: "100000000000000".into(), // 0.0001 ETH in wei
+    ///     data: None,
+    ///     gas_limit: None,
+    /// };
+    /// match a.request_transaction(&request).await {
+    ///     Ok(hash) => println!("sent {hash}"),
+    ///     Err(Error::Rejected { .. }) => println!("the user said no"),
+    ///     Err(Error::ApprovalTimeout { .. }) => println!("nobody answered"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Rejected`], [`Error::ApprovalTimeout`], [`Error::Forbidden`] with the policy's
+    /// reason, [`Error::BadRequest`] for a malformed field, [`Error::Server`] when signing or
+    /// broadcasting failed.
+    pub async fn request_transaction(&self, request: &crate::wire::TxRequest) -> Result<B256> {
+        let sent: crate::wire::TxSent = self.send(Method::POST, "/agent/request-transaction", Some(request)).await?;
+        Ok(sent.tx_hash)
+    }
+
+    /// Where one of this agent's transaction requests stands.
+    ///
+    /// ```no_run
+    /// # async fn f(a: assegai_sdk::Assegai) -> assegai_sdk::Result<()> {
+    /// let info = a.transaction("tx_0123456789abcdef").await?;
+    /// println!("{:?} {:?}", info.status, info.tx_hash);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown id or another agent's request.
+    pub async fn transaction(&self, id: &str) -> Result<crate::wire::TxInfo> {
+        let path = format!("/agent/transactions/{id}");
+        self.retrying(|| self.send::<(), _>(Method::GET, &path, None)).await
     }
 
     /// Calls OpenAI through the proxy: `POST /api/openai/{path}` with `body`; the proxy adds the

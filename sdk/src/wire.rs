@@ -152,6 +152,7 @@ pub struct TxInfo {
     /// The chain.
     pub chain: ChainId,
     /// Recipient or contract (checksummed).
+    #[serde(serialize_with = "checksummed")]
     pub to: Address,
     /// Native value in wei (decimal).
     pub value: String,

@@ -654,6 +654,14 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// Records the hash of a broadcast request.
+    pub fn set_tx_hash(&self, id: &str, hash: &str) -> Result<()> {
+        self.conn()
+            .execute("UPDATE transactions SET tx_hash = ?2 WHERE id = ?1", params![id, hash])
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
     /// Marks every pending request expired (at proxy start: nobody is waiting for them any more).
     pub fn expire_all_pending(&self, reason: &str) -> Result<Vec<String>> {
         let ids: Vec<String> = {

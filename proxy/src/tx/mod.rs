@@ -1,19 +1,19 @@
 //! Transactions: an agent asks, the policy checks ([`policy`], with [`decode`] reading calldata
-//! and [`tokens`] naming known tokens), the request waits for a person ([`Approvals`]), and its
-//! fate is recorded. Signing and broadcasting arrive with the wallet; until then a request ends
-//! rejected or expired.
+//! and [`tokens`] naming known tokens), the request waits for a person ([`Approvals`]), and once
+//! approved the user's wallet signs and broadcasts it ([`signer`]); a watcher records the receipt.
 
 pub mod decode;
 pub mod policy;
+pub mod signer;
 pub mod tokens;
 
 use std::{
     collections::HashMap,
-    convert::Infallible,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
+use alloy_primitives::B256;
 use assegai_sdk::wire::{TxRequest, TxStatus};
 use rand::TryRngCore;
 use tokio::sync::oneshot;
@@ -66,8 +66,8 @@ fn new_tx_id() -> String {
 
 /// Checks, stores as pending, and waits for the decision. The waiting runs in its own task so
 /// that an agent that hangs up does not stop the timeout from expiring its request.
-/// Until signing exists no request can succeed, which the return type says.
-pub async fn request(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Result<Infallible> {
+/// Returns the request's id and the broadcast transaction's hash.
+pub async fn request(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Result<(String, B256)> {
     let checked = policy::check(state, agent, &req).await?;
     let id = new_tx_id();
     let row = NewTx {
@@ -103,25 +103,43 @@ pub async fn request(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Re
         }
     }
     let timeout = state.config().approval_timeout();
-    let waiter = tokio::spawn(wait(state.clone(), id.clone(), decision, timeout));
-    waiter.await.map_err(|e| Error::Internal(e.to_string()))?
+    let waiter = tokio::spawn(wait(state.clone(), agent.clone(), id.clone(), decision, timeout, checked));
+    let hash = waiter.await.map_err(|e| Error::Internal(e.to_string()))??;
+    Ok((id, hash))
 }
 
 async fn wait(
     state: AppState,
+    agent: Arc<Agent>,
     id: String,
     decision: oneshot::Receiver<Decision>,
     timeout: Duration,
-) -> Result<Infallible> {
+    checked: policy::Checked,
+) -> Result<B256> {
     let outcome = tokio::time::timeout(timeout, decision).await;
     state.approvals().forget(&id);
     match outcome {
         Ok(Ok(Decision::Rejected(_))) => Err(Error::Rejected),
-        Ok(Ok(Decision::Approved)) => {
-            let why = "signing is not available yet: importing a wallet arrives in a later version";
-            mark(&state, &id, TxStatus::Approved, TxStatus::Failed, why).await?;
-            Err(Error::TxFailed(why.into()))
-        }
+        Ok(Ok(Decision::Approved)) => match sign_and_send(&state, &agent, &checked).await {
+            Ok(sent) => {
+                let hash = sent.hash;
+                let store = state.store().clone();
+                let (key, text) = (id.clone(), hash.to_string());
+                tokio::task::spawn_blocking(move || store.set_tx_hash(&key, &text))
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))??;
+                tokio::spawn(watch(state.clone(), id, sent));
+                Ok(hash)
+            }
+            Err(e) => {
+                let why = e.to_string();
+                mark(&state, &id, TxStatus::Approved, TxStatus::Failed, &why).await?;
+                Err(match e {
+                    Error::TxFailed(_) => e,
+                    other => Error::TxFailed(other.to_string()),
+                })
+            }
+        },
         Ok(Err(_)) | Err(_) => {
             let why = format!("no decision within {} s", timeout.as_secs());
             if mark(&state, &id, TxStatus::Pending, TxStatus::Expired, &why).await? {
@@ -148,6 +166,43 @@ async fn mark(state: &AppState, id: &str, from: TxStatus, to: TxStatus, why: &st
     Ok(tokio::task::spawn_blocking(move || store.decide_tx(&id, from, to, Some(&why), "proxy"))
         .await
         .map_err(|e| Error::Internal(e.to_string()))??)
+}
+
+async fn sign_and_send(state: &AppState, agent: &Agent, checked: &policy::Checked) -> Result<signer::Sent> {
+    let rpc = state.chain().rpc_url(&agent.manifest, checked.chain)?;
+    state.signer().send(state.upstream(), rpc, checked).await
+}
+
+/// Records `confirmed` or `reverted` once the receipt is in.
+async fn watch(state: AppState, id: String, sent: signer::Sent) {
+    let (to, why) = match sent.outcome().await {
+        Ok(true) => (TxStatus::Confirmed, None),
+        Ok(false) => (TxStatus::Reverted, Some("the transaction reverted".to_owned())),
+        Err(e) => {
+            tracing::warn!(tx = %id, error = %e, "no receipt");
+            return;
+        }
+    };
+    if let Err(e) = mark(&state, &id, TxStatus::Approved, to, why.as_deref().unwrap_or("")).await {
+        tracing::warn!(tx = %id, error = %e, "cannot record the receipt");
+    }
+}
+
+/// Approves a pending request (from the admin API): records it, then wakes the waiting agent's
+/// request, which signs and broadcasts.
+pub async fn approve(state: &AppState, id: &str, by: &str) -> Result<bool> {
+    let store = state.store().clone();
+    let (key, who) = (id.to_owned(), by.to_owned());
+    let changed =
+        tokio::task::spawn_blocking(move || store.decide_tx(&key, TxStatus::Pending, TxStatus::Approved, None, &who))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+    if changed && !state.approvals().decide(id, Decision::Approved) {
+        // Nobody waits (the agent's request already timed out in this instant): undo.
+        mark(state, id, TxStatus::Approved, TxStatus::Expired, "nobody was waiting any more").await?;
+        return Ok(false);
+    }
+    Ok(changed)
 }
 
 /// Rejects a pending request (from the admin API): records it, then wakes the waiting agent.

@@ -142,13 +142,14 @@ async fn token_action(
             return Ok(format!("{verb} {operator} move all tokens of {token}"));
         }
     };
-    if amount == U256::MAX {
-        let spender = spender.unwrap_or_default();
-        if !spenders.contains(&spender) {
-            return Err(Error::Policy(format!(
-                "An unlimited approval for {spender} is refused unless the spender is in `permissions.spenders`"
-            )));
-        }
+    // Only an approval can be unlimited; a transfer of 2^256-1 is simply over any allowance.
+    let unlimited_approval = amount == U256::MAX && spender.is_some();
+    if let Some(spender) = spender.filter(|_| unlimited_approval)
+        && !spenders.contains(&spender)
+    {
+        return Err(Error::Policy(format!(
+            "An unlimited approval for {spender} is refused unless the spender is in `permissions.spenders`"
+        )));
     }
     let allowance = agent
         .manifest
@@ -166,10 +167,10 @@ async fn token_action(
             allowance.as_str()
         ))
     })?;
-    if amount != U256::MAX && amount > limit {
+    if !unlimited_approval && amount > limit {
         return Err(Error::Policy("Requested amount exceeds the configured allowance for this token".into()));
     }
-    let shown = if amount == U256::MAX { "unlimited".to_owned() } else { format_units(amount, decimals) };
+    let shown = if unlimited_approval { "unlimited".to_owned() } else { format_units(amount, decimals) };
     detail["token"] = json!({"address": token, "symbol": symbol, "decimals": decimals, "amount": amount.to_string(), "allowance": allowance.as_str()});
     Ok(match *call {
         TokenCall::Transfer { to, .. } => format!("Transfer {shown} {symbol} to {to}"),

@@ -1,0 +1,141 @@
+//! Signing and broadcasting an approved request with the user's wallet, through alloy: its
+//! fillers estimate gas, set EIP-1559 fees, the chain id and the nonce; nothing is hand-rolled.
+//!
+//! Nonces: alloy's cached nonce manager keeps counting after a failed send, leaving a gap that
+//! blocks every later transaction. Here each send asks the node for the pending count (simple
+//! nonce management) while holding a per-(wallet, chain) lock, so concurrent approvals get
+//! distinct nonces and a failure never leaves a gap.
+//!
+//! RPC goes over the proxy's own [`Upstream`] client (one TLS stack), wrapped as an alloy
+//! transport.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use alloy::{
+    network::{EthereumWallet, TransactionBuilder},
+    providers::{Provider, ProviderBuilder},
+    rpc::{
+        client::RpcClient,
+        json_rpc::{RequestPacket, ResponsePacket},
+        types::TransactionRequest,
+    },
+    signers::local::PrivateKeySigner,
+    transports::{TransportError, TransportErrorKind, TransportFut},
+};
+use alloy_primitives::{Address, B256};
+use assegai_sdk::ChainId;
+use bytes::Bytes;
+use hyper::Uri;
+
+use crate::{Error, Result, tx::policy::Checked, upstream::Upstream, wallet};
+
+/// JSON-RPC over the proxy's upstream client.
+#[derive(Clone, Debug)]
+struct UpstreamTransport {
+    upstream: Upstream,
+    uri: Uri,
+}
+
+impl tower::Service<RequestPacket> for UpstreamTransport {
+    type Response = ResponsePacket;
+    type Error = TransportError;
+    type Future = TransportFut<'static>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: RequestPacket) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let body = serde_json::to_vec(&req).map_err(TransportError::ser_err)?;
+            let (_, reply) = this
+                .upstream
+                .post_json(this.uri.clone(), Bytes::from(body))
+                .await
+                .map_err(|e| TransportErrorKind::custom_str(&e.to_string()))?;
+            serde_json::from_slice(&reply).map_err(|e| {
+                TransportError::deser_err(e, String::from_utf8_lossy(&reply).chars().take(200).collect::<String>())
+            })
+        })
+    }
+}
+
+/// Held while a nonce is taken and the transaction sent.
+type NonceLock = Arc<tokio::sync::Mutex<()>>;
+
+/// Sends approved requests; one lock per (wallet, chain).
+#[derive(Debug, Default)]
+pub struct Signer {
+    locks: Mutex<HashMap<(Address, ChainId), NonceLock>>,
+}
+
+/// A broadcast transaction and the way to learn its fate.
+pub struct Sent {
+    /// Its hash.
+    pub hash: B256,
+    receipt: Box<dyn std::future::Future<Output = Result<bool>> + Send + Unpin>,
+}
+
+impl Sent {
+    /// Waits for the receipt: `true` for status 1, `false` for a revert.
+    pub async fn outcome(self) -> Result<bool> {
+        self.receipt.await
+    }
+}
+
+impl Signer {
+    /// Signs `tx` with the wallet for its chain and broadcasts it through `rpc`.
+    pub async fn send(&self, upstream: &Upstream, rpc: Uri, tx: &Checked) -> Result<Sent> {
+        let signer: PrivateKeySigner = wallet::signer_for(tx.chain)?;
+        let from = signer.address();
+        let is_local = rpc.host().is_some_and(|h| h == "127.0.0.1" || h == "localhost" || h == "::1");
+        let client = RpcClient::new(UpstreamTransport { upstream: upstream.clone(), uri: rpc }, is_local);
+        let provider = ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .with_gas_estimation()
+            .with_simple_nonce_management()
+            .with_chain_id(tx.chain.id())
+            .wallet(EthereumWallet::from(signer))
+            .connect_client(client);
+        let mut request = TransactionRequest::default()
+            .with_from(from)
+            .with_to(tx.to)
+            .with_value(tx.value)
+            .with_input(tx.data.clone());
+        if let Some(gas) = tx.gas_limit {
+            request = request.with_gas_limit(gas);
+        }
+        let lock = self.lock(from, tx.chain);
+        let pending = {
+            let _held = lock.lock().await;
+            provider.send_transaction(request).await.map_err(|e| Error::TxFailed(describe(&e)))?
+        };
+        let hash = *pending.tx_hash();
+        let receipt = Box::pin(async move {
+            let receipt = pending
+                .with_timeout(Some(Duration::from_secs(600)))
+                .get_receipt()
+                .await
+                .map_err(|e| Error::TxFailed(format!("no receipt for {hash}: {e}")))?;
+            Ok(receipt.status())
+        });
+        Ok(Sent { hash, receipt: Box::new(receipt) })
+    }
+
+    fn lock(&self, wallet: Address, chain: ChainId) -> NonceLock {
+        self.locks.lock().unwrap_or_else(|p| p.into_inner()).entry((wallet, chain)).or_default().clone()
+    }
+}
+
+/// The node's own words for a failed send (insufficient funds, nonce too low…), without the
+/// transport's wrapping.
+fn describe(e: &impl std::fmt::Display) -> String {
+    let text = e.to_string();
+    text.chars().take(300).collect()
+}
