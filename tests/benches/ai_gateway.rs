@@ -15,9 +15,9 @@
 
 use std::{
     convert::Infallible,
-    io::{BufRead, BufReader, Read, Write},
+    io::Write,
     net::{SocketAddr, TcpStream},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     sync::{
         Arc,
@@ -27,7 +27,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use assegai_e2e::{TEST_PASSPHRASE, fake_ai, workspace_root};
+use assegai_e2e::{
+    TEST_PASSPHRASE,
+    bench::{clock_ticks_per_sec, drain, make_clients, mib, release_bin, verdict},
+    contains_bytes, fake_ai,
+};
 use axum::{
     Router,
     body::{Body, Bytes},
@@ -106,7 +110,7 @@ struct Target {
 }
 
 fn run() -> Result<(), String> {
-    let bin = assegai_release_bin()?;
+    let bin = release_bin("ai_gateway")?;
     let upstream = Upstream::start()?;
     let home = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
     let config = format!(
@@ -396,14 +400,6 @@ fn print_threads(title: &str, threads: &[(String, f64)], requests: usize) {
     println!("{title}, µs/request: {}", list.join(", "));
 }
 
-fn verdict(ok: bool) -> &'static str {
-    if ok { "PASS" } else { "MISS" }
-}
-
-fn mib(kb: u64) -> f64 {
-    kb as f64 / 1024.0
-}
-
 // ---- Measuring ------------------------------------------------------------------------------
 
 /// Latencies of one or more batches against one target.
@@ -642,22 +638,6 @@ async fn metered(upstream: &Upstream, batch: impl Future<Output = Result<Batch, 
     Ok(b)
 }
 
-/// One client per concurrent task, each holding one keep-alive connection.
-fn make_clients(n: usize) -> Result<Vec<reqwest::Client>, String> {
-    (0..n)
-        .map(|_| {
-            reqwest::Client::builder()
-                .no_proxy()
-                .http1_only()
-                .tcp_nodelay(true)
-                .pool_max_idle_per_host(1)
-                .timeout(Duration::from_secs(10))
-                .build()
-                .map_err(|e| format!("cannot build an HTTP client: {e}"))
-        })
-        .collect()
-}
-
 /// Sends `total` requests to `target`, split evenly over `clients` concurrent tasks.
 async fn run_batch(target: &Target, clients: &[reqwest::Client], total: usize, stream: bool) -> Result<Batch, String> {
     let n = clients.len();
@@ -707,7 +687,7 @@ async fn call(client: &reqwest::Client, target: &Target, stream: bool) -> Result
     if !stream || !status.is_success() {
         let body = resp.bytes().await.map_err(|e| e.to_string())?;
         let total = t0.elapsed().as_nanos() as u64;
-        return if status.is_success() && contains(&body, b"\"usage\"") {
+        return if status.is_success() && contains_bytes(&body, b"\"usage\"") {
             Ok((total, None))
         } else {
             Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body)))
@@ -718,20 +698,16 @@ async fn call(client: &reqwest::Client, target: &Target, stream: bool) -> Result
     let mut first = None;
     while let Some(chunk) = body.next().await {
         buf.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
-        if first.is_none() && contains(&buf, b"\n\n") {
+        if first.is_none() && contains_bytes(&buf, b"\n\n") {
             first = Some(t0.elapsed().as_nanos() as u64);
         }
     }
     let total = t0.elapsed().as_nanos() as u64;
     // The client did not ask for usage, so it must see none.
-    if !buf.ends_with(b"data: [DONE]\n\n") || contains(&buf, b"\"usage\"") {
+    if !buf.ends_with(b"data: [DONE]\n\n") || contains_bytes(&buf, b"\"usage\"") {
         return Err(format!("unexpected stream: {}", String::from_utf8_lossy(&buf)));
     }
     Ok((total, first))
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 // ---- The upstream ---------------------------------------------------------------------------
@@ -808,11 +784,11 @@ async fn chat(State(r): State<Arc<Replies>>, headers: HeaderMap, body: Bytes) ->
         let error = r#"{"error":{"message":"no key","type":"invalid_request_error","param":null,"code":null}}"#;
         return (StatusCode::UNAUTHORIZED, [(header::CONTENT_TYPE, "application/json")], error).into_response();
     }
-    if !contains(&body, b"\"stream\":true") {
+    if !contains_bytes(&body, b"\"stream\":true") {
         return ([(header::CONTENT_TYPE, "application/json")], r.json.clone()).into_response();
     }
     let (first, rest) =
-        if contains(&body, b"\"include_usage\":true") { r.stream_usage.clone() } else { r.stream_plain.clone() };
+        if contains_bytes(&body, b"\"include_usage\":true") { r.stream_usage.clone() } else { r.stream_plain.clone() };
     let events = futures_util::stream::unfold(0u8, move |step| {
         let (first, rest) = (first.clone(), rest.clone());
         async move {
@@ -990,33 +966,6 @@ impl Drop for Nginx {
 
 // ---- The proxy ------------------------------------------------------------------------------
 
-/// `$ASSEGAI_BIN`, else `target/release/assegai`, built now so it is never stale.
-fn assegai_release_bin() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("ASSEGAI_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("ai_gateway: building the release assegai binary (set ASSEGAI_BIN to skip)");
-    let status = Command::new(cargo)
-        .args(["build", "--release", "-p", "assegai", "--bin", "assegai"])
-        .current_dir(workspace_root())
-        .status()
-        .map_err(|e| format!("cannot run cargo build: {e}"))?;
-    if !status.success() {
-        return Err("`cargo build --release -p assegai` failed".into());
-    }
-    // This benchmark runs from <target>/release/deps/; its binary lands in <target>/release/.
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let target_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .and_then(Path::parent)
-        .map(Path::to_owned)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    let bin = target_dir.join("release").join("assegai");
-    if bin.exists() { Ok(bin) } else { Err(format!("{} not found after building", bin.display())) }
-}
-
 /// `assegai ARGS` with `home`, the test passphrase, no colour.
 fn assegai(bin: &Path, home: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(bin);
@@ -1144,15 +1093,6 @@ impl Drop for ProxyChild {
     }
 }
 
-fn drain(stream: impl Read + Send + 'static, tx: mpsc::Sender<String>) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line + "\n");
-        }
-    });
-}
-
 // ---- /proc ----------------------------------------------------------------------------------
 
 /// utime + stime, in clock ticks, from a `stat` file.
@@ -1198,19 +1138,6 @@ fn thread_split(before: &[(u32, String, u64)], after: &[(u32, String, u64)], req
             (d > 0).then(|| (format!("{name}[{tid}]"), d as f64 * us_per_tick() / requests.max(1) as f64))
         })
         .collect()
-}
-
-/// `getconf CLK_TCK`, normally 100.
-fn clock_ticks_per_sec() -> u64 {
-    static T: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *T.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(100)
-    })
 }
 
 struct Mem {

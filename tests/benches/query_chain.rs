@@ -7,14 +7,17 @@
 //! (PASS/MISS) but never fails. Without `--bench` (e.g. `cargo test --benches`) it does nothing.
 
 use std::{
-    io::{BufRead, BufReader, Read},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
 };
 
-use assegai_e2e::{TestEnv, anvil_bin, workspace_root};
+use assegai_e2e::{
+    TestEnv, anvil_bin,
+    bench::{clock_ticks_per_sec, drain, make_clients, mib, release_bin, verdict},
+    contains_bytes,
+};
 use serde_json::Value;
 
 /// Requests per target in the warm-up, at each concurrency.
@@ -54,7 +57,7 @@ struct Target {
 }
 
 fn run() -> Result<(), String> {
-    let bin = assegai_release_bin()?;
+    let bin = release_bin("query_chain")?;
     let env = TestEnv::with_anvil();
     env.write_config("[rate_limits]\nrpc = { requests = 1000000000, per_secs = 1 }\n");
     let (id, token) = add_agent(&bin, env.home())?;
@@ -158,16 +161,8 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
-fn verdict(ok: bool) -> &'static str {
-    if ok { "PASS" } else { "MISS" }
-}
-
 fn ms(x: f64) -> String {
     format!("{x:.3} ms")
-}
-
-fn mib(kb: u64) -> f64 {
-    kb as f64 / 1024.0
 }
 
 /// Summary of one target at one concurrency.
@@ -264,22 +259,6 @@ async fn measure_level(
     Ok(Row { clients, direct: d.stats(), proxy: p.stats(), first_error })
 }
 
-/// One client per concurrent task, each holding one keep-alive connection.
-fn make_clients(n: usize) -> Result<Vec<reqwest::Client>, String> {
-    (0..n)
-        .map(|_| {
-            reqwest::Client::builder()
-                .no_proxy()
-                .http1_only()
-                .tcp_nodelay(true)
-                .pool_max_idle_per_host(1)
-                .timeout(Duration::from_secs(10))
-                .build()
-                .map_err(|e| format!("cannot build an HTTP client: {e}"))
-        })
-        .collect()
-}
-
 /// Sends `total` requests to `target`, split evenly over `clients` concurrent tasks.
 async fn run_batch(target: &Target, clients: &[reqwest::Client], total: usize) -> Result<Batch, String> {
     let n = clients.len();
@@ -301,7 +280,7 @@ async fn run_batch(target: &Target, clients: &[reqwest::Client], total: usize) -
                     Ok(resp) => {
                         let status = resp.status();
                         match resp.bytes().await {
-                            Ok(body) if status.is_success() && contains(&body, b"\"result\"") => Ok(()),
+                            Ok(body) if status.is_success() && contains_bytes(&body, b"\"result\"") => Ok(()),
                             Ok(body) => Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body))),
                             Err(e) => Err(e.to_string()),
                         }
@@ -328,37 +307,6 @@ async fn run_batch(target: &Target, clients: &[reqwest::Client], total: usize) -
     }
     all.wall = started.elapsed();
     Ok(all)
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// `$ASSEGAI_BIN`, else `target/release/assegai`, built now so it is never stale.
-fn assegai_release_bin() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("ASSEGAI_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("query_chain: building the release assegai binary (set ASSEGAI_BIN to skip)");
-    let status = Command::new(cargo)
-        .args(["build", "--release", "-p", "assegai", "--bin", "assegai"])
-        .current_dir(workspace_root())
-        .status()
-        .map_err(|e| format!("cannot run cargo build: {e}"))?;
-    if !status.success() {
-        return Err("`cargo build --release -p assegai` failed".into());
-    }
-    // This benchmark runs from <target>/release/deps/; its binary lands in <target>/release/.
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let target_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .and_then(Path::parent)
-        .map(Path::to_owned)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    let bin = target_dir.join("release").join("assegai");
-    if bin.exists() { Ok(bin) } else { Err(format!("{} not found after building", bin.display())) }
 }
 
 /// `assegai agents add bench --json` with `bin` and `home`; returns (id, token).
@@ -427,15 +375,6 @@ impl Drop for ProxyChild {
     }
 }
 
-fn drain(stream: impl Read + Send + 'static, tx: mpsc::Sender<String>) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line + "\n");
-        }
-    });
-}
-
 /// The processes whose CPU time is metered.
 struct Procs {
     proxy: u32,
@@ -478,19 +417,6 @@ fn find_anvil() -> Option<u32> {
         let (name, rest) = (stat.get(stat.find('(')? + 1..stat.rfind(')')?)?, &stat[stat.rfind(')')? + 1..]);
         let ppid = rest.split_whitespace().nth(1)?;
         (name == "anvil" && ppid == me).then_some(pid)
-    })
-}
-
-/// `getconf CLK_TCK`, normally 100.
-fn clock_ticks_per_sec() -> u64 {
-    static T: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *T.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(100)
     })
 }
 

@@ -2,6 +2,7 @@
 //! node, the real `assegai` binary running as the proxy, and agents registered through the CLI.
 //! Everything started here is killed when its owner is dropped.
 
+pub mod bench;
 pub mod fake_ai;
 
 use std::{
