@@ -50,6 +50,12 @@ pub enum Command {
     Usage(UsageArgs),
     /// Model prices used for AI cost
     Pricing(PricingArgs),
+    /// The wallet that signs approved transactions
+    Wallet(WalletArgs),
+    /// Token allowances: how much of a token an agent may move per request
+    Allowance(AllowanceArgs),
+    /// Scaffold a new agent from a template
+    New(NewArgs),
     /// Print shell completions
     Completions(CompletionsArgs),
 }
@@ -246,4 +252,107 @@ pub struct PricingUpdateArgs {
 pub struct CompletionsArgs {
     /// The shell
     pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct WalletArgs {
+    #[command(subcommand)]
+    pub command: Option<WalletCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WalletCommand {
+    /// Show the signing address (and which wallet it is)
+    Address(WalletAddressArgs),
+    /// Store a private key (hidden prompt or `--stdin`) or an encrypted JSON keystore file
+    Import(WalletImportArgs),
+    /// Forget the imported wallet: only Anvil's test account signs, and only on local chains
+    UseTestAccount(YesFlag),
+}
+
+#[derive(Debug, Args)]
+pub struct WalletAddressArgs {
+    /// The chain (CAIP-2) whose signer to show [default: every configured one]
+    #[arg(long, value_name = "CAIP2")]
+    pub chain: Option<assegai_sdk::ChainId>,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct WalletImportArgs {
+    /// Read the private key (hex) from standard input instead of a prompt
+    #[arg(long, conflicts_with = "keystore")]
+    pub stdin: bool,
+    /// An encrypted JSON keystore file (as `cast wallet new` or geth write); its password is asked
+    /// for, or read from `ASSEGAI_KEYSTORE_PASSWORD`
+    #[arg(long, value_name = "FILE")]
+    pub keystore: Option<PathBuf>,
+    /// Replace an already imported wallet without asking
+    #[arg(long, short)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct YesFlag {
+    /// Do not ask for confirmation
+    #[arg(long, short)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AllowanceArgs {
+    #[command(subcommand)]
+    pub command: AllowanceCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AllowanceCommand {
+    /// Let an agent move up to AMOUNT of a token per request (0 removes the allowance)
+    Set(AllowanceSetArgs),
+    /// Allowances per agent, chain and token (from manifests and from `allowance set`)
+    List(AllowanceListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AllowanceSetArgs {
+    /// The agent's name or id
+    pub agent: String,
+    /// The chain (CAIP-2), e.g. eip155:1
+    #[arg(long, value_name = "CAIP2")]
+    pub chain: assegai_sdk::ChainId,
+    /// A known token's symbol (USDC) or the token contract's address
+    #[arg(long, value_name = "SYMBOL|ADDRESS")]
+    pub token: String,
+    /// Amount in token units, e.g. 1000 or 12.5
+    pub amount: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AllowanceListArgs {
+    /// Only this agent (name or id)
+    pub agent: Option<String>,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The agent's name (letters, digits, `-` and `_`)
+    pub name: String,
+    /// Which template
+    #[arg(long, short, value_enum, default_value_t = Template::Rust)]
+    pub template: Template,
+    /// Where to create it [default: ./NAME]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// The agent templates `assegai new` can scaffold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Template {
+    /// A Cargo project using `assegai-sdk`
+    Rust,
+    /// A Node.js project with a small SDK module
+    Node,
 }

@@ -44,19 +44,25 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
         commands::completions::run(args);
         return Ok(());
     }
+    if let Command::New(args) = &cli.command {
+        // Needs no state: works before anything else is set up.
+        return commands::new::run(args, printer);
+    }
     let settings = Settings::resolve(&cli.global)?;
     match &cli.command {
         Command::Proxy(args) => commands::proxy::run(args, settings, printer).await,
         Command::Agents(args) => commands::agents::run(args, &settings, printer).await,
         Command::Logs(args) => commands::logs::run(args, &settings, printer).await,
-        Command::Approve(args) => commands::txs::approve(args, &settings, printer).await,
+        Command::Approve(args) => commands::approve::run(args, &settings, printer).await,
         Command::Reject(args) => commands::txs::reject(args, &settings, printer).await,
         Command::Txs(args) => commands::txs::history(args, &settings, printer),
         Command::Limits(args) => commands::limits::run(args, &settings, printer),
         Command::Keys(args) => commands::keys::run(args, &settings, printer).await,
         Command::Usage(args) => commands::usage::run(args, &settings, printer),
         Command::Pricing(args) => commands::pricing::run(args, &settings, printer),
-        Command::Completions(_) => unreachable!("handled above"),
+        Command::Wallet(args) => commands::wallet::run(args, &settings, printer).await,
+        Command::Allowance(args) => commands::allowance::run(args, &settings, printer),
+        Command::Completions(_) | Command::New(_) => unreachable!("handled above"),
     }
 }
 
