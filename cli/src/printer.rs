@@ -106,3 +106,8 @@ mod tests {
         assert_eq!(super::timestamp(951_782_400_000), "2000-02-29 00:00:00");
     }
 }
+
+/// "Ethereum (eip155:1)", or just the CAIP-2 id for chains without a known name.
+pub fn chain_label(chain: assegai_sdk::ChainId) -> String {
+    chain.name().map_or_else(|| chain.to_string(), |n| format!("{n} ({chain})"))
+}

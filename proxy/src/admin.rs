@@ -2,7 +2,7 @@
 //! by the user's own CLI, never by agents. The CLI uses it for whatever needs the running proxy.
 //!
 //! Routes: `GET /status`, `POST /agents/{id}/changed` (forget the cached agent),
-//! `POST /keys/changed` (forget cached provider keys).
+//! `POST /keys/changed` (forget cached provider keys and the wallet).
 
 use std::path::{Path, PathBuf};
 
@@ -54,6 +54,7 @@ async fn agent_changed(State(state): State<AppState>, UrlPath(id): UrlPath<Strin
 
 async fn keys_changed(State(state): State<AppState>) -> Json<Value> {
     state.credentials().invalidate();
+    state.wallet().invalidate();
     Json(serde_json::json!({"success": true}))
 }
 

@@ -68,6 +68,9 @@ pub enum Error {
     /// Signing or broadcasting failed.
     #[error("Transaction failed: {0}")]
     TxFailed(String),
+    /// A private key or keystore given to `wallet import` is unusable (never echoes the key).
+    #[error("{0}")]
+    InvalidWallet(String),
     /// No signer for this chain.
     #[error("No wallet configured for {0}. Run `assegai wallet import`")]
     WalletNotConfigured(ChainId),
@@ -151,7 +154,7 @@ impl Error {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::BadRequest(_) | Error::Rpc(_) => StatusCode::BAD_REQUEST,
+            Error::BadRequest(_) | Error::Rpc(_) | Error::InvalidWallet(_) => StatusCode::BAD_REQUEST,
             Error::MissingCredentials | Error::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Error::AgentPaused
             | Error::ChainNotAllowed(_)
@@ -181,7 +184,7 @@ impl Error {
     /// The machine code of this error.
     pub fn code(&self) -> &'static str {
         match self {
-            Error::BadRequest(_) => codes::BAD_REQUEST,
+            Error::BadRequest(_) | Error::InvalidWallet(_) => codes::BAD_REQUEST,
             Error::MissingCredentials | Error::InvalidCredentials => codes::UNAUTHORIZED,
             Error::AgentPaused => codes::AGENT_PAUSED,
             Error::ChainNotAllowed(_) => codes::CHAIN_NOT_ALLOWED,

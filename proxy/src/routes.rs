@@ -23,7 +23,6 @@ use crate::{
     ratelimit::Service,
     server::AppState,
     store::{NewLog, now_ms},
-    wallet,
 };
 
 /// `GET /health`.
@@ -63,9 +62,12 @@ pub async fn rpc(
 }
 
 /// `GET /agent/wallet-address/{chain}`.
-pub async fn wallet_address(Path(chain): Path<String>) -> Result<Json<WalletAddressResponse>> {
+pub async fn wallet_address(
+    State(state): State<AppState>,
+    Path(chain): Path<String>,
+) -> Result<Json<WalletAddressResponse>> {
     let chain = parse_chain(&chain)?;
-    Ok(Json(WalletAddressResponse { address: wallet::address_for(chain)? }))
+    Ok(Json(WalletAddressResponse { address: state.wallet().address_for(chain).await? }))
 }
 
 /// `POST /agent/log`.

@@ -44,6 +44,7 @@ struct Inner {
     usage: tokio::sync::mpsc::UnboundedSender<NewUsage>,
     approvals: crate::tx::Approvals,
     signer: crate::tx::signer::Signer,
+    wallet: crate::wallet::Wallet,
     logs: LogSink,
     listen: SocketAddr,
     started_at: i64,
@@ -103,6 +104,11 @@ impl AppState {
     /// The wallet's signer.
     pub fn signer(&self) -> &crate::tx::signer::Signer {
         &self.0.signer
+    }
+
+    /// The user's wallet.
+    pub fn wallet(&self) -> &crate::wallet::Wallet {
+        &self.0.wallet
     }
 
     /// Where AI usage rows go.
@@ -177,6 +183,7 @@ pub async fn start(home: &Home, config: Config, keys: Result<Arc<dyn KeyStore>, 
         limits: RateLimiter::new(&config.rate_limits),
         chain: ChainClient::new(http.clone(), config.clone()),
         upstream: http,
+        wallet: crate::wallet::Wallet::new(keys.clone()),
         credentials: Credentials::new(keys),
         pricing: Arc::new(pricing),
         usage,

@@ -154,8 +154,8 @@ async fn test(args: &KeysProviderArg, settings: &Settings, printer: Printer) -> 
     }
 }
 
-/// Tells a running proxy to forget cached keys.
-async fn notify(settings: &Settings, printer: Printer) {
+/// Tells a running proxy that the key store changed (provider keys or the wallet).
+pub async fn notify(settings: &Settings, printer: Printer) {
     if let Err(e) = settings.admin().keys_changed().await {
         printer.warn(format!("the running proxy could not be told ({e}); restart it to use the change"));
     }

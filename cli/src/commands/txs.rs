@@ -67,8 +67,7 @@ pub fn print_rows(rows: &[TxRow], json: bool, printer: Printer, empty: &str) -> 
 }
 
 fn chain_label(id: u64) -> String {
-    let chain = ChainId::eip155(id);
-    chain.name().map_or_else(|| chain.to_string(), |n| format!("{n} ({chain})"))
+    crate::printer::chain_label(ChainId::eip155(id))
 }
 
 fn row_json(r: &TxRow) -> Value {

@@ -170,7 +170,8 @@ async fn mark(state: &AppState, id: &str, from: TxStatus, to: TxStatus, why: &st
 
 async fn sign_and_send(state: &AppState, agent: &Agent, checked: &policy::Checked) -> Result<signer::Sent> {
     let rpc = state.chain().rpc_url(&agent.manifest, checked.chain)?;
-    state.signer().send(state.upstream(), rpc, checked).await
+    let signer = state.wallet().signer_for(checked.chain).await?;
+    state.signer().send(state.upstream(), rpc, signer, checked).await
 }
 
 /// Records `confirmed` or `reverted` once the receipt is in.

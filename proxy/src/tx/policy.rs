@@ -151,11 +151,8 @@ async fn token_action(
             "An unlimited approval for {spender} is refused unless the spender is in `permissions.spenders`"
         )));
     }
-    let allowance = agent
-        .manifest
-        .allowances
-        .get(&chain)
-        .and_then(|tokens| tokens.get(&token))
+    let allowance = allowance_for(state, agent, chain, token)
+        .await?
         .ok_or_else(|| Error::Policy(format!("No allowance found for {token} on chain {chain}")))?;
     let (symbol, decimals) = match tokens::known(chain, token) {
         Some(t) => (t.symbol.to_owned(), t.decimals),
@@ -179,6 +176,19 @@ async fn token_action(
         TokenCall::IncreaseAllowance { spender, .. } => format!("Let {spender} spend {shown} more {symbol}"),
         TokenCall::SetApprovalForAll { .. } => unreachable!("handled above"),
     })
+}
+
+/// The agent's allowance for `token`: one set with `assegai allowance set` wins over the
+/// manifest's, so a person can change it without editing files.
+async fn allowance_for(state: &AppState, agent: &Agent, chain: ChainId, token: Address) -> Result<Option<String>> {
+    let store = state.store().clone();
+    let (id, key) = (agent.id.clone(), token.to_checksum(None));
+    let set = tokio::task::spawn_blocking(move || store.allowance(&id, chain.id(), &key))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+    Ok(set.map(|row| row.amount).or_else(|| {
+        agent.manifest.allowances.get(&chain).and_then(|tokens| tokens.get(&token)).map(|a| a.as_str().to_owned())
+    }))
 }
 
 /// `decimals()` of a token the proxy does not know, from the agent's RPC for that chain.

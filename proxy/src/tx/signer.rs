@@ -32,7 +32,7 @@ use assegai_sdk::ChainId;
 use bytes::Bytes;
 use hyper::Uri;
 
-use crate::{Error, Result, tx::policy::Checked, upstream::Upstream, wallet};
+use crate::{Error, Result, tx::policy::Checked, upstream::Upstream};
 
 /// JSON-RPC over the proxy's upstream client.
 #[derive(Clone, Debug)]
@@ -90,9 +90,8 @@ impl Sent {
 }
 
 impl Signer {
-    /// Signs `tx` with the wallet for its chain and broadcasts it through `rpc`.
-    pub async fn send(&self, upstream: &Upstream, rpc: Uri, tx: &Checked) -> Result<Sent> {
-        let signer: PrivateKeySigner = wallet::signer_for(tx.chain)?;
+    /// Signs `tx` with `signer` and broadcasts it through `rpc`.
+    pub async fn send(&self, upstream: &Upstream, rpc: Uri, signer: PrivateKeySigner, tx: &Checked) -> Result<Sent> {
         let from = signer.address();
         let is_local = rpc.host().is_some_and(|h| h == "127.0.0.1" || h == "localhost" || h == "::1");
         let client = RpcClient::new(UpstreamTransport { upstream: upstream.clone(), uri: rpc }, is_local);
