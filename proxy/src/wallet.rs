@@ -76,6 +76,20 @@ pub fn parse_private_key(text: &str) -> Result<PrivateKeySigner> {
 /// Decrypts an encrypted JSON keystore (the Web3 Secret Storage format that Foundry and geth
 /// write).
 pub fn decrypt_keystore(path: &Path, password: &str) -> Result<PrivateKeySigner> {
+    check_keystore(path)?;
+    let shown = path.display();
+    let signer = PrivateKeySigner::decrypt_keystore(path, password).map_err(|e| match e {
+        LocalSignerError::EthKeystoreError(eth_keystore::KeystoreError::MacMismatch) => {
+            Error::InvalidWallet(format!("wrong password for {shown}; nothing was imported"))
+        }
+        other => Error::InvalidWallet(format!("cannot decrypt {shown}: {other}")),
+    })?;
+    refuse_test_account(signer)
+}
+
+/// Whether `path` looks like an encrypted JSON keystore, so nobody is asked for a password to a
+/// file that cannot be one.
+pub fn check_keystore(path: &Path) -> Result<()> {
     let shown = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| Error::InvalidWallet(format!("cannot read {shown}: {e}")))?;
     let json: serde_json::Value = serde_json::from_str(&text)
@@ -85,13 +99,7 @@ pub fn decrypt_keystore(path: &Path, password: &str) -> Result<PrivateKeySigner>
             "{shown} is JSON but not an encrypted keystore (no `crypto` section); export one with `cast wallet import` or geth"
         )));
     }
-    let signer = PrivateKeySigner::decrypt_keystore(path, password).map_err(|e| match e {
-        LocalSignerError::EthKeystoreError(eth_keystore::KeystoreError::MacMismatch) => {
-            Error::InvalidWallet(format!("wrong password for {shown}; nothing was imported"))
-        }
-        other => Error::InvalidWallet(format!("cannot decrypt {shown}: {other}")),
-    })?;
-    refuse_test_account(signer)
+    Ok(())
 }
 
 fn refuse_test_account(signer: PrivateKeySigner) -> Result<PrivateKeySigner> {

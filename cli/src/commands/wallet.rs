@@ -22,7 +22,9 @@ const KEYSTORE_PASSWORD: &str = "ASSEGAI_KEYSTORE_PASSWORD";
 
 pub async fn run(args: &WalletArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
     match &args.command {
-        None => address(&WalletAddressArgs { chain: None, json: crate::cli::JsonFlag { json: false } }, settings, printer),
+        None => {
+            address(&WalletAddressArgs { chain: None, json: crate::cli::JsonFlag { json: false } }, settings, printer)
+        }
         Some(WalletCommand::Address(a)) => address(a, settings, printer),
         Some(WalletCommand::Import(a)) => import(a, settings, printer).await,
         Some(WalletCommand::UseTestAccount(a)) => use_test_account(a, settings, printer).await,
@@ -53,7 +55,9 @@ fn address(args: &WalletAddressArgs, settings: &Settings, printer: Printer) -> a
     }
     printer.data(addr);
     match source {
-        Source::Imported => printer.info(format!("Imported wallet; signs on every chain. Kept in the {}.", store.describe())),
+        Source::Imported => {
+            printer.info(format!("Imported wallet; signs on every chain. Kept in the {}.", store.describe()))
+        }
         Source::TestAccount => printer.info(
             "Anvil's test account; signs only on local chains (eip155:31337, eip155:1337). \
              Run `assegai wallet import` to sign elsewhere.",
@@ -65,6 +69,7 @@ fn address(args: &WalletAddressArgs, settings: &Settings, printer: Printer) -> a
 async fn import(args: &WalletImportArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
     let signer = match &args.keystore {
         Some(path) => {
+            wallet::check_keystore(path)?;
             let password = match std::env::var(KEYSTORE_PASSWORD) {
                 Ok(p) => Zeroizing::new(p),
                 Err(_) if printer.interactive() => Zeroizing::new(
