@@ -448,6 +448,19 @@ async fn calldata_goes_only_to_whitelisted_contracts() {
     let pending = expect_pending(&env, &agent, &body).await;
     let action = pending.entry["action"].as_str().expect("an action");
     assert_eq!(action.to_lowercase(), format!("Call 0x12345678 on {CONTRACT}").to_lowercase(), "{action}");
+    assert_eq!(pending.entry["gas_limit"], Value::Null, "estimated when signing");
+    reject(&env, pending).await;
+
+    // The original SDK's default of 21000 cannot carry calldata: estimated instead, and said so.
+    let mut body = json!({"chain": LOCAL, "to": CONTRACT, "value": "0", "data": data, "gasLimit": "21000"});
+    let pending = expect_pending(&env, &agent, &body).await;
+    assert_eq!(pending.entry["gas_limit"], Value::Null, "{}", pending.entry);
+    assert!(pending.entry["detail"]["gas_note"].as_str().is_some_and(|n| n.contains("21000")), "{}", pending.entry);
+    reject(&env, pending).await;
+    // Any other explicit limit is kept as given.
+    body["gasLimit"] = "60000".into();
+    let pending = expect_pending(&env, &agent, &body).await;
+    assert_eq!(pending.entry["gas_limit"], 60000, "{}", pending.entry);
     reject(&env, pending).await;
 }
 

@@ -68,6 +68,15 @@ pub async fn check(state: &AppState, agent: &Agent, req: &TxRequest) -> Result<C
         .transpose()?;
 
     let mut detail = json!({"chain": req.chain, "to": to, "value_wei": value.to_string()});
+    // The original SDK defaults `gasLimit` to 21000, which no call with calldata can fit in: such
+    // a transaction is certain to fail, so the node's estimate is used instead (and shown).
+    let gas_limit = match gas_limit {
+        Some(21_000) if !data.is_empty() => {
+            detail["gas_note"] = json!("21000 requested, too little for calldata; estimated when signing");
+            None
+        }
+        other => other,
+    };
     let symbol = native_symbol(req.chain);
     // 2–3. Calldata.
     let call = decode::decode(&data).map_err(|e| Error::BadRequest(format!("Invalid `data`: {e}")))?;
