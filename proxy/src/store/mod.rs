@@ -53,6 +53,9 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("migrations/0002_api_usage.sql")),
         M::up(include_str!("migrations/0003_transactions.sql")),
         M::up(include_str!("migrations/0004_allowances.sql")),
+        M::up_with_hook(include_str!("migrations/0005_spend_hours.sql"), |t: &rusqlite::Transaction<'_>| {
+            rebuild_spend_hours(t).map_err(rusqlite_migration::HookError::RusqliteError)
+        }),
     ])
 });
 
@@ -301,6 +304,11 @@ pub struct SpendWindow {
 
 /// Statuses whose value counts against spending limits.
 const SPENDING_STATUSES: &str = "('pending', 'approved', 'confirmed')";
+
+/// Whether a request in `status` counts against spending limits (as [`SPENDING_STATUSES`]).
+fn counts_against_limits(status: TxStatus) -> bool {
+    matches!(status, TxStatus::Pending | TxStatus::Approved | TxStatus::Confirmed)
+}
 
 /// The database.
 #[derive(Debug)]
@@ -611,6 +619,7 @@ impl Store {
             ],
         )
         .map_err(|e| self.err(e))?;
+        add_spend(&t, &tx.agent_id, tx.chain_id, tx.created_at, tx.value_wei, true).map_err(|e| self.err(e))?;
         insert_audit(&t, &tx.agent_id, "tx.requested", Some(&tx.agent_id), Some(&serde_json::json!({"tx": tx.id})))
             .map_err(|e| self.err(e))?;
         t.commit().map_err(|e| self.err(e))?;
@@ -658,10 +667,23 @@ impl Store {
             )
             .map_err(|e| self.err(e))?;
         if n > 0 {
-            let agent: Option<String> = t
-                .query_row("SELECT agent_id FROM transactions WHERE id = ?1", [id], |r| r.get(0))
+            let row: Option<(String, i64, i64, String)> = t
+                .query_row(
+                    "SELECT agent_id, chain_id, created_at, value_wei FROM transactions WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
                 .optional()
                 .map_err(|e| self.err(e))?;
+            if let Some((agent, chain, created_at, value)) = &row
+                && counts_against_limits(from) != counts_against_limits(to)
+            {
+                let wei =
+                    U256::from_str_radix(value, 10).map_err(|e| StoreError::Corrupt(format!("value_wei: {e}")))?;
+                let chain = u64::try_from(*chain).unwrap_or_default();
+                add_spend(&t, agent, chain, *created_at, wei, counts_against_limits(to)).map_err(|e| self.err(e))?;
+            }
+            let agent = row.map(|r| r.0);
             let detail = serde_json::json!({"tx": id, "from": from.as_str(), "to": to.as_str(), "error": error});
             insert_audit(&t, by, &format!("tx.{}", to.as_str()), agent.as_deref(), Some(&detail))
                 .map_err(|e| self.err(e))?;
@@ -825,22 +847,81 @@ fn tx_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TxRow> {
 
 /// Sum of counted value in wei; stored as decimal text and added with overflow checks here,
 /// because SQLite integers cannot hold wei.
+const HOUR_MS: i64 = 3_600_000;
+
+fn parse_wei(text: &str) -> rusqlite::Result<U256> {
+    U256::from_str_radix(text, 10)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
+}
+
+/// Committed value of an agent on a chain since `since_ms`: whole hours from `spend_hours`, the
+/// partial first hour from `transactions` (through the (agent_id, created_at) index).
 fn sum_wei(conn: &Connection, agent_id: &str, chain_id: u64, since_ms: i64) -> rusqlite::Result<U256> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT value_wei FROM transactions WHERE agent_id = ?1 AND chain_id = ?2 AND created_at >= ?3
-         AND status IN {SPENDING_STATUSES}"
-    ))?;
-    let rows = stmt.query_map(params![agent_id, i64::try_from(chain_id).unwrap_or(i64::MAX), since_ms], |r| {
-        r.get::<_, String>(0)
-    })?;
+    let chain = i64::try_from(chain_id).unwrap_or(i64::MAX);
+    let next_hour = since_ms.div_euclid(HOUR_MS) + 1;
     let mut total = U256::ZERO;
-    for v in rows {
-        let v = v?;
-        let wei = U256::from_str_radix(&v, 10)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))?;
-        total = total.saturating_add(wei);
+    let mut add = |text: String| -> rusqlite::Result<()> {
+        total = total.saturating_add(parse_wei(&text)?);
+        Ok(())
+    };
+    let mut hours =
+        conn.prepare_cached("SELECT wei FROM spend_hours WHERE agent_id = ?1 AND chain_id = ?2 AND hour >= ?3")?;
+    for v in hours.query_map(params![agent_id, chain, next_hour], |r| r.get::<_, String>(0))? {
+        add(v?)?;
+    }
+    let mut edge = conn.prepare_cached(&format!(
+        "SELECT value_wei FROM transactions WHERE agent_id = ?1 AND created_at >= ?2 AND created_at < ?3
+         AND chain_id = ?4 AND status IN {SPENDING_STATUSES}"
+    ))?;
+    for v in edge.query_map(params![agent_id, since_ms, next_hour * HOUR_MS, chain], |r| r.get::<_, String>(0))? {
+        add(v?)?;
     }
     Ok(total)
+}
+
+/// Adds `wei` to (or, with `add` false, takes it from) the hour bucket of a request.
+fn add_spend(
+    conn: &Connection,
+    agent_id: &str,
+    chain_id: u64,
+    created_at: i64,
+    wei: U256,
+    add: bool,
+) -> rusqlite::Result<()> {
+    let (chain, hour) = (i64::try_from(chain_id).unwrap_or(i64::MAX), created_at.div_euclid(HOUR_MS));
+    let current: Option<String> = conn
+        .query_row(
+            "SELECT wei FROM spend_hours WHERE agent_id = ?1 AND chain_id = ?2 AND hour = ?3",
+            params![agent_id, chain, hour],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let current = current.as_deref().map(parse_wei).transpose()?.unwrap_or_default();
+    // Saturating: a bucket is a cache of `transactions`; it can never legitimately wrap, and a
+    // limit must not be lifted by an overflow.
+    let next = if add { current.saturating_add(wei) } else { current.saturating_sub(wei) };
+    conn.execute(
+        "INSERT INTO spend_hours (agent_id, chain_id, hour, wei) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (agent_id, chain_id, hour) DO UPDATE SET wei = ?4",
+        params![agent_id, chain, hour, next.to_string()],
+    )?;
+    Ok(())
+}
+
+/// Fills `spend_hours` from `transactions` (migration 0005, for requests stored before it).
+fn rebuild_spend_hours(t: &Connection) -> rusqlite::Result<()> {
+    t.execute("DELETE FROM spend_hours", [])?;
+    let mut stmt = t.prepare(&format!(
+        "SELECT agent_id, chain_id, created_at, value_wei FROM transactions WHERE status IN {SPENDING_STATUSES}"
+    ))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?))
+    })?;
+    for row in rows {
+        let (agent, chain, created_at, value) = row?;
+        add_spend(t, &agent, u64::try_from(chain).unwrap_or_default(), created_at, parse_wei(&value)?, true)?;
+    }
+    Ok(())
 }
 
 fn allowance_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AllowanceRow> {
@@ -904,6 +985,84 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         MIGRATIONS.validate().unwrap();
+    }
+
+    /// The hour buckets give exactly what a full scan of `transactions` gives, for windows that
+    /// start anywhere within an hour, through inserts and every kind of decision.
+    #[test]
+    fn rolling_sums_match_a_full_scan() {
+        fn scan(s: &Store, agent: &str, chain: u64, since: i64) -> U256 {
+            let conn = s.conn();
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT value_wei FROM transactions WHERE agent_id = ?1 AND chain_id = ?2 AND created_at >= ?3
+                     AND status IN {SPENDING_STATUSES}"
+                ))
+                .unwrap();
+            let rows = stmt.query_map(params![agent, chain as i64, since], |r| r.get::<_, String>(0)).unwrap();
+            rows.map(|v| U256::from_str_radix(&v.unwrap(), 10).unwrap()).fold(U256::ZERO, |a, b| a + b)
+        }
+        let (_d, s) = store();
+        let base = 1_700_000_000_000_i64;
+        let mut seed = 7_u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        let fates = [TxStatus::Approved, TxStatus::Rejected, TxStatus::Expired, TxStatus::Failed];
+        for i in 0..400 {
+            let agent = if i % 3 == 0 { "ag_b" } else { "ag_a" };
+            let chain = if i % 5 == 0 { 1 } else { 31337 };
+            let tx = NewTx {
+                id: format!("tx_{i}"),
+                agent_id: agent.into(),
+                agent_name: agent.into(),
+                chain_id: chain,
+                to: "0x0".into(),
+                value_wei: U256::from(next() % 1_000_000) * U256::from(1_000_000_000_000_u64),
+                data: "0x".into(),
+                gas_limit: None,
+                action: "send".into(),
+                detail: None,
+                created_at: base + (next() % (72 * HOUR_MS as u64)) as i64,
+            };
+            assert!(s.insert_pending_tx(&tx, &[]).unwrap().is_none());
+            match next() % 5 {
+                0 => {}
+                n => {
+                    let to = fates[n as usize - 1];
+                    assert!(s.decide_tx(&tx.id, TxStatus::Pending, to, None, "t").unwrap());
+                    if to == TxStatus::Approved && next() % 2 == 0 {
+                        let fin = if next() % 3 == 0 { TxStatus::Reverted } else { TxStatus::Confirmed };
+                        assert!(s.decide_tx(&tx.id, TxStatus::Approved, fin, None, "t").unwrap());
+                    }
+                }
+            }
+        }
+        for _ in 0..200 {
+            let since = base - HOUR_MS + (next() % (74 * HOUR_MS as u64)) as i64;
+            for (agent, chain) in [("ag_a", 31337), ("ag_b", 31337), ("ag_a", 1), ("ag_c", 31337)] {
+                assert_eq!(s.spent_since(agent, chain, since).unwrap(), scan(&s, agent, chain, since), "{since}");
+            }
+        }
+        // A rebuild (what migration 0005 does for older databases) gives the same buckets.
+        let before: Vec<(String, i64, i64, String)> = {
+            let conn = s.conn();
+            let mut st = conn.prepare("SELECT * FROM spend_hours WHERE wei != '0' ORDER BY 1, 2, 3").unwrap();
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        rebuild_spend_hours(&s.conn()).unwrap();
+        let conn = s.conn();
+        let mut st = conn.prepare("SELECT * FROM spend_hours ORDER BY 1, 2, 3").unwrap();
+        let after: Vec<(String, i64, i64, String)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(before, after);
     }
 
     #[test]
