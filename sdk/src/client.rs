@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use alloy_primitives::{Address, B256, U256};
+use alloy_primitives::{Address, B256, U64, U256};
 use reqwest::{Method, StatusCode};
-use serde::{Serialize, de::DeserializeOwned};
-use serde_json::Value;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::{Value, json};
 
 use crate::{
     ChainId, Error, LogLevel, Result, env,
@@ -400,6 +400,63 @@ impl Assegai {
         self.retrying(|| self.send::<(), _>(Method::GET, &path, None)).await
     }
 
+    /// Waits until `tx_hash` is mined on `chain` and returns its receipt, or fails with
+    /// [`Error::ReceiptTimeout`] after `timeout` (give or take one second for the last poll).
+    ///
+    /// Polls `eth_getTransactionReceipt` through the proxy's `/rpc/{chain}`, first after 250 ms and
+    /// then less often (up to every 2 s), so it stays well inside the proxy's RPC rate limit; a
+    /// 429, 5xx or network error along the way only delays the next poll.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use assegai_sdk::{ChainId, wire::TxRequest};
+    /// # async fn f(a: assegai_sdk::Assegai, request: TxRequest) -> assegai_sdk::Result<()> {
+    /// let hash = a.request_transaction(&request).await?;
+    /// let receipt = a.wait_for_receipt(ChainId::ANVIL, hash, Duration::from_secs(120)).await?;
+    /// if !receipt.success {
+    ///     a.error(format!("{hash} reverted in block {}", receipt.block_number)).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ReceiptTimeout`] when no receipt appeared in time (the transaction may still be
+    /// mined), [`Error::Forbidden`] for a chain the manifest does not allow, [`Error::Rpc`] when the
+    /// node answers with an error, [`Error::Server`] for a receipt that cannot be read.
+    pub async fn wait_for_receipt(&self, chain: ChainId, tx_hash: B256, timeout: Duration) -> Result<TxReceipt> {
+        const FIRST_POLL: Duration = Duration::from_millis(250);
+        const SLOWEST_POLL: Duration = Duration::from_secs(2);
+        // A last poll that starts at the deadline still gets this long to be answered.
+        const LAST_ANSWER: Duration = Duration::from_secs(1);
+        let started = tokio::time::Instant::now();
+        let deadline = started + timeout;
+        let timed_out = || Error::ReceiptTimeout { tx_hash, waited: started.elapsed() };
+        let path = format!("/rpc/{chain}");
+        let request = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_getTransactionReceipt", "params": [tx_hash]});
+        let mut interval = FIRST_POLL;
+        loop {
+            let answer_by = deadline.max(tokio::time::Instant::now() + LAST_ANSWER);
+            let reply = tokio::time::timeout_at(answer_by, self.send::<_, Value>(Method::POST, &path, Some(&request)))
+                .await
+                .map_err(|_| timed_out())?;
+            let pause = match reply {
+                Ok(reply) => match receipt_from_reply(&reply, tx_hash)? {
+                    Some(receipt) => return Ok(receipt),
+                    None => interval,
+                },
+                Err(Error::RateLimited { retry_after: Some(after), .. }) => after.max(interval),
+                Err(e) if e.is_retryable() => interval,
+                Err(e) => return Err(e),
+            };
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(timed_out());
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            interval = (interval * 2).min(SLOWEST_POLL);
+        }
+    }
+
     /// Calls OpenAI through the proxy: `POST /api/openai/{path}` with `body`; the proxy adds the
     /// user's key. Not retried (a model call costs money).
     ///
@@ -556,6 +613,71 @@ impl Assegai {
     }
 }
 
+/// A mined transaction, as [`Assegai::wait_for_receipt`] returns it.
+///
+/// ```no_run
+/// # async fn f(a: assegai_sdk::Assegai, hash: assegai_sdk::B256) -> assegai_sdk::Result<()> {
+/// let r = a.wait_for_receipt(assegai_sdk::ChainId::ANVIL, hash, std::time::Duration::from_secs(60)).await?;
+/// println!("{} in block {}: {} gas, {}", r.tx_hash, r.block_number, r.gas_used, if r.success { "ok" } else { "reverted" });
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct TxReceipt {
+    /// The transaction's hash.
+    pub tx_hash: B256,
+    /// `true` for receipt status 1 (executed), `false` for status 0 (reverted).
+    pub success: bool,
+    /// The block it was mined in.
+    pub block_number: u64,
+    /// Gas it used.
+    pub gas_used: u64,
+}
+
+/// The fields of an `eth_getTransactionReceipt` result that [`TxReceipt`] keeps.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawReceipt {
+    transaction_hash: B256,
+    /// Absent or null while some nodes report a receipt for a still pending transaction.
+    #[serde(default)]
+    block_number: Option<U64>,
+    gas_used: U64,
+    /// Absent on pre-Byzantium receipts, which carry a state root instead.
+    #[serde(default)]
+    status: Option<U64>,
+}
+
+/// Reads a JSON-RPC reply to `eth_getTransactionReceipt`: `None` while it is not mined.
+fn receipt_from_reply(reply: &Value, tx_hash: B256) -> Result<Option<TxReceipt>> {
+    let unreadable = |why: String| Error::Server {
+        status: 200,
+        message: format!("unreadable receipt for {tx_hash}: {why}"),
+        code: String::new(),
+    };
+    if let Some(error) = reply.get("error").filter(|e| !e.is_null()) {
+        let message = error.get("message").and_then(Value::as_str).map_or_else(|| error.to_string(), str::to_owned);
+        return Err(Error::Rpc { message: format!("RPC Error: {message}") });
+    }
+    let result = match reply.get("result") {
+        None => return Err(unreadable("the reply has neither `result` nor `error`".into())),
+        Some(Value::Null) => return Ok(None),
+        Some(result) => result,
+    };
+    let raw = RawReceipt::deserialize(result).map_err(|e| unreadable(e.to_string()))?;
+    if raw.transaction_hash != tx_hash {
+        return Err(unreadable(format!("the node answered with the receipt of {}", raw.transaction_hash)));
+    }
+    let Some(block_number) = raw.block_number else { return Ok(None) };
+    let status = raw.status.ok_or_else(|| unreadable("no `status` (a pre-Byzantium receipt)".into()))?;
+    Ok(Some(TxReceipt {
+        tx_hash,
+        success: status == U64::from(1),
+        block_number: block_number.to(),
+        gas_used: raw.gas_used.to(),
+    }))
+}
+
 fn ai_path(provider: &str, path: &str) -> String {
     format!("/api/{provider}/{}", path.trim_start_matches('/'))
 }
@@ -615,6 +737,29 @@ mod tests {
         assert!(matches!(e, Error::RateLimited { retry_after: Some(d), .. } if d.as_secs() == 2));
         assert!(classify(s(502), body("Network request failed"), None).is_retryable());
         assert!(!classify(s(403), body("no"), None).is_retryable());
+    }
+
+    #[test]
+    fn reads_receipts() {
+        let hash = B256::repeat_byte(0xab);
+        let reply = |result: Value| json!({"jsonrpc": "2.0", "id": 1, "result": result});
+        let mined = |status: &str| {
+            reply(json!({"transactionHash": hash, "blockNumber": "0x2a", "gasUsed": "0xb41e", "status": status}))
+        };
+        let r = receipt_from_reply(&mined("0x1"), hash).unwrap().unwrap();
+        assert_eq!((r.tx_hash, r.success, r.block_number, r.gas_used), (hash, true, 42, 46110));
+        assert!(!receipt_from_reply(&mined("0x0"), hash).unwrap().unwrap().success);
+        assert_eq!(receipt_from_reply(&reply(Value::Null), hash).unwrap(), None);
+        let pending = reply(json!({"transactionHash": hash, "blockNumber": null, "gasUsed": "0x0"}));
+        assert_eq!(receipt_from_reply(&pending, hash).unwrap(), None);
+
+        let e = receipt_from_reply(&json!({"error": {"code": -32000, "message": "boom"}}), hash).unwrap_err();
+        assert!(matches!(&e, Error::Rpc { message } if message == "RPC Error: boom"), "{e:?}");
+        let other = mined("0x1").to_string().replace(&format!("{hash}"), &format!("{}", B256::ZERO));
+        assert!(receipt_from_reply(&serde_json::from_str(&other).unwrap(), hash).is_err());
+        let old = reply(json!({"transactionHash": hash, "blockNumber": "0x1", "gasUsed": "0x1", "root": "0x00"}));
+        assert!(matches!(receipt_from_reply(&old, hash), Err(Error::Server { .. })));
+        assert!(receipt_from_reply(&json!({"id": 1}), hash).is_err());
     }
 
     #[test]

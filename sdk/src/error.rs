@@ -84,6 +84,15 @@ pub enum Error {
         /// The proxy's machine code, if it sent one.
         code: String,
     },
+    /// [`Assegai::wait_for_receipt`](crate::Assegai::wait_for_receipt) saw no receipt in the time it
+    /// was given. The transaction may still be mined: wait again, or look it up by its hash.
+    #[error("no receipt for {tx_hash} after {waited:?}; it may still be mined, so wait again before sending it anew")]
+    ReceiptTimeout {
+        /// The transaction waited for.
+        tx_hash: alloy_primitives::B256,
+        /// How long was waited.
+        waited: Duration,
+    },
     /// The client is misconfigured (missing environment variable, bad URL).
     #[error("configuration error: {0}")]
     Config(String),

@@ -20,13 +20,14 @@
 mod chain;
 mod client;
 pub mod env;
+pub mod erc20;
 mod error;
 mod sse;
 pub mod wire;
 
-pub use alloy_primitives::{Address, B256, U256};
+pub use alloy_primitives::{Address, B256, Bytes, U256};
 pub use chain::{ChainId, ParseChainIdError};
-pub use client::{Assegai, AssegaiBuilder};
+pub use client::{Assegai, AssegaiBuilder, TxReceipt};
 pub use error::{Error, Result};
 pub use sse::{EventStream, SseEvent};
 pub use wire::LogLevel;

@@ -67,7 +67,7 @@ pub async fn check(state: &AppState, agent: &Agent, req: &TxRequest) -> Result<C
         })
         .transpose()?;
 
-    let mut detail = json!({"chain": req.chain, "to": to, "value_wei": value.to_string()});
+    let mut detail = json!({"chain": req.chain, "to": to.to_checksum(None), "value_wei": value.to_string()});
     // The original SDK defaults `gasLimit` to 21000, which no call with calldata can fit in: such
     // a transaction is certain to fail, so the node's estimate is used instead (and shown).
     let gas_limit = match gas_limit {
@@ -146,7 +146,7 @@ async fn token_action(
                     "setApprovalForAll would let {operator} move every token of this contract; refused unless the operator is in `permissions.spenders`"
                 )));
             }
-            detail["operator"] = json!(operator);
+            detail["operator"] = json!(operator.to_checksum(None));
             let verb = if approved { "Let" } else { "Stop letting" };
             return Ok(format!("{verb} {operator} move all tokens of {token}"));
         }
@@ -177,7 +177,7 @@ async fn token_action(
         return Err(Error::Policy("Requested amount exceeds the configured allowance for this token".into()));
     }
     let shown = if unlimited_approval { "unlimited".to_owned() } else { format_units(amount, decimals) };
-    detail["token"] = json!({"address": token, "symbol": symbol, "decimals": decimals, "amount": amount.to_string(), "allowance": allowance.as_str()});
+    detail["token"] = json!({"address": token.to_checksum(None), "symbol": symbol, "decimals": decimals, "amount": amount.to_string(), "allowance": allowance.as_str()});
     Ok(match *call {
         TokenCall::Transfer { to, .. } => format!("Transfer {shown} {symbol} to {to}"),
         TokenCall::TransferFrom { from, to, .. } => format!("Transfer {shown} {symbol} from {from} to {to}"),

@@ -134,7 +134,7 @@ impl Signer {
 
 /// The node's own words for a failed send (insufficient funds, nonce too low…), without the
 /// transport's wrapping.
-fn describe(e: &impl std::fmt::Display) -> String {
-    let text = e.to_string();
+fn describe(e: &TransportError) -> String {
+    let text = e.as_error_resp().map_or_else(|| e.to_string(), |resp| resp.message.to_string());
     text.chars().take(300).collect()
 }
