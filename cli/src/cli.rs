@@ -56,6 +56,10 @@ pub enum Command {
     Allowance(AllowanceArgs),
     /// Scaffold a new agent from a template
     New(NewArgs),
+    /// Build and run an agent with only its id and token, the proxy started if none runs
+    Run(RunArgs),
+    /// Check the key store, the proxy, the local chain and the wallet, and say what to fix
+    Doctor(JsonFlag),
     /// Print shell completions
     Completions(CompletionsArgs),
 }
@@ -143,7 +147,7 @@ pub struct LogsArgs {
 
 #[derive(Debug, Args)]
 pub struct ApproveArgs {
-    /// The request to approve (see `--list`)
+    /// The request to approve (see `--list`); without it, an interactive queue of every request
     pub id: Option<String>,
     /// List pending requests and exit
     #[arg(long, conflicts_with = "id")]
@@ -151,6 +155,12 @@ pub struct ApproveArgs {
     /// Approve without asking (needed when no terminal is attached)
     #[arg(long, short, requires = "id")]
     pub yes: bool,
+    /// Queue: only this agent's requests (name or id)
+    #[arg(long, value_name = "AGENT", conflicts_with = "id")]
+    pub agent: Option<String>,
+    /// Queue: exit once nothing is waiting, instead of waiting for more requests
+    #[arg(long, conflicts_with_all = ["id", "list"])]
+    pub once: bool,
     #[command(flatten)]
     pub json: JsonFlag,
 }
@@ -355,4 +365,23 @@ pub enum Template {
     Rust,
     /// A Node.js project with a small SDK module
     Node,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The agent's directory (holding assegai.json)
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Leave approvals to `assegai approve` in another terminal instead of asking inline
+    #[arg(long)]
+    pub no_prompt: bool,
+    /// Seconds between SIGTERM and SIGKILL when stopping the agent
+    #[arg(long, default_value_t = 5, value_name = "SECS")]
+    pub grace: u64,
+    /// Run it in a hardened Docker container instead of as a local process
+    #[arg(long)]
+    pub docker: bool,
+    /// With --docker: print the docker commands instead of running them
+    #[arg(long, requires = "docker")]
+    pub dry_run: bool,
 }

@@ -2,7 +2,9 @@
 
 mod cli;
 mod commands;
+mod docker;
 mod printer;
+mod runner;
 mod settings;
 
 use std::process::ExitCode;
@@ -62,6 +64,8 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
         Command::Pricing(args) => commands::pricing::run(args, &settings, printer),
         Command::Wallet(args) => commands::wallet::run(args, &settings, printer).await,
         Command::Allowance(args) => commands::allowance::run(args, &settings, printer),
+        Command::Run(args) => commands::run::run(args, settings, printer).await,
+        Command::Doctor(args) => commands::doctor::run(args, &settings, printer).await,
         Command::Completions(_) | Command::New(_) => unreachable!("handled above"),
     }
 }

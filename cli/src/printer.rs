@@ -26,6 +26,11 @@ impl Printer {
         println!("{line}");
     }
 
+    /// A line an agent wrote to its standard error (stderr, even with `--quiet`).
+    pub fn data_err(&self, line: impl std::fmt::Display) {
+        eprintln!("{line}");
+    }
+
     /// A value as pretty JSON (stdout).
     pub fn json<T: serde::Serialize>(&self, value: &T) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(value)?);
@@ -97,6 +102,11 @@ pub fn timestamp(ms: i64) -> String {
     format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// "Ethereum (eip155:1)", or just the CAIP-2 id for chains without a known name.
+pub fn chain_label(chain: assegai_sdk::ChainId) -> String {
+    chain.name().map_or_else(|| chain.to_string(), |n| format!("{n} ({chain})"))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -105,9 +115,4 @@ mod tests {
         assert_eq!(super::timestamp(1_699_612_800_000), "2023-11-10 10:40:00");
         assert_eq!(super::timestamp(951_782_400_000), "2000-02-29 00:00:00");
     }
-}
-
-/// "Ethereum (eip155:1)", or just the CAIP-2 id for chains without a known name.
-pub fn chain_label(chain: assegai_sdk::ChainId) -> String {
-    chain.name().map_or_else(|| chain.to_string(), |n| format!("{n} ({chain})"))
 }

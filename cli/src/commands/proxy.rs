@@ -1,7 +1,12 @@
 //! `assegai proxy`: runs the proxy in the foreground and prints agent log lines as they arrive.
 
+use std::sync::Arc;
+
 use anyhow::Context;
-use assegai_proxy::server;
+use assegai_proxy::{
+    keys::KeyStore,
+    server::{self, RunningProxy},
+};
 use console::style;
 
 use crate::{cli::ProxyArgs, commands::logs::format_line, printer::Printer, settings::Settings};
@@ -15,16 +20,7 @@ pub async fn run(args: &ProxyArgs, mut settings: Settings, printer: Printer) -> 
     if let Some(listen) = args.listen {
         settings.config.listen = listen;
     }
-    // Without a usable key store the proxy still serves chain reads and logs; AI calls say why
-    // they fail.
-    let keys = match settings.keystore(printer) {
-        Ok(store) => Ok(std::sync::Arc::from(store)),
-        Err(e) => {
-            let why = format!("{e:#}");
-            printer.warn(format!("AI calls will fail until this is fixed: {why}"));
-            Err(why)
-        }
-    };
+    let keys = open_keys(&settings, printer);
     let proxy = server::start(&settings.home, settings.config, keys).await?;
     printer.info(format!(
         "{} listening on {} (home {})",
@@ -35,8 +31,36 @@ pub async fn run(args: &ProxyArgs, mut settings: Settings, printer: Printer) -> 
     printer.info("Press Ctrl-C to stop.");
     printer.info(format!("Keys: {}", proxy.key_store()));
 
+    let printing = print_logs(&proxy, printer);
+
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = term.recv() => {}
+    }
+    printer.info("Stopping…");
+    proxy.stop().await;
+    printing.abort();
+    printer.success("Proxy stopped.");
+    Ok(())
+}
+
+/// The key store for a proxy. Without a usable one the proxy still serves chain reads, logs and
+/// the test account; AI calls and imported wallets say why they fail.
+pub fn open_keys(settings: &Settings, printer: Printer) -> Result<Arc<dyn KeyStore>, String> {
+    match settings.keystore(printer) {
+        Ok(store) => Ok(Arc::from(store)),
+        Err(e) => {
+            let why = format!("{e:#}");
+            printer.warn(format!("AI calls will fail until this is fixed: {why}"));
+            Err(why)
+        }
+    }
+}
+
+/// Prints agents' log lines on the console as the proxy receives them.
+pub fn print_logs(proxy: &RunningProxy, printer: Printer) -> tokio::task::JoinHandle<()> {
     let mut lines = proxy.subscribe_logs();
-    let printing = tokio::spawn(async move {
+    tokio::spawn(async move {
         loop {
             match lines.recv().await {
                 Ok(line) => {
@@ -54,15 +78,5 @@ pub async fn run(args: &ProxyArgs, mut settings: Settings, printer: Printer) -> 
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             }
         }
-    });
-
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = term.recv() => {}
-    }
-    printer.info("Stopping…");
-    proxy.stop().await;
-    printing.abort();
-    printer.success("Proxy stopped.");
-    Ok(())
+    })
 }

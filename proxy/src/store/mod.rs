@@ -43,6 +43,14 @@ pub enum StoreError {
     /// The name is taken by another agent.
     #[error("an agent named `{0}` already exists")]
     NameTaken(String),
+    /// The name belongs to an agent run from another directory.
+    #[error("an agent named `{name}` already runs from {dir}; give this one another `name` in its assegai.json")]
+    NameTakenElsewhere {
+        /// The name.
+        name: String,
+        /// The other agent's directory.
+        dir: String,
+    },
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -356,15 +364,37 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let now = now_ms();
-        let existing: Option<String> = tx
-            .query_row("SELECT id FROM agents WHERE name = ?1", [name], |r| r.get(0))
+        let by_name: Option<(String, Option<String>)> = tx
+            .query_row("SELECT id, source_dir FROM agents WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()
             .map_err(|e| self.err(e))?;
+        // An agent run from a directory keeps its id across runs, even if its manifest renames it;
+        // a name is never taken over from an agent that runs from another directory.
+        let by_dir: Option<String> = match source_dir {
+            Some(dir) => tx
+                .query_row("SELECT id FROM agents WHERE source_dir = ?1", [dir], |r| r.get(0))
+                .optional()
+                .map_err(|e| self.err(e))?,
+            None => None,
+        };
+        if let (Some(dir), Some((other, Some(other_dir)))) = (source_dir, &by_name)
+            && other_dir != dir
+            && by_dir.as_ref() != Some(other)
+        {
+            return Err(StoreError::NameTakenElsewhere { name: name.to_owned(), dir: other_dir.clone() });
+        }
+        if let (Some(mine), Some((other, _))) = (&by_dir, &by_name)
+            && mine != other
+        {
+            return Err(StoreError::NameTaken(name.to_owned()));
+        }
+        let existing = by_dir.or(by_name.map(|(id, _)| id));
         let (id, created) = match existing {
             Some(id) => {
                 tx.execute(
-                    "UPDATE agents SET manifest = ?2, source_dir = COALESCE(?3, source_dir), updated_at = ?4 WHERE id = ?1",
-                    params![id, manifest_json, source_dir, now],
+                    "UPDATE agents SET name = ?5, manifest = ?2, source_dir = COALESCE(?3, source_dir), updated_at = ?4
+                     WHERE id = ?1",
+                    params![id, manifest_json, source_dir, now, name],
                 )
                 .map_err(|e| self.err(e))?;
                 (id, false)

@@ -1,0 +1,151 @@
+//! `assegai doctor`: checks what Assegai depends on — the key store, the proxy, the local chain,
+//! the wallet, AI keys — and says for each what to do when it is not right.
+
+use std::time::Duration;
+
+use assegai_proxy::{chain::parse_rpc_url, manifest::Provider, upstream::Upstream, wallet};
+use console::style;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::{cli::JsonFlag, printer::Printer, runner::find_program, settings::Settings};
+
+#[derive(Debug, Serialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Serialize)]
+struct Check {
+    check: &'static str,
+    level: Level,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix: Option<String>,
+}
+
+fn check(check: &'static str, level: Level, detail: impl Into<String>, fix: Option<String>) -> Check {
+    Check { check, level, detail: detail.into(), fix }
+}
+
+pub async fn run(args: &JsonFlag, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
+    let mut checks = vec![check("home", Level::Ok, settings.home.root().display().to_string(), None)];
+
+    let keys = settings.keystore(printer);
+    match &keys {
+        Ok(store) => checks.push(check("key store", Level::Ok, store.describe(), None)),
+        Err(e) => checks.push(check(
+            "key store",
+            Level::Fail,
+            format!("{e:#}"),
+            Some(
+                "unlock the OS key store, or set `[keys] backend = \"file\"` in config.toml and ASSEGAI_PASSPHRASE"
+                    .into(),
+            ),
+        )),
+    }
+
+    match settings.admin().status().await {
+        Some(s) => {
+            checks.push(check("proxy", Level::Ok, format!("running (pid {}) on http://{}", s.pid, s.listen), None))
+        }
+        None => checks.push(check(
+            "proxy",
+            Level::Warn,
+            "not running",
+            Some("start it with `assegai proxy` (or let `assegai run` start one)".into()),
+        )),
+    }
+
+    checks.push(local_chain(settings).await);
+
+    if let Ok(store) = &keys {
+        match wallet::load(store.as_ref()) {
+            Ok(Some(w)) => {
+                checks.push(check("wallet", Level::Ok, format!("imported {} (every chain)", w.address()), None))
+            }
+            Ok(None) => checks.push(check(
+                "wallet",
+                Level::Warn,
+                format!("Anvil's test account {} (local chains only)", wallet::ANVIL_TEST_ACCOUNT),
+                Some("run `assegai wallet import` to sign on other chains".into()),
+            )),
+            Err(e) => {
+                checks.push(check("wallet", Level::Fail, e.to_string(), Some("run `assegai wallet import`".into())))
+            }
+        }
+        let configured: Vec<_> = Provider::ALL
+            .iter()
+            .filter(|p| store.get(p.as_str()).ok().flatten().is_some())
+            .map(|p| p.as_str())
+            .collect();
+        if configured.is_empty() {
+            checks.push(check(
+                "AI keys",
+                Level::Warn,
+                "none",
+                Some("run `assegai keys set openai` (or anthropic, deepseek) if agents call AI APIs".into()),
+            ));
+        } else {
+            checks.push(check("AI keys", Level::Ok, configured.join(", "), None));
+        }
+    }
+
+    if args.json {
+        printer.json(&json!({"checks": checks}))?;
+    } else {
+        for c in &checks {
+            let mark = match c.level {
+                Level::Ok => style("✓").green().bold(),
+                Level::Warn => style("!").yellow().bold(),
+                Level::Fail => style("✗").red().bold(),
+            };
+            printer.data(format!("{mark} {:<10} {}", c.check, c.detail));
+            if let Some(fix) = &c.fix {
+                printer.data(format!("  {:<10} {} {fix}", "", style("→").cyan()));
+            }
+        }
+    }
+    if checks.iter().any(|c| c.level == Level::Fail) {
+        anyhow::bail!("some checks failed; see the fixes above");
+    }
+    Ok(())
+}
+
+async fn local_chain(settings: &Settings) -> Check {
+    let url = &settings.config.local_rpc_url;
+    let anvil_fix = || {
+        let how = if find_program("anvil").is_some() {
+            "start it with `anvil` in another terminal"
+        } else {
+            "install Foundry's Anvil (https://getfoundry.sh) and run `anvil`"
+        };
+        Some(format!("{how}, or set `local_rpc_url` in config.toml"))
+    };
+    let (Ok(upstream), Ok(parsed)) = (Upstream::new(&settings.config), parse_rpc_url(url)) else {
+        return check("local RPC", Level::Fail, format!("{url} is not a usable URL"), anvil_fix());
+    };
+    let Ok(uri) = parsed.as_str().parse() else {
+        return check("local RPC", Level::Fail, format!("{url} is not a usable URL"), anvil_fix());
+    };
+    let body = br#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}"#;
+    match tokio::time::timeout(Duration::from_secs(3), upstream.post_json(uri, bytes::Bytes::from_static(body))).await {
+        Ok(Ok((status, reply))) if status.is_success() => {
+            let id = serde_json::from_slice::<serde_json::Value>(&reply).ok().and_then(|v| {
+                v["result"].as_str().and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok())
+            });
+            match id {
+                Some(id) => check("local RPC", Level::Ok, format!("{url} (chain id {id})"), None),
+                None => {
+                    check("local RPC", Level::Warn, format!("{url} answered, but not with a chain id"), anvil_fix())
+                }
+            }
+        }
+        Ok(Ok((status, _))) => check("local RPC", Level::Warn, format!("{url} answered HTTP {status}"), anvil_fix()),
+        Ok(Err(e)) => check("local RPC", Level::Warn, format!("{url} does not answer ({e})"), anvil_fix()),
+        Err(_) => check("local RPC", Level::Warn, format!("{url} did not answer within 3 s"), anvil_fix()),
+    }
+}

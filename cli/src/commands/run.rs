@@ -1,0 +1,169 @@
+//! `assegai run DIR`: validate the manifest, build, register (same directory, same agent id; a
+//! fresh token each run), make sure a proxy is there (starting one in-process if none runs), and
+//! run the agent with nothing but its id and token (see `runner`), until it exits or Ctrl-C.
+
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use anyhow::{Context, bail};
+use assegai_proxy::{agents, chain::ChainClient, manifest::Manifest, sanitize::neutralize, server, upstream::Upstream};
+use console::style;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    cli::RunArgs,
+    commands::proxy::{open_keys, print_logs},
+    docker,
+    printer::Printer,
+    runner::{self, AgentEnv},
+    settings::Settings,
+};
+
+pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow::Result<()> {
+    // First, so that a Ctrl-C during the build or start-up is ours to handle.
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the Ctrl-C handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let dir = args
+        .dir
+        .canonicalize()
+        .with_context(|| format!("no agent directory at {}; create one with `assegai new NAME`", args.dir.display()))?;
+    let manifest = Manifest::load(&dir)?;
+    agents::validate_name(&manifest.name)?;
+    let memory = manifest.resources.as_ref().and_then(|r| r.memory.as_deref()).map(runner::parse_memory).transpose()?;
+    if args.docker {
+        return docker::run(&dir, &manifest, &settings, args.dry_run, printer).await;
+    }
+
+    // Build before registering: a failed build leaves nothing behind.
+    let program = runner::build(&dir, &manifest, printer).await?;
+
+    let (proxy_url, embedded) = match settings.admin().status().await {
+        Some(status) => (agent_url(status.listen.parse().ok()), None),
+        None => {
+            let keys = open_keys(&settings, printer);
+            let config = settings.config.clone();
+            let proxy = match server::start(&settings.home, config.clone(), keys.clone()).await {
+                Err(assegai_proxy::Error::Bind { addr, .. }) => {
+                    printer.warn(format!("{addr} is in use; the proxy listens on another port for this run"));
+                    let mut any_port = config;
+                    any_port.listen.set_port(0);
+                    server::start(&settings.home, any_port, keys).await?
+                }
+                other => other?,
+            };
+            (agent_url(Some(proxy.addr())), Some(proxy))
+        }
+    };
+    check_local_chains(&settings, &manifest, printer).await;
+
+    let store = settings.store()?;
+    let registered = agents::register(&store, &manifest.name, &manifest, Some(&dir))?;
+    if embedded.is_none() {
+        // The running proxy may have cached the previous token.
+        settings.admin().agent_changed(&registered.id).await.ok();
+    }
+    let workspace = settings.home.root().join("workspaces").join(&registered.id);
+    create_private_dir(&workspace)?;
+    let vars =
+        AgentEnv { proxy_url: proxy_url.clone(), agent_id: registered.id.clone(), token: registered.token, workspace }
+            .vars(&program.program);
+    let mut child = runner::spawn(&program, &dir, &vars, memory)?;
+    drop(vars);
+    let name = neutralize(&registered.name);
+    printer.info(format!(
+        "{} agent {} ({}) with proxy {}; Ctrl-C stops it",
+        style("Running").green().bold(),
+        style(&name).bold(),
+        registered.id,
+        proxy_url
+    ));
+    let outputs = [
+        runner::forward_lines(child.stdout.take().expect("piped"), &registered.name, false, printer),
+        runner::forward_lines(child.stderr.take().expect("piped"), &registered.name, true, printer),
+    ];
+    let logs = embedded.as_ref().map(|p| print_logs(p, printer));
+    let approvals: Option<tokio::task::JoinHandle<()>> = None;
+
+    let grace = Duration::from_secs(args.grace);
+    let (status, stopped_by_us) = tokio::select! {
+        status = child.wait() => (status.context("waiting for the agent")?, false),
+        _ = interrupt.recv() => {
+            printer.info(format!("Stopping {name} (SIGTERM; SIGKILL after {} s)…", args.grace));
+            (runner::stop(&mut child, grace).await?, true)
+        }
+        _ = term.recv() => (runner::stop(&mut child, grace).await?, true),
+    };
+    // Let the last lines through before reporting.
+    for o in outputs {
+        let _ = tokio::time::timeout(Duration::from_secs(2), o).await;
+    }
+    if let Some(a) = approvals {
+        a.abort();
+    }
+    if let Some(proxy) = embedded {
+        // Give log lines the agent sent just before exiting a moment to be printed.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        proxy.stop().await;
+    }
+    if let Some(l) = logs {
+        l.abort();
+    }
+    let how = runner::describe_exit(status);
+    if status.success() || stopped_by_us {
+        printer.success(format!("Agent {name} {how}."));
+        Ok(())
+    } else {
+        bail!("agent {name} {how}; its output is above")
+    }
+}
+
+/// The URL an agent on this machine uses for a proxy listening on `addr`.
+fn agent_url(addr: Option<SocketAddr>) -> String {
+    let mut addr = addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8765)));
+    if addr.ip().is_unspecified() {
+        addr.set_ip([127, 0, 0, 1].into());
+    }
+    format!("http://{addr}")
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating the agent's workspace {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("making {} private", dir.display()))
+}
+
+/// Says so when a local chain the agent uses does not answer, and how to start one.
+pub async fn check_local_chains(settings: &Settings, manifest: &Manifest, printer: Printer) {
+    let Ok(upstream) = Upstream::new(&settings.config) else { return };
+    let chain = ChainClient::new(upstream, Arc::new(settings.config.clone()));
+    for id in manifest.permissions.chains.iter().filter(|c| c.is_local()) {
+        let Ok(url) = chain.rpc_url(manifest, *id) else { continue };
+        let answer = tokio::time::timeout(
+            Duration::from_secs(3),
+            chain.query(url.clone(), "eth_chainId", &serde_json::json!([])),
+        )
+        .await;
+        match answer {
+            Ok(Ok(raw)) => {
+                let got: Option<String> = serde_json::from_str(raw.get()).ok();
+                let got = got.and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok());
+                if got.is_some_and(|g| g != id.id()) {
+                    printer.warn(format!(
+                        "the node at {url} is chain {}, not {id} as the manifest says",
+                        got.unwrap_or_default()
+                    ));
+                }
+            }
+            Ok(Err(e)) => printer.warn(format!(
+                "the local chain {id} at {url} does not answer ({e}); start one in another terminal with `anvil`, or set `local_rpc_url` in config.toml"
+            )),
+            Err(_) => printer.warn(format!(
+                "the local chain {id} at {url} did not answer within 3 s; start one in another terminal with `anvil`"
+            )),
+        }
+    }
+}
