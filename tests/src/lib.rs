@@ -181,6 +181,91 @@ impl Drop for Proxy {
     }
 }
 
+/// A running command whose output is captured, for commands that run until stopped (`assegai
+/// run`, agents). Killed when dropped.
+pub struct Running {
+    child: Child,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Running {
+    /// Starts `cmd` with its output captured.
+    pub fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("starting the command");
+        let (stdout, stderr) = (Arc::default(), Arc::default());
+        capture(child.stdout.take().unwrap(), Arc::clone(&stdout), None);
+        capture(child.stderr.take().unwrap(), Arc::clone(&stderr), None);
+        Running { child, stdout, stderr }
+    }
+
+    /// Standard output so far.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
+    }
+
+    /// Standard error so far.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until stdout or stderr contains `needle`; panics with both after `timeout`.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.stdout().contains(needle) && !self.stderr().contains(needle) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Output may still be in flight from the capture threads.
+                std::thread::sleep(Duration::from_millis(100));
+                if self.stdout().contains(needle) || self.stderr().contains(needle) {
+                    return;
+                }
+                panic!("exited ({status}) before printing `{needle}`:\n{}\n{}", self.stdout(), self.stderr());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no `{needle}` within {timeout:?}:\nstdout:\n{}\nstderr:\n{}",
+                self.stdout(),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal (`"INT"`, `"TERM"`…).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status();
+        assert!(ok.is_ok_and(|s| s.success()), "kill -{name} failed");
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the exit, up to `timeout`; `None` if it is still running then.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the capture threads take the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A temp `ASSEGAI_HOME` and the processes of one test.
 pub struct TestEnv {
     home: tempfile::TempDir,

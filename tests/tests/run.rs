@@ -1,0 +1,253 @@
+//! `assegai run` with the real binary: the agent sees only its own variables (a secret in the
+//! user's shell never reaches it), its output comes prefixed with its name, Ctrl-C stops it within
+//! the grace period (SIGKILL for one that ignores SIGTERM), the memory limit applies, the same
+//! directory keeps its agent id with a fresh token each run, and broken manifests or builds leave
+//! nothing registered. Also `run --docker --dry-run` and `doctor`.
+
+use std::{path::Path, process::Command, time::Duration};
+
+use assegai_e2e::{Running, TestEnv};
+use serde_json::{Value, json};
+
+const USER_SECRET: &str = "sk-user-shell-secret-0123456789";
+const ALLOWED: [&str; 8] = [
+    "ASSEGAI_AGENT_ID",
+    "ASSEGAI_AGENT_TOKEN",
+    "ASSEGAI_API_PROXY",
+    "ASSEGAI_WORKSPACE",
+    "HOME",
+    "LANG",
+    "PATH",
+    "TERM",
+];
+
+/// A `command` agent: `script` run by `/bin/sh` in a fresh directory.
+fn shell_agent(env: &TestEnv, dir_name: &str, name: &str, script: &str, extra: Value) -> std::path::PathBuf {
+    let dir = env.home().join(dir_name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("agent.sh"), script).unwrap();
+    let mut manifest = json!({
+        "name": name, "runtime": "command", "command": ["/bin/sh", "agent.sh"],
+        "permissions": {"chains": ["eip155:31337"]},
+    });
+    if let (Some(m), Some(e)) = (manifest.as_object_mut(), extra.as_object()) {
+        m.extend(e.clone());
+    }
+    std::fs::write(dir.join("assegai.json"), manifest.to_string()).unwrap();
+    dir
+}
+
+fn run_cmd(env: &TestEnv, dir: &Path, extra: &[&str]) -> Command {
+    let mut args = vec!["run", dir.to_str().unwrap(), "--no-prompt"];
+    args.extend(extra);
+    let mut cmd = env.cmd(&args);
+    cmd.env("OPENAI_API_KEY", USER_SECRET).env("AWS_SECRET_ACCESS_KEY", USER_SECRET).env("LANG", "C.UTF-8");
+    cmd
+}
+
+fn agents(env: &TestEnv) -> Vec<Value> {
+    serde_json::from_str::<Value>(&env.run_ok(&["agents", "list", "--json"])).unwrap().as_array().unwrap().clone()
+}
+
+#[test]
+fn the_agent_gets_only_its_own_environment_and_stops_on_ctrl_c() {
+    let env = TestEnv::with_anvil();
+    let script = r#"
+echo "vars: $(env | cut -d= -f1 | sort | tr '\n' ' ')"
+echo "home=$HOME workspace=$ASSEGAI_WORKSPACE"
+echo "to stderr" >&2
+trap 'echo "got TERM"; exit 0' TERM
+echo ready
+while :; do sleep 0.05; done
+"#;
+    let dir = shell_agent(&env, "envy", "envy", script, json!({}));
+    let mut run = Running::spawn(run_cmd(&env, &dir, &[]));
+    run.wait_for("ready", Duration::from_secs(30));
+
+    let out = run.stdout();
+    let vars_line = out.lines().find(|l| l.contains("vars: ")).expect("the vars line");
+    assert!(vars_line.starts_with("envy │ "), "output is prefixed with the agent's name: {vars_line}");
+    let names: Vec<&str> = vars_line.split("vars: ").nth(1).unwrap().split_whitespace().collect();
+    // `sh` itself adds PWD (and may add SHLVL, OLDPWD, _) to what it was given.
+    let extra: Vec<&&str> =
+        names.iter().filter(|n| !ALLOWED.contains(n) && !["PWD", "SHLVL", "OLDPWD", "_"].contains(n)).collect();
+    assert!(extra.is_empty(), "the agent saw more than its own variables: {extra:?} in {names:?}");
+    for needed in ["ASSEGAI_AGENT_ID", "ASSEGAI_AGENT_TOKEN", "ASSEGAI_API_PROXY", "HOME", "PATH"] {
+        assert!(names.contains(&needed), "{needed} missing from {names:?}");
+    }
+    let registered = agents(&env);
+    assert_eq!(registered.len(), 1);
+    let id = registered[0]["id"].as_str().unwrap();
+    let workspace = env.home().join("workspaces").join(id);
+    assert!(out.contains(&format!("home={} workspace={}", workspace.display(), workspace.display())), "{out}");
+    assert!(run.stderr().contains("envy │ to stderr"), "{}", run.stderr());
+
+    run.signal("INT");
+    let status = run.wait_exit(Duration::from_secs(5)).expect("stopped within the 5 s grace period");
+    assert!(status.success(), "stopped by the user is a success: {status}\n{}", run.stderr());
+    assert!(run.stdout().contains("envy │ got TERM"), "the agent got SIGTERM: {}", run.stdout());
+    let all = format!("{}{}", run.stdout(), run.stderr());
+    assert!(!all.contains(USER_SECRET), "the user's secret reached the output");
+}
+
+#[test]
+fn an_agent_that_ignores_sigterm_is_killed_after_the_grace_period() {
+    let env = TestEnv::with_anvil();
+    let script = "trap '' TERM\necho ready\nwhile :; do sleep 0.05; done\n";
+    let dir = shell_agent(&env, "stubborn", "stubborn", script, json!({}));
+    let mut run = Running::spawn(run_cmd(&env, &dir, &["--grace", "1"]));
+    run.wait_for("ready", Duration::from_secs(30));
+    let started = std::time::Instant::now();
+    run.signal("INT");
+    let status = run.wait_exit(Duration::from_secs(6)).expect("killed after the grace period");
+    assert!(started.elapsed() >= Duration::from_millis(900), "SIGKILL came before the grace period");
+    assert!(status.success(), "{}", run.stderr());
+    assert!(run.stderr().contains("SIGKILL"), "{}", run.stderr());
+}
+
+#[test]
+fn the_same_directory_keeps_its_id_with_a_fresh_token_and_exit_codes_are_reported() {
+    let env = TestEnv::with_anvil();
+    let script =
+        "echo \"id=$ASSEGAI_AGENT_ID token=$(printf %s \"$ASSEGAI_AGENT_TOKEN\" | sha256sum | cut -c1-16)\"\nexit 3\n";
+    let dir = shell_agent(&env, "twice", "twice", script, json!({"resources": {"memory": "64MB"}}));
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let out = run_cmd(&env, &dir, &[]).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "a failing agent fails the command: {stderr}");
+        assert!(stderr.contains("exited with status 3"), "{stderr}");
+        let line = stdout.lines().find(|l| l.contains("id=")).expect("the id line").to_owned();
+        seen.push(line);
+    }
+    let id = |l: &str| l.split("id=").nth(1).unwrap().split(' ').next().unwrap().to_owned();
+    let token = |l: &str| l.split("token=").nth(1).unwrap().to_owned();
+    assert_eq!(id(&seen[0]), id(&seen[1]), "same directory, same agent");
+    assert_ne!(token(&seen[0]), token(&seen[1]), "a fresh token each run");
+    assert_eq!(agents(&env).len(), 1);
+}
+
+#[test]
+fn the_memory_limit_applies_to_the_agent() {
+    let env = TestEnv::with_anvil();
+    let dir =
+        shell_agent(&env, "small", "small", "echo \"limit=$(ulimit -d)\"\n", json!({"resources": {"memory": "64MB"}}));
+    let out = run_cmd(&env, &dir, &[]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("limit=65536"), "64 MB as the data limit, in KiB: {stdout}");
+}
+
+#[test]
+fn broken_manifests_and_builds_register_nothing() {
+    let env = TestEnv::with_anvil();
+    let bad = env.home().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    let cases = [
+        (r#"{"name": "x", "runtime": "cobol"}"#, "runtime"),
+        (r#"{"name": "x", "permissions": {"chains": ["ethereum"]}}"#, "permissions.chains"),
+        (r#"{"name": "x", "resources": {"memory": "lots"}}"#, "resources.memory"),
+        (r#"{"name": "x", "runtime": "command"}"#, "command"),
+        ("{ not json", "assegai.json"),
+    ];
+    for (manifest, expected) in cases {
+        std::fs::write(bad.join("assegai.json"), manifest).unwrap();
+        let out = run_cmd(&env, &bad, &[]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{manifest} was accepted");
+        assert!(stderr.contains(expected), "{manifest}: {stderr}");
+    }
+    let out = run_cmd(&env, &env.home().join("missing"), &[]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("assegai new"), "a missing directory points at `new`");
+
+    // A Rust agent that does not compile: the compiler's message, and nothing registered.
+    let broken = env.home().join("broken");
+    std::fs::create_dir_all(broken.join("src")).unwrap();
+    std::fs::write(
+        broken.join("Cargo.toml"),
+        "[package]\nname = \"broken\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n",
+    )
+    .unwrap();
+    std::fs::write(broken.join("src/main.rs"), "fn main() { let x: u32 = \"text\"; }\n").unwrap();
+    std::fs::write(broken.join("assegai.json"), r#"{"name": "broken", "runtime": "rust"}"#).unwrap();
+    let out = run_cmd(&env, &broken, &[])
+        .env("CARGO_TARGET_DIR", broken.join("target"))
+        .env("PATH", std::env::var("PATH").unwrap())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("the build failed") && stderr.contains("mismatched types"), "{stderr}");
+    assert!(agents(&env).is_empty(), "nothing registered half-way");
+}
+
+#[test]
+fn a_silent_local_chain_is_reported_with_a_hint() {
+    let env = TestEnv::new();
+    env.write_config("local_rpc_url = \"http://127.0.0.1:9\"\n");
+    let dir = shell_agent(&env, "lonely", "lonely", "echo hello\n", json!({}));
+    let out = run_cmd(&env, &dir, &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("does not answer") && stderr.contains("anvil"), "{stderr}");
+}
+
+#[test]
+fn docker_dry_run_prints_hardened_commands_and_changes_nothing() {
+    let env = TestEnv::new();
+    let dir = env.home().join("boxed");
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = json!({"name": "boxed", "runtime": "node", "resources": {"memory": "256MB", "cpu": "0.5"}});
+    std::fs::write(dir.join("assegai.json"), manifest.to_string()).unwrap();
+    std::fs::write(dir.join("index.js"), "console.log('hi')\n").unwrap();
+    let out = run_cmd(&env, &dir, &["--docker", "--dry-run"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "build then run: {stdout}");
+    assert!(lines[0].starts_with("docker build "), "{stdout}");
+    let run = lines[1];
+    for flag in [
+        "docker run ",
+        "--read-only",
+        "--cap-drop=ALL",
+        "--security-opt=no-new-privileges",
+        "--memory=256m",
+        "--cpus=0.5",
+        "--add-host=host.docker.internal:host-gateway",
+        "--env=ASSEGAI_API_PROXY=http://host.docker.internal:8765",
+        "--env=ASSEGAI_AGENT_TOKEN ",
+        ":/workspace:rw",
+    ] {
+        assert!(run.contains(flag), "{flag} missing: {run}");
+    }
+    assert!(!stdout.contains("asg_"), "no token on a command line");
+    assert!(stderr.contains("FROM node:20-slim"), "the generated Dockerfile is shown: {stderr}");
+    assert!(agents(&env).is_empty(), "a dry run registers nothing");
+}
+
+#[test]
+fn doctor_names_each_part_and_its_fix() {
+    let env = TestEnv::with_anvil();
+    let report: Value = serde_json::from_str(&env.run_ok(&["doctor", "--json"])).unwrap();
+    let by_name = |n: &str| report["checks"].as_array().unwrap().iter().find(|c| c["check"] == n).cloned().unwrap();
+    assert_eq!(by_name("key store")["level"], "ok", "{report}");
+    assert!(by_name("key store")["detail"].as_str().unwrap().contains("keys.enc"), "{report}");
+    assert_eq!(by_name("proxy")["level"], "warn");
+    assert!(by_name("proxy")["fix"].as_str().unwrap().contains("assegai proxy"));
+    assert_eq!(by_name("local RPC")["level"], "ok", "{report}");
+    assert!(by_name("local RPC")["detail"].as_str().unwrap().contains("31337"));
+    assert!(by_name("wallet")["fix"].as_str().unwrap().contains("wallet import"));
+
+    let _proxy = env.start_proxy();
+    let report: Value = serde_json::from_str(&env.run_ok(&["doctor", "--json"])).unwrap();
+    let proxy = report["checks"].as_array().unwrap().iter().find(|c| c["check"] == "proxy").cloned().unwrap();
+    assert_eq!(proxy["level"], "ok", "{report}");
+
+    let silent = TestEnv::new();
+    silent.write_config("local_rpc_url = \"http://127.0.0.1:9\"\n");
+    let out = silent.run(&["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("local RPC") && text.contains("anvil"), "{text}");
+}
