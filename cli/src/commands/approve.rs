@@ -1,71 +1,606 @@
-//! `assegai approve`: the approval queue. `--list` prints pending requests, `ID --yes` approves one
-//! without asking; otherwise a person decides at the terminal.
+//! `assegai approve`: the approval queue. `--list` prints pending requests and `ID --yes` approves
+//! one without asking; `ID` alone shows the request and asks; with no ID a person at the terminal
+//! works through an interactive queue ([`queue`], which `assegai run` can reuse) that waits for new
+//! requests until Ctrl-C.
+//!
+//! Every request is shown as a card: agent, chain, recipient, value in wei and in native units,
+//! the token amount for ERC-20 calls, the decoded action, the gas limit and what approving it does
+//! to the agent's rolling spending limits. Whatever an agent could have chosen (its name, anything
+//! derived from its request) goes through [`neutralize`] first, so it cannot redraw the prompt.
+//! Decisions go to the running proxy over its admin socket; policy and signing live there.
+
+use std::{collections::HashSet, io, path::Path, time::Duration};
 
 use anyhow::{Context, bail};
-use assegai_proxy::sanitize::neutralize;
-use assegai_sdk::wire::TxStatus;
+use assegai_proxy::{
+    agents,
+    manifest::Manifest,
+    sanitize::neutralize,
+    store::{Store, TxRow, now_ms},
+    tx::policy::native_symbol,
+    units::format_units,
+};
+use assegai_sdk::{ChainId, U256, wire::TxStatus};
+use console::{Term, style};
+use dialoguer::{Confirm, Select};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::{cli::ApproveArgs, commands::txs::print_rows, printer::Printer, settings::Settings};
+use crate::{
+    cli::ApproveArgs,
+    commands::txs::print_rows,
+    printer::{Printer, timestamp},
+    settings::Settings,
+};
+
+/// How often the queue looks for new requests.
+const POLL: Duration = Duration::from_millis(200);
+/// How long to wait for the proxy to sign and broadcast an approved request.
+const SIGNING_TIMEOUT: Duration = Duration::from_secs(120);
+const DAY_MS: i64 = 86_400_000;
+
+/// The queue's choices, in the order they are offered.
+const CHOICES: [&str; 4] = ["Approve & sign", "Reject", "Skip", "Reject all"];
+/// Where the cursor starts.
+const SKIP: usize = 2;
 
 pub async fn run(args: &ApproveArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
     let store = settings.store()?;
-    let Some(id) = args.id.as_deref().filter(|_| !args.list) else {
-        let mut rows = store.txs(None, Some(TxStatus::Pending), 1000)?;
+    let agent = args.agent.as_deref().map(|a| agents::find(&store, a)).transpose()?;
+    let agent_id = agent.map(|a| a.id);
+    // `--json` alone is a listing too: scripts never get a prompt.
+    if args.list || (args.id.is_none() && args.json.json) {
+        let mut rows = store.txs(agent_id.as_deref(), Some(TxStatus::Pending), 1000)?;
         rows.reverse();
         return print_rows(&rows, args.json.json, printer, "No requests are waiting for approval.");
-    };
+    }
+    if let Some(id) = &args.id {
+        return approve_one(id, args.yes, settings, &store, printer).await;
+    }
+    if !printer.interactive() {
+        bail!(
+            "`assegai approve` without an ID is an interactive queue and needs a terminal; list what is waiting \
+             with `assegai approve --list` and approve one with `assegai approve ID --yes`"
+        );
+    }
+    queue(settings, printer, &QueueOptions { agent_id, once: args.once }).await
+}
+
+/// `approve ID [--yes]`: one request, shown and confirmed unless `--yes`.
+async fn approve_one(id: &str, yes: bool, settings: &Settings, store: &Store, printer: Printer) -> anyhow::Result<()> {
     let Some(row) = store.tx(id)? else {
         bail!("no transaction request `{}` (see `assegai approve --list`)", neutralize(id));
     };
     if row.status != TxStatus::Pending {
         bail!("request {} is already {}; only pending requests can be approved", row.id, row.status.as_str());
     }
-    if !args.yes {
+    if !yes {
         // Fail closed: moving money needs a person or an explicit flag.
         if !printer.interactive() {
             bail!("refusing to approve without a terminal to ask at; pass `--yes` to approve {}", row.id);
         }
-        let ok = dialoguer::Confirm::new()
-            .with_prompt(format!("Approve and sign {}: {}?", row.id, neutralize(&row.action)))
-            .default(false)
-            .interact()
-            .context("reading your answer")?;
+        show_card(&row, &limit_impact(store, &row)?, None)?;
+        // Ctrl-C then reaches the prompt as an interrupted read (a "no") instead of killing the
+        // process with the cursor still hidden.
+        let _ctrl_c = signal(SignalKind::interrupt()).context("listening for Ctrl-C")?;
+        let ok = ask(|| Confirm::new().with_prompt("Approve and sign this request?").default(false).interact_opt())
+            .await?
+            .unwrap_or(false);
         if !ok {
             printer.info("Not approved; it is still pending.");
             return Ok(());
         }
     }
+    match approve(settings, store, &row, printer, None).await? {
+        Approval::Signed => Ok(()),
+        Approval::NotPending(status) => {
+            bail!("request {} was {} meanwhile (see `assegai txs`)", row.id, status.map_or("removed", TxStatus::as_str))
+        }
+        Approval::Failed(why) | Approval::StillSigning(why) => bail!("{why}"),
+    }
+}
+
+/// What the interactive queue shows.
+#[derive(Debug, Clone, Default)]
+pub struct QueueOptions {
+    /// Only this agent's requests (an agent id), e.g. the one `assegai run` started.
+    pub agent_id: Option<String>,
+    /// Return once nothing is waiting instead of waiting for more requests.
+    pub once: bool,
+}
+
+/// The interactive queue: shows pending requests oldest first ("Request 1 of 3"), asks what to do
+/// with each, and waits for new ones until Ctrl-C (or, with [`QueueOptions::once`], until none is
+/// left). Needs a terminal on stdin and stderr; the caller checks [`Printer::interactive`].
+///
+/// It listens for Ctrl-C itself from the moment it starts, so Ctrl-C ends the queue (and only
+/// the queue) cleanly, with the terminal restored; requests left undecided stay pending.
+pub async fn queue(settings: &Settings, printer: Printer, options: &QueueOptions) -> anyhow::Result<()> {
+    let store = settings.store()?;
+    let mut ctrl_c = signal(SignalKind::interrupt()).context("listening for Ctrl-C")?;
+    if settings.admin().status().await.is_none() {
+        printer.warn("no proxy is running, so no request can arrive or be signed; start one with `assegai proxy`");
+    }
+    // Skipped requests are not offered again in this run; they stay pending.
+    let mut skipped: HashSet<String> = HashSet::new();
+    let (mut said_waiting, mut shown_any) = (false, false);
+    loop {
+        // One round: what is waiting now, oldest first; requests that arrive meanwhile join it.
+        let mut round = waiting(&store, options, &skipped)?;
+        if round.is_empty() {
+            if options.once {
+                printer.info(if shown_any {
+                    "Nothing else is waiting for approval."
+                } else {
+                    "No requests are waiting for approval."
+                });
+                return Ok(());
+            }
+            if !said_waiting {
+                printer.info(style("Waiting for transaction requests… (Ctrl-C to stop)").dim().for_stderr());
+                said_waiting = true;
+            }
+            tokio::select! {
+                _ = ctrl_c.recv() => return stopped(&store, &skipped, printer),
+                () = tokio::time::sleep(POLL) => continue,
+            }
+        }
+        said_waiting = false;
+        let mut i = 0;
+        while i < round.len() {
+            for id in waiting(&store, options, &skipped)? {
+                if !round.contains(&id) {
+                    round.push(id);
+                }
+            }
+            let (position, total) = (i + 1, round.len());
+            let row = store.tx(&round[i])?;
+            let Some(row) = row.filter(|r| r.status == TxStatus::Pending) else {
+                let status = store.tx(&round[i])?.map(|r| r.status);
+                printer.info(format!(
+                    "Request {position} of {total} ({}) was {} meanwhile; moving on.",
+                    round[i],
+                    status.map_or("removed", TxStatus::as_str)
+                ));
+                i += 1;
+                continue;
+            };
+            show_card(&row, &limit_impact(&store, &row)?, Some((position, total)))?;
+            shown_any = true;
+            let choice = ask(|| {
+                // Fail closed: the cursor starts on Skip, so a stray Enter neither signs nor rejects.
+                Select::new().with_prompt("Your decision").items(CHOICES).default(SKIP).interact_on_opt(&Term::stderr())
+            })
+            .await?;
+            match choice {
+                // Esc, `q` or Ctrl-C.
+                None => return stopped(&store, &skipped, printer),
+                Some(0) => match approve(settings, &store, &row, printer, Some(&mut ctrl_c)).await? {
+                    Approval::Signed => {}
+                    Approval::NotPending(status) => printer.warn(format!(
+                        "request {} was {} meanwhile (decided elsewhere or expired); nothing was signed",
+                        row.id,
+                        status.map_or("removed", TxStatus::as_str)
+                    )),
+                    Approval::Failed(why) => printer.error(&anyhow::anyhow!(why), None),
+                    Approval::StillSigning(why) => {
+                        printer.info(why);
+                        return stopped(&store, &skipped, printer);
+                    }
+                },
+                Some(1) => {
+                    reject(settings, &store, &row, printer).await?;
+                }
+                Some(2) => {
+                    printer.info(format!("Skipped {}; it stays pending.", row.id));
+                    skipped.insert(row.id.clone());
+                }
+                Some(_) => {
+                    // Everything this queue has shown or is about to show: the rest of the round
+                    // and what was skipped. Requests that arrive later are not included.
+                    let mut targets: Vec<String> = round[i..].to_vec();
+                    let earlier: Vec<String> = skipped.iter().filter(|id| !targets.contains(id)).cloned().collect();
+                    targets.extend(earlier);
+                    let question = format!("Reject all {} pending request(s) in this queue?", targets.len());
+                    let sure = ask(move || Confirm::new().with_prompt(question).default(false).interact_opt()).await?;
+                    match sure {
+                        None => return stopped(&store, &skipped, printer),
+                        Some(false) => {
+                            printer.info("Nothing rejected.");
+                            continue;
+                        }
+                        Some(true) => {}
+                    }
+                    let mut rejected = 0;
+                    for id in &targets {
+                        match store.tx(id)? {
+                            Some(r) if r.status == TxStatus::Pending => {
+                                rejected += usize::from(reject(settings, &store, &r, printer).await?);
+                            }
+                            _ => {}
+                        }
+                    }
+                    printer.info(format!("Rejected {rejected} of {} request(s).", targets.len()));
+                    skipped.clear();
+                    break;
+                }
+            }
+            i += 1;
+        }
+    }
+}
+
+/// Pending requests the queue should offer, oldest first.
+fn waiting(store: &Store, options: &QueueOptions, skipped: &HashSet<String>) -> anyhow::Result<Vec<String>> {
+    let mut rows = store.txs(options.agent_id.as_deref(), Some(TxStatus::Pending), 1000)?;
+    rows.reverse();
+    Ok(rows.into_iter().map(|r| r.id).filter(|id| !skipped.contains(id)).collect())
+}
+
+/// Says goodbye when the queue ends early.
+fn stopped(store: &Store, skipped: &HashSet<String>, printer: Printer) -> anyhow::Result<()> {
+    let _ = Term::stderr().show_cursor();
+    let still =
+        skipped.iter().filter(|id| store.tx(id).ok().flatten().is_some_and(|r| r.status == TxStatus::Pending)).count();
+    if still > 0 {
+        printer.info(format!("Stopped; {still} skipped request(s) still pending (see `assegai approve --list`)."));
+    } else {
+        printer.info("Stopped.");
+    }
+    Ok(())
+}
+
+/// Runs a blocking prompt off the async threads. `Ok(None)` when the person quit: Esc, `q`, or
+/// Ctrl-C (which reaches the prompt as an interrupted read once the queue listens for it).
+async fn ask<T: Send + 'static>(
+    prompt: impl FnOnce() -> dialoguer::Result<Option<T>> + Send + 'static,
+) -> anyhow::Result<Option<T>> {
+    match tokio::task::spawn_blocking(prompt).await.context("the prompt stopped unexpectedly")? {
+        Ok(answer) => Ok(answer),
+        Err(dialoguer::Error::IO(e)) if e.kind() == io::ErrorKind::Interrupted => {
+            // The prompt hid the cursor and was cut short before showing it again.
+            let _ = Term::stderr().show_cursor();
+            Ok(None)
+        }
+        Err(e) => Err(anyhow::Error::new(e).context("reading your answer")),
+    }
+}
+
+/// How an approval ended.
+enum Approval {
+    /// Signed and broadcast; the hash was printed.
+    Signed,
+    /// It was not pending any more (the status it had, if the row still exists).
+    NotPending(Option<TxStatus>),
+    /// Signing or broadcasting failed; why.
+    Failed(String),
+    /// Ctrl-C while waiting for the hash; the proxy goes on signing.
+    StillSigning(String),
+}
+
+/// Approves through the running proxy, then waits for the hash with a spinner and prints it.
+async fn approve(
+    settings: &Settings,
+    store: &Store,
+    row: &TxRow,
+    printer: Printer,
+    mut ctrl_c: Option<&mut Signal>,
+) -> anyhow::Result<Approval> {
     match settings.admin().approve_tx(&row.id).await? {
         None => bail!("no proxy is running, so nothing can sign; start one with `assegai proxy`"),
-        Some(false) => bail!("request {} was decided or expired meanwhile (see `assegai txs`)", row.id),
+        Some(false) => return Ok(Approval::NotPending(store.tx(&row.id)?.map(|r| r.status))),
         Some(true) => {}
     }
-    let spinner = printer.spinner("Signing and broadcasting…");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let spinner = printer.spinner(&format!("Signing and broadcasting {}…", row.id));
+    let deadline = tokio::time::Instant::now() + SIGNING_TIMEOUT;
     let done = loop {
-        let now = store.tx(&row.id)?.ok_or_else(|| anyhow::anyhow!("request {} vanished", row.id))?;
+        let now = store.tx(&row.id)?.with_context(|| format!("request {} vanished from the database", row.id))?;
         if now.tx_hash.is_some() || now.status != TxStatus::Approved {
             break now;
         }
-        if std::time::Instant::now() > deadline {
+        if tokio::time::Instant::now() > deadline {
             spinner.finish_and_clear();
-            bail!("no hash after 2 minutes; see `assegai txs` for {}", row.id);
+            return Ok(Approval::Failed(format!(
+                "no hash for {} after {} s; see `assegai txs`",
+                row.id,
+                SIGNING_TIMEOUT.as_secs()
+            )));
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let interrupted = async {
+            match ctrl_c.as_deref_mut() {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = interrupted => {
+                spinner.finish_and_clear();
+                return Ok(Approval::StillSigning(format!(
+                    "Stopped waiting: {} is approved and the proxy goes on signing it; `assegai txs` will show its hash.",
+                    row.id
+                )));
+            }
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
     };
     spinner.finish_and_clear();
     match (&done.tx_hash, done.status) {
         (Some(hash), _) => {
             printer.success(format!("Approved {}: {}", row.id, neutralize(&row.action)));
-            printer.data(hash);
-            Ok(())
+            printer.data(neutralize(hash));
+            Ok(Approval::Signed)
         }
-        (None, status) => bail!(
+        (None, status) => Ok(Approval::Failed(format!(
             "request {} is {}: {}",
             row.id,
             status.as_str(),
             done.error.as_deref().map_or_else(String::new, neutralize)
-        ),
+        ))),
     }
 }
 
+/// Rejects through the running proxy (which answers the waiting agent), or straight in the
+/// database when none runs (then nobody is waiting). Returns whether this call rejected it.
+async fn reject(settings: &Settings, store: &Store, row: &TxRow, printer: Printer) -> anyhow::Result<bool> {
+    let rejected = match settings.admin().reject_tx(&row.id).await? {
+        Some(done) => done,
+        None => store.decide_tx(&row.id, TxStatus::Pending, TxStatus::Rejected, Some("rejected by user"), "cli")?,
+    };
+    if rejected {
+        printer.success(format!("Rejected {}: {}", row.id, neutralize(&row.action)));
+    } else {
+        let status = store.tx(&row.id)?.map(|r| r.status);
+        printer.warn(format!(
+            "request {} was {} meanwhile (decided elsewhere or expired)",
+            row.id,
+            status.map_or("removed", TxStatus::as_str)
+        ));
+    }
+    Ok(rejected)
+}
+
+/// What approving a request does to its agent's native spending limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Impact {
+    /// The manifest sets no native limit.
+    NoLimits,
+    /// The limits, before and after this request.
+    Limits { per_transaction: Option<U256>, windows: Vec<Window> },
+    /// Cannot tell, and why.
+    Unknown(String),
+}
+
+/// One rolling window: approved + pending value before and after this request, and the limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Window {
+    name: &'static str,
+    before: U256,
+    after: U256,
+    limit: U256,
+}
+
+/// Reads the agent's limits and its spending so far. The store's pending figure already
+/// includes this request while it is pending.
+fn limit_impact(store: &Store, row: &TxRow) -> anyhow::Result<Impact> {
+    let Ok(agent) = agents::find(store, &row.agent_id) else {
+        return Ok(Impact::Unknown("the agent is no longer registered".into()));
+    };
+    let manifest = match Manifest::parse(&agent.manifest, Path::new("(stored manifest)")) {
+        Ok(m) => m,
+        Err(e) => return Ok(Impact::Unknown(format!("its stored manifest does not parse: {e}"))),
+    };
+    let Some(limits) = manifest.spending_limits else { return Ok(Impact::NoLimits) };
+    let value = wei(&row.value_wei);
+    let mut windows = Vec::new();
+    for (name, days, limit) in
+        [("daily", 1, &limits.daily), ("weekly", 7, &limits.weekly), ("monthly", 30, &limits.monthly)]
+    {
+        let Some(limit) = limit else { continue };
+        let (settled, pending) = store.spend_breakdown(&row.agent_id, row.chain_id, now_ms() - days * DAY_MS)?;
+        let total = settled.saturating_add(pending);
+        let (before, after) = if row.status == TxStatus::Pending {
+            (total.saturating_sub(value), total)
+        } else {
+            (total, total.saturating_add(value))
+        };
+        windows.push(Window { name, before, after, limit: limit.base_units() });
+    }
+    let per_transaction = limits.per_transaction.map(|l| l.base_units());
+    if windows.is_empty() && per_transaction.is_none() {
+        return Ok(Impact::NoLimits);
+    }
+    Ok(Impact::Limits { per_transaction, windows })
+}
+
+fn wei(text: &str) -> U256 {
+    U256::from_str_radix(text, 10).unwrap_or_default()
+}
+
+/// Writes a request's card to the terminal the prompt is on (stderr), whatever `--quiet` says: a
+/// person must see what they approve.
+fn show_card(row: &TxRow, impact: &Impact, position: Option<(usize, usize)>) -> anyhow::Result<()> {
+    let term = Term::stderr();
+    term.write_line("").context("writing to the terminal")?;
+    for line in card(row, impact, position) {
+        term.write_line(&line).context("writing to the terminal")?;
+    }
+    Ok(())
+}
+
+/// A request as lines for a person. Everything from the row is neutralised.
+fn card(row: &TxRow, impact: &Impact, position: Option<(usize, usize)>) -> Vec<String> {
+    let chain = ChainId::eip155(row.chain_id);
+    let symbol = native_symbol(chain);
+    let value = wei(&row.value_wei);
+    let field = |label: &str, text: String| format!("  {} {text}", style(format!("{label:<8}")).dim().for_stderr());
+    let title = match position {
+        Some((n, of)) => format!("Request {n} of {of}"),
+        None => "Request".to_owned(),
+    };
+    let mut lines =
+        vec![format!("{} {}", style(title).bold().for_stderr(), style(neutralize(&row.id)).dim().for_stderr())];
+    lines.push(field("Agent", format!("{} ({})", neutralize(&row.agent_name), neutralize(&row.agent_id))));
+    lines.push(field("Chain", chain.name().map_or_else(|| chain.to_string(), |n| format!("{n} ({chain})"))));
+    let calls = row.data != "0x" && !row.data.is_empty();
+    lines.push(field(if calls { "Contract" } else { "To" }, neutralize(&row.to)));
+    lines.push(field("Value", format!("{value} wei ({} {symbol})", format_units(value, 18))));
+    if let Some(token) = row.detail.as_ref().and_then(|d| d.get("token")) {
+        lines.push(field("Token", token_line(token)));
+    }
+    lines.push(field("Action", style(neutralize(&row.action)).bold().for_stderr().to_string()));
+    if calls {
+        let bytes = row.data.len().saturating_sub(2) / 2;
+        lines.push(field("Data", format!("{bytes} bytes of calldata")));
+    }
+    lines.push(field("Gas", row.gas_limit.map_or_else(|| "estimated at signing".to_owned(), |g| format!("{g} limit"))));
+    let mut limit_lines = impact_lines(impact, value, symbol).into_iter();
+    if let Some(first) = limit_lines.next() {
+        lines.push(field("Limits", first));
+    }
+    lines.extend(limit_lines.map(|l| format!("  {:<8} {l}", "")));
+    lines.push(field("Asked", format!("{} UTC", timestamp(row.created_at))));
+    lines
+}
+
+/// `1000 USDC (1000000000 base units, 6 decimals); allowance 1000 USDC` from the policy's detail.
+fn token_line(token: &serde_json::Value) -> String {
+    let text = |key: &str| neutralize(token.get(key).and_then(|v| v.as_str()).unwrap_or("?"));
+    let decimals = token.get("decimals").and_then(serde_json::Value::as_u64).and_then(|d| u8::try_from(d).ok());
+    let symbol = text("symbol");
+    let raw = token.get("amount").and_then(|v| v.as_str()).unwrap_or("0");
+    let amount = U256::from_str_radix(raw, 10).ok();
+    let shown = match (amount, decimals) {
+        (Some(a), _) if a == U256::MAX => format!("unlimited {symbol}"),
+        (Some(a), Some(d)) => format!("{} {symbol} ({a} base units, {d} decimals)", format_units(a, d)),
+        _ => format!("{} base units of {symbol}", neutralize(raw)),
+    };
+    format!("{shown}; allowance {} {symbol} at {}", text("allowance"), text("address"))
+}
+
+/// `daily 0.5 → 0.6 of 1 ETH`, one line per window that has a limit.
+fn impact_lines(impact: &Impact, value: U256, symbol: &str) -> Vec<String> {
+    let eth = |v: U256| format_units(v, 18);
+    match impact {
+        Impact::NoLimits => vec!["no spending limits".to_owned()],
+        Impact::Unknown(why) => vec![format!("unknown: {}", neutralize(why))],
+        Impact::Limits { per_transaction, windows } => {
+            let mut lines = Vec::new();
+            if value.is_zero() {
+                lines.push(format!("unchanged: no {symbol} is sent"));
+                return lines;
+            }
+            if let Some(limit) = per_transaction {
+                lines.push(format!("per transaction {} of {} {symbol}", eth(value), eth(*limit)));
+            }
+            for w in windows {
+                let line = format!("{} {} → {} of {} {symbol}", w.name, eth(w.before), eth(w.after), eth(w.limit));
+                lines.push(if w.after > w.limit { style(line).red().for_stderr().to_string() } else { line });
+            }
+            lines
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn eth(tenths_of_milli: u64) -> U256 {
+        U256::from(tenths_of_milli) * U256::from(100_000_000_000_000u64)
+    }
+
+    fn row() -> TxRow {
+        TxRow {
+            id: "tx_0011223344556677".into(),
+            agent_id: "ag_abc".into(),
+            agent_name: "payer".into(),
+            chain_id: 31337,
+            to: "0xd8dA6BF26964aF9D7eEd9e03E53415D37aA96045".into(),
+            value_wei: "100000000000000".into(),
+            data: "0x".into(),
+            gas_limit: None,
+            action: "Send 0.0001 ETH to 0xd8dA6BF26964aF9D7eEd9e03E53415D37aA96045".into(),
+            detail: None,
+            status: TxStatus::Pending,
+            tx_hash: None,
+            error: None,
+            created_at: 0,
+            decided_at: None,
+            decided_by: None,
+        }
+    }
+
+    #[test]
+    fn a_transfer_card_shows_what_a_person_decides_on() {
+        console::set_colors_enabled_stderr(false);
+        let impact = Impact::Limits {
+            per_transaction: None,
+            windows: vec![Window { name: "daily", before: eth(2), after: eth(3), limit: eth(10_000) }],
+        };
+        let lines = card(&row(), &impact, Some((1, 2)));
+        assert_eq!(lines[0], "Request 1 of 2 tx_0011223344556677");
+        let text = lines.join("\n");
+        let chain = format!("Chain    {} (eip155:31337)", ChainId::ANVIL.name().unwrap());
+        for want in [
+            "Agent    payer (ag_abc)",
+            &chain,
+            "To       0xd8dA6BF26964aF9D7eEd9e03E53415D37aA96045",
+            "Value    100000000000000 wei (0.0001 ETH)",
+            "Action   Send 0.0001 ETH to 0xd8dA6BF26964aF9D7eEd9e03E53415D37aA96045",
+            "Gas      estimated at signing",
+            "Limits   daily 0.0002 → 0.0003 of 1 ETH",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn token_calls_show_the_token_amount_and_no_native_impact() {
+        console::set_colors_enabled_stderr(false);
+        let mut r = row();
+        r.value_wei = "0".into();
+        r.data = "0xa9059cbb".into();
+        r.gas_limit = Some(60_000);
+        r.to = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48".into();
+        r.detail = Some(json!({"token": {"address": r.to, "symbol": "USDC", "decimals": 6,
+            "amount": "1000000000", "allowance": "2000"}}));
+        let impact = Impact::Limits { per_transaction: Some(eth(10_000)), windows: vec![] };
+        let text = card(&r, &impact, None).join("\n");
+        assert!(text.contains("Contract 0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"), "{text}");
+        assert!(
+            text.contains("Token    1000 USDC (1000000000 base units, 6 decimals); allowance 2000 USDC at 0xA0b8"),
+            "{text}"
+        );
+        assert!(text.contains("Gas      60000 limit"), "{text}");
+        assert!(text.contains("Limits   unchanged: no ETH is sent"), "{text}");
+    }
+
+    #[test]
+    fn limits_lines() {
+        console::set_colors_enabled_stderr(false);
+        assert_eq!(impact_lines(&Impact::NoLimits, eth(1), "ETH"), ["no spending limits"]);
+        let impact = Impact::Limits {
+            per_transaction: Some(eth(5_000)),
+            windows: vec![
+                Window { name: "daily", before: eth(5_000), after: eth(6_000), limit: eth(10_000) },
+                Window { name: "weekly", before: U256::ZERO, after: eth(1_000), limit: eth(50_000) },
+            ],
+        };
+        assert_eq!(
+            impact_lines(&impact, eth(1_000), "POL"),
+            ["per transaction 0.1 of 0.5 POL", "daily 0.5 → 0.6 of 1 POL", "weekly 0 → 0.1 of 5 POL"]
+        );
+    }
+
+    #[test]
+    fn agent_text_is_neutralised() {
+        console::set_colors_enabled_stderr(false);
+        let mut r = row();
+        r.agent_name = "evil\u{1b}[2J\u{1b}[H".into();
+        r.action = "Send\u{1b}]0;pwned\u{7}".into();
+        let text = card(&r, &Impact::NoLimits, Some((1, 1))).join("\n");
+        assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text:?}");
+        assert!(text.contains("evil\\x1b[2J\\x1b[H"), "{text}");
+    }
+}

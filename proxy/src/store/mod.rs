@@ -1096,6 +1096,27 @@ mod tests {
     }
 
     #[test]
+    fn agents_run_from_a_directory_keep_their_id_and_their_name() {
+        let (_d, s) = store();
+        let (a, _) = s.upsert_agent("ag_1", "bot", "{}", Some("/a"), &[1; 32]).unwrap();
+        // Renamed in its manifest: same agent.
+        let (b, created) = s.upsert_agent("ag_2", "robot", "{}", Some("/a"), &[2; 32]).unwrap();
+        assert!(!created);
+        assert_eq!((b.id.as_str(), b.name.as_str()), (a.id.as_str(), "robot"));
+        // Another directory cannot take the name.
+        let e = s.upsert_agent("ag_3", "robot", "{}", Some("/b"), &[3; 32]).unwrap_err();
+        assert!(e.to_string().contains("already runs from /a"), "{e}");
+        // Nor can the first directory take a name another agent has.
+        s.upsert_agent("ag_4", "other", "{}", None, &[4; 32]).unwrap();
+        let e = s.upsert_agent("ag_5", "other", "{}", Some("/a"), &[5; 32]).unwrap_err();
+        assert!(matches!(e, StoreError::NameTaken(_)), "{e}");
+        // An agent added by name only is adopted by the first directory that runs it.
+        let (c, created) = s.upsert_agent("ag_6", "other", "{}", Some("/c"), &[6; 32]).unwrap();
+        assert!(!created);
+        assert_eq!((c.id.as_str(), c.source_dir.as_deref()), ("ag_4", Some("/c")));
+    }
+
+    #[test]
     fn upsert_rotates_and_keeps_the_id() {
         let (_d, s) = store();
         let (a, created) = s.upsert_agent("ag_1", "bot", "{}", None, &[1; 32]).unwrap();

@@ -1,0 +1,309 @@
+//! The interactive `assegai approve` queue, driven the way a person drives it: the real binary in a
+//! real pseudo-terminal, keys sent as a terminal sends them, the screen read back. Agents make real
+//! requests through the SDK to a real proxy, and approved ones land on a real Anvil.
+
+use std::{process::Command, time::Duration};
+
+use assegai_e2e::{TEST_PASSPHRASE, TestEnv, assegai_bin, contains_bytes, wait_until};
+use assegai_sdk::{Assegai, ChainId, U256, wire::TxRequest};
+use rexpect::session::{PtySession, spawn_command};
+use serde_json::{Value, json};
+
+const RECIPIENT: &str = "0xd8dA6BF26964aF9D7eEd9e03E53415D37aA96045";
+/// How long any one thing may take to show up on the screen.
+const SCREEN_TIMEOUT_MS: u64 = 30_000;
+const DOWN: &str = "\x1b[B";
+const UP: &str = "\x1b[A";
+const ENTER: &str = "\r";
+
+/// `assegai approve ARGS` running in a pseudo-terminal, and everything it has shown so far.
+struct Screen {
+    session: PtySession,
+    seen: Vec<u8>,
+}
+
+impl Screen {
+    /// Starts the binary with what [`TestEnv::cmd`] sets, on a terminal of its own.
+    fn start(env: &TestEnv, args: &[&str]) -> Self {
+        let mut cmd = Command::new(assegai_bin());
+        cmd.arg("approve")
+            .args(args)
+            .env("ASSEGAI_HOME", env.home())
+            .env("ASSEGAI_PASSPHRASE", TEST_PASSPHRASE)
+            .env("NO_COLOR", "1")
+            .env("TERM", "xterm");
+        let session = spawn_command(cmd, Some(SCREEN_TIMEOUT_MS)).expect("starting assegai approve in a pty");
+        Screen { session, seen: Vec::new() }
+    }
+
+    /// Waits until `text` is shown and returns what was shown before it (since the last wait).
+    fn expect(&mut self, text: &str) -> String {
+        // rexpect hands the output over one byte per `char`; the needle is spelt the same way, and
+        // the bytes are recovered from what it returns, so UTF-8 (`→`, `…`) matches exactly.
+        let needle: String = text.bytes().map(char::from).collect();
+        let result = tokio::task::block_in_place(|| self.session.exp_string(&needle));
+        match result {
+            Ok(before) => {
+                let before: Vec<u8> = before.chars().map(|c| c as u8).collect();
+                self.seen.extend_from_slice(&before);
+                self.seen.extend_from_slice(text.as_bytes());
+                String::from_utf8_lossy(&before).into_owned()
+            }
+            Err(e) => panic!(
+                "`{text}` did not show up: {e}\n--- the screen so far ---\n{}",
+                String::from_utf8_lossy(&self.seen)
+            ),
+        }
+    }
+
+    /// Types `keys`.
+    fn send(&mut self, keys: &str) {
+        self.session.send(keys).expect("writing to the pty");
+        self.session.flush().expect("flushing the pty");
+    }
+
+    /// Presses Ctrl-C and waits for the program to end; returns whether it exited with success, and
+    /// everything it showed.
+    fn ctrl_c(mut self) -> (bool, Vec<u8>) {
+        // A prompt reads keys in raw mode, where Ctrl-C arrives as a key; in the instant between
+        // two reads the terminal is cooked and the signal goes to the queue, which is then busy
+        // with the prompt. A person presses again; so does this.
+        for _ in 0..3 {
+            self.session.send_control('c').expect("sending Ctrl-C");
+            match tokio::task::block_in_place(|| self.session.exp_eof()) {
+                Ok(rest) => return self.exited(&rest),
+                Err(rexpect::error::Error::Timeout { .. }) => {}
+                Err(e) => panic!("waiting for assegai approve to exit: {e}"),
+            }
+        }
+        panic!("Ctrl-C did not end assegai approve:\n{}", String::from_utf8_lossy(&self.seen));
+    }
+
+    /// Waits for the program to end by itself; returns as [`Screen::ctrl_c`].
+    fn finish(mut self) -> (bool, Vec<u8>) {
+        let rest = tokio::task::block_in_place(|| self.session.exp_eof()).expect("assegai approve to exit");
+        self.exited(&rest)
+    }
+
+    fn exited(mut self, rest: &str) -> (bool, Vec<u8>) {
+        self.seen.extend(rest.chars().map(|c| c as u8));
+        let status = self.session.process().wait().expect("waiting for assegai approve");
+        (matches!(status, rexpect::process::WaitStatus::Exited(_, 0)), self.seen)
+    }
+}
+
+fn pending(env: &TestEnv) -> Vec<Value> {
+    serde_json::from_str::<Value>(&env.run_ok(&["approve", "--list", "--json"])).unwrap().as_array().unwrap().clone()
+}
+
+/// Starts an SDK request for `wei` to [`RECIPIENT`] and waits until it is the `nth` pending one.
+fn request(
+    env: &TestEnv,
+    sdk: &Assegai,
+    wei: &str,
+    nth: usize,
+) -> tokio::task::JoinHandle<assegai_sdk::Result<assegai_sdk::B256>> {
+    let request =
+        TxRequest { chain: ChainId::ANVIL, to: RECIPIENT.into(), value: wei.into(), data: None, gas_limit: None };
+    let sdk = sdk.clone();
+    let call = tokio::spawn(async move { sdk.request_transaction(&request).await });
+    tokio::task::block_in_place(|| {
+        wait_until(Duration::from_secs(15), "the request to be pending", || (pending(env).len() == nth).then_some(()));
+    });
+    call
+}
+
+async fn balance(env: &TestEnv) -> U256 {
+    let hex = env.anvil().rpc("eth_getBalance", json!([RECIPIENT, "latest"])).await;
+    U256::from_str_radix(hex.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_queue_shows_each_request_and_signs_or_rejects_it() {
+    let env = TestEnv::with_anvil();
+    let proxy = env.start_proxy();
+    let manifest =
+        json!({"name": "payer", "permissions": {"chains": ["eip155:31337"]}, "spending_limits": {"daily": "1"}});
+    let (agent_id, token) = env.add_agent("payer", Some(&manifest));
+    let sdk = env.sdk(&proxy, &agent_id, &token);
+    let before = balance(&env).await;
+
+    // Two requests wait at once, in a known order.
+    let (first, second) = ("100000000000000", "200000000000000"); // 0.0001 and 0.0002 ETH
+    let first_call = request(&env, &sdk, first, 1);
+    let second_call = request(&env, &sdk, second, 2);
+
+    let mut screen = Screen::start(&env, &[]);
+    screen.expect("Request 1 of 2");
+    let card = screen.expect("Your decision");
+    let chain = format!("{} (eip155:31337)", ChainId::ANVIL.name().unwrap());
+    for shown in [
+        format!("payer ({agent_id})"),
+        chain.clone(),
+        RECIPIENT.to_owned(),
+        "100000000000000 wei (0.0001 ETH)".to_owned(),
+        format!("Send 0.0001 ETH to {RECIPIENT}"),
+        "estimated at signing".to_owned(),
+        // The other pending request already counts against the limit.
+        "daily 0.0002 → 0.0003 of 1 ETH".to_owned(),
+    ] {
+        assert!(card.contains(&shown), "the card lacks `{shown}`:\n{card}");
+    }
+    screen.expect("Reject all");
+    // The cursor starts on Skip (fail closed); "Approve & sign" is two up.
+    screen.send(UP);
+    screen.expect("> Reject");
+    screen.send(UP);
+    screen.expect("> Approve & sign");
+    screen.send(ENTER);
+
+    let hash = tokio::time::timeout(Duration::from_secs(60), first_call)
+        .await
+        .expect("the first request to be answered")
+        .unwrap()
+        .expect("the approved request returns a hash");
+    screen.expect("Approved tx_");
+    screen.expect(&hash.to_string());
+    let receipt = wait_until(Duration::from_secs(20), "the receipt", || {
+        let rt = tokio::runtime::Handle::current();
+        let r = tokio::task::block_in_place(|| {
+            rt.block_on(env.anvil().rpc("eth_getTransactionReceipt", json!([hash.to_string()])))
+        });
+        (!r.is_null()).then_some(r)
+    });
+    assert_eq!(receipt["status"], "0x1");
+    assert_eq!(balance(&env).await - before, U256::from_str_radix(first, 10).unwrap(), "exactly the amount arrived");
+
+    screen.expect("Request 2 of 2");
+    let card = screen.expect("Your decision");
+    assert!(card.contains("200000000000000 wei (0.0002 ETH)"), "{card}");
+    // The approved one now counts as spent, this one as the increase.
+    assert!(card.contains("daily 0.0001 → 0.0003 of 1 ETH"), "{card}");
+    screen.expect("Reject all");
+    screen.send(UP);
+    screen.expect("> Reject");
+    screen.send(ENTER);
+    screen.expect("Rejected tx_");
+    let err = tokio::time::timeout(Duration::from_secs(30), second_call)
+        .await
+        .expect("the second request to be answered")
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, assegai_sdk::Error::Rejected { .. }), "{err:?}");
+
+    // The queue keeps waiting for more until Ctrl-C, which ends it cleanly.
+    screen.expect("Waiting for transaction requests");
+    let (ok, _) = screen.ctrl_c();
+    assert!(ok, "Ctrl-C ends the queue with success");
+    assert!(pending(&env).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn skipped_requests_stay_pending_until_reject_all() {
+    let env = TestEnv::with_anvil();
+    let proxy = env.start_proxy();
+    let manifest = json!({"name": "twice", "permissions": {"chains": ["eip155:31337"]}});
+    let (agent_id, token) = env.add_agent("twice", Some(&manifest));
+    let sdk = env.sdk(&proxy, &agent_id, &token);
+    let first_call = request(&env, &sdk, "1000", 1);
+    let second_call = request(&env, &sdk, "2000", 2);
+
+    // `approve ID` shows the same card and asks; the answer defaults to no.
+    let first_id = pending(&env)[0]["id"].as_str().unwrap().to_owned();
+    let mut screen = Screen::start(&env, &[&first_id]);
+    let card = screen.expect("Approve and sign this request?");
+    assert!(card.contains("1000 wei") && card.contains("no spending limits"), "{card}");
+    screen.expect("[y/N]");
+    screen.send(ENTER);
+    screen.expect("Not approved; it is still pending.");
+    assert!(screen.finish().0, "declining is not an error");
+
+    // Skip the first, then Ctrl-C at the second's prompt: both stay pending.
+    let mut screen = Screen::start(&env, &[]);
+    screen.expect("Request 1 of 2");
+    screen.expect("Reject all");
+    // Enter on the default choice skips.
+    screen.send(ENTER);
+    screen.expect("stays pending");
+    screen.expect("Request 2 of 2");
+    screen.expect("Reject all");
+    let (ok, seen) = screen.ctrl_c();
+    assert!(ok, "Ctrl-C at a prompt ends the queue with success");
+    let seen = String::from_utf8_lossy(&seen);
+    assert!(seen.contains("Stopped; 1 skipped request(s) still pending"), "{seen}");
+    let (hide, show) = (seen.rfind("\x1b[?25l").unwrap(), seen.rfind("\x1b[?25h"));
+    assert!(show.is_some_and(|show| show > hide), "the cursor is shown again after Ctrl-C");
+    assert_eq!(pending(&env).len(), 2);
+
+    // A new queue offers both again; "Reject all" rejects every one it holds.
+    let mut screen = Screen::start(&env, &[]);
+    screen.expect("Request 1 of 2");
+    screen.expect("Reject all");
+    screen.send(DOWN);
+    screen.expect("> Reject all");
+    screen.send(ENTER);
+    screen.expect("Reject all 2 pending request(s) in this queue?");
+    screen.send("y");
+    screen.expect("Rejected 2 of 2 request(s).");
+    for call in [first_call, second_call] {
+        let err = tokio::time::timeout(Duration::from_secs(30), call).await.unwrap().unwrap().unwrap_err();
+        assert!(matches!(err, assegai_sdk::Error::Rejected { .. }), "{err:?}");
+    }
+    screen.expect("Waiting for transaction requests");
+    assert!(screen.ctrl_c().0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_cannot_redraw_the_prompt() {
+    let env = TestEnv::with_anvil();
+    let proxy = env.start_proxy();
+    let manifest = json!({"name": "evil", "permissions": {"chains": ["eip155:31337"]}});
+    let (agent_id, token) = env.add_agent("evil", Some(&manifest));
+    let sdk = env.sdk(&proxy, &agent_id, &token);
+    let call = request(&env, &sdk, "1", 1);
+
+    // Registration refuses control characters in names, so plant one the way a hand-edited or
+    // older database would hold it: clear the screen, home the cursor, retitle the window.
+    let hostile = "evil\u{1b}[2J\u{1b}[H\u{1b}]0;pwned\u{7}";
+    let tx_id = pending(&env)[0]["id"].as_str().unwrap().to_owned();
+    let script = "import sqlite3, sys\n\
+                  db = sqlite3.connect(sys.argv[1], timeout=30)\n\
+                  db.execute('UPDATE agents SET name = ? WHERE id = ?', (sys.argv[2], sys.argv[3]))\n\
+                  db.execute('UPDATE transactions SET agent_name = ? WHERE id = ?', (sys.argv[2], sys.argv[4]))\n\
+                  db.commit()\n";
+    let db = env.home().join("assegai.db");
+    let status = Command::new("python3")
+        .args(["-c", script, db.to_str().unwrap(), hostile, &agent_id, &tx_id])
+        .status()
+        .expect("python3 runs");
+    assert!(status.success(), "renaming the agent in the database failed");
+    assert_eq!(pending(&env)[0]["agent"], hostile, "the hostile name is in the store");
+
+    let mut screen = Screen::start(&env, &[]);
+    screen.expect("Request 1 of 1");
+    let card = screen.expect("Your decision");
+    assert!(card.contains(r"evil\x1b[2J\x1b[H\x1b]0;pwned\x07"), "the name is shown, made inert:\n{card}");
+    screen.expect("Reject all");
+    screen.send(UP);
+    screen.expect("> Reject");
+    screen.send(ENTER);
+    screen.expect("Rejected tx_");
+    let err = tokio::time::timeout(Duration::from_secs(30), call).await.unwrap().unwrap().unwrap_err();
+    assert!(matches!(err, assegai_sdk::Error::Rejected { .. }), "{err:?}");
+    screen.expect("Waiting for transaction requests");
+    let (ok, seen) = screen.ctrl_c();
+    assert!(ok);
+    for raw in [hostile.as_bytes(), b"\x1b[2J", b"\x1b]0;pwned"] {
+        assert!(!contains_bytes(&seen, raw), "the terminal got {raw:?} from the agent");
+    }
+}
+
+#[test]
+fn without_a_terminal_the_queue_refuses_and_says_what_to_run() {
+    let env = TestEnv::new();
+    let out = env.run(&["approve"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("needs a terminal"), "{stderr}");
+    assert!(stderr.contains("`assegai approve --list`") && stderr.contains("`assegai approve ID --yes`"), "{stderr}");
+}
