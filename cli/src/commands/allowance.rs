@@ -113,7 +113,8 @@ fn list(args: &AllowanceListArgs, settings: &Settings, printer: Printer) -> anyh
         return printer.json(&out);
     }
     if entries.is_empty() {
-        printer.info("No token allowances. Set one with `assegai allowance set AGENT --chain eip155:1 --token USDC 100`.");
+        printer
+            .info("No token allowances. Set one with `assegai allowance set AGENT --chain eip155:1 --token USDC 100`.");
         return Ok(());
     }
     let mut table = Table::new();
@@ -141,14 +142,5 @@ fn entry(
     updated_at: Option<i64>,
 ) -> Entry {
     let symbol = token.parse().ok().and_then(|a| tokens::known(chain, a)).map(|t| t.symbol);
-    Entry {
-        agent: agent.name.clone(),
-        agent_id: agent.id.clone(),
-        chain,
-        token,
-        symbol,
-        amount,
-        source,
-        updated_at,
-    }
+    Entry { agent: agent.name.clone(), agent_id: agent.id.clone(), chain, token, symbol, amount, source, updated_at }
 }
