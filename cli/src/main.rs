@@ -32,7 +32,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli, printer)) {
+    let result = runtime.block_on(run(cli, printer));
+    // A prompt cut short may still hold a blocking thread reading the terminal: don't wait for it.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             printer.error(&e, hint(&e).as_deref());

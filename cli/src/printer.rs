@@ -2,9 +2,42 @@
 //! to stderr. Colours are used only on terminals and never when `NO_COLOR` is set, and every
 //! message reads the same without them.
 
-use std::io::IsTerminal;
+use std::{io::IsTerminal, sync::Mutex};
 
 use console::style;
+
+/// Lines from a running agent wait here while a person answers a prompt, so the prompt is not
+/// torn apart by output (`assegai run` asking inline).
+static HELD: Mutex<Option<Vec<(AgentStream, String)>>> = Mutex::new(None);
+
+/// Where a line from a running agent goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentStream {
+    /// Its standard output (stdout).
+    Out,
+    /// Its standard error (stderr).
+    Err,
+    /// A log line it sent the proxy (stderr; hidden by `--quiet`).
+    Log,
+}
+
+/// Whether a prompt is on screen (agent lines are being held back).
+pub fn prompt_open() -> bool {
+    HELD.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+}
+
+/// While alive, agent lines are held back; dropping it prints them.
+#[must_use]
+pub struct HeldLines(Printer);
+
+impl Drop for HeldLines {
+    fn drop(&mut self) {
+        let lines = HELD.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default();
+        for (stream, line) in lines {
+            self.0.write_agent_line(stream, &line);
+        }
+    }
+}
 
 /// How to print.
 #[derive(Debug, Clone, Copy)]
@@ -26,9 +59,30 @@ impl Printer {
         println!("{line}");
     }
 
-    /// A line an agent wrote to its standard error (stderr, even with `--quiet`).
-    pub fn data_err(&self, line: impl std::fmt::Display) {
-        eprintln!("{line}");
+    /// A line from a running agent: printed now, or once the prompt on screen is answered.
+    pub fn agent_line(&self, stream: AgentStream, line: String) {
+        let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+        match held.as_mut() {
+            Some(buffer) => buffer.push((stream, line)),
+            None => {
+                drop(held);
+                self.write_agent_line(stream, &line);
+            }
+        }
+    }
+
+    fn write_agent_line(&self, stream: AgentStream, line: &str) {
+        match stream {
+            AgentStream::Out => println!("{line}"),
+            AgentStream::Err => eprintln!("{line}"),
+            AgentStream::Log => self.info(line),
+        }
+    }
+
+    /// Holds agent lines back until the returned guard is dropped.
+    pub fn hold_agent_lines(&self) -> HeldLines {
+        HELD.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(Vec::new);
+        HeldLines(*self)
     }
 
     /// A value as pretty JSON (stdout).

@@ -22,7 +22,7 @@ use tokio::{
     process::{Child, Command},
 };
 
-use crate::printer::Printer;
+use crate::printer::{AgentStream, Printer};
 
 /// Directories searched for programs inside the agent's minimal `PATH`.
 const SYSTEM_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -253,7 +253,7 @@ pub fn forward_lines(
             match lines.next_line().await {
                 Ok(Some(line)) => {
                     let text = format!("{} {}", style(&prefix).cyan(), neutralize(&line));
-                    if stderr { printer.data_err(text) } else { printer.data(text) }
+                    printer.agent_line(if stderr { AgentStream::Err } else { AgentStream::Out }, text);
                 }
                 Ok(None) => break,
                 // Not UTF-8: show what can be shown rather than dropping the rest.

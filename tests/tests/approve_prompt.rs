@@ -25,9 +25,15 @@ struct Screen {
 impl Screen {
     /// Starts the binary with what [`TestEnv::cmd`] sets, on a terminal of its own.
     fn start(env: &TestEnv, args: &[&str]) -> Self {
+        let mut all = vec!["approve"];
+        all.extend(args);
+        Self::command(env, &all)
+    }
+
+    /// Starts `assegai ARGS` on a terminal of its own.
+    fn command(env: &TestEnv, args: &[&str]) -> Self {
         let mut cmd = Command::new(assegai_bin());
-        cmd.arg("approve")
-            .args(args)
+        cmd.args(args)
             .env("ASSEGAI_HOME", env.home())
             .env("ASSEGAI_PASSPHRASE", TEST_PASSPHRASE)
             .env("NO_COLOR", "1")
@@ -306,4 +312,59 @@ fn without_a_terminal_the_queue_refuses_and_says_what_to_run() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("needs a terminal"), "{stderr}");
     assert!(stderr.contains("`assegai approve --list`") && stderr.contains("`assegai approve ID --yes`"), "{stderr}");
+}
+
+/// `assegai run` with a terminal and no proxy of its own asks inline: the agent's request shows up
+/// between its output lines, and approving it hands the agent its hash.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_asks_inline_and_the_agent_gets_its_hash() {
+    let env = TestEnv::with_anvil();
+    let dir = env.home().join("inline");
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = json!({
+        "name": "inline", "runtime": "python", "entrypoint": "agent.py",
+        "permissions": {"chains": ["eip155:31337"]}, "spending_limits": {"daily": "1"},
+    });
+    std::fs::write(dir.join("assegai.json"), manifest.to_string()).unwrap();
+    let agent = format!(
+        r#"
+import json, os, sys, time, urllib.request
+print("agent up", flush=True)
+body = json.dumps({{"chain": "eip155:31337", "to": "{RECIPIENT}", "value": "1000000000000"}}).encode()
+req = urllib.request.Request(os.environ["ASSEGAI_API_PROXY"] + "/agent/request-transaction", data=body, headers={{
+    "content-type": "application/json",
+    "{id_header}": os.environ["ASSEGAI_AGENT_ID"],
+    "{token_header}": os.environ["ASSEGAI_AGENT_TOKEN"],
+}})
+print("got", json.load(urllib.request.urlopen(req, timeout=120))["txHash"], flush=True)
+while True:
+    time.sleep(0.1)
+"#,
+        id_header = assegai_sdk::env::HEADER_AGENT_ID,
+        token_header = assegai_sdk::env::HEADER_AGENT_TOKEN,
+    );
+    std::fs::write(dir.join("agent.py"), agent).unwrap();
+
+    let mut screen = Screen::command(&env, &["run", dir.to_str().unwrap()]);
+    screen.expect("Transaction requests will be asked here.");
+    screen.expect("inline │ agent up");
+    screen.expect("Request 1 of 1");
+    let card = screen.expect("Your decision");
+    assert!(card.contains("1000000000000 wei (0.000001 ETH)"), "{card}");
+    assert!(card.contains("daily 0 → 0.000001 of 1 ETH"), "{card}");
+    screen.expect("Reject all");
+    screen.send(UP);
+    screen.expect("> Reject");
+    screen.send(UP);
+    screen.expect("> Approve & sign");
+    screen.send(ENTER);
+    screen.expect("Approved tx_");
+    let after = screen.expect("inline │ got 0x");
+    assert!(!after.contains("Request 2"), "one request, one card");
+    let (ok, seen) = screen.ctrl_c();
+    let seen = String::from_utf8_lossy(&seen);
+    assert!(ok, "Ctrl-C stops the agent and the run cleanly:\n{seen}");
+    assert!(seen.contains("Agent inline"), "{seen}");
+    let txs: Value = serde_json::from_str(&env.run_ok(&["txs", "--json"])).unwrap();
+    assert_eq!(txs[0]["status"], "confirmed", "{txs}");
 }

@@ -62,7 +62,7 @@ pub async fn run(args: &ApproveArgs, settings: &Settings, printer: Printer) -> a
              with `assegai approve --list` and approve one with `assegai approve ID --yes`"
         );
     }
-    queue(settings, printer, &QueueOptions { agent_id, once: args.once }).await
+    queue(settings, printer, &QueueOptions { agent_id, once: args.once, ..QueueOptions::default() }).await
 }
 
 /// `approve ID [--yes]`: one request, shown and confirmed unless `--yes`.
@@ -106,6 +106,11 @@ pub struct QueueOptions {
     pub agent_id: Option<String>,
     /// Return once nothing is waiting instead of waiting for more requests.
     pub once: bool,
+    /// Asked inline by `assegai run`: no "waiting" line, and the agent's output is held back while
+    /// a request is on screen.
+    pub inline: bool,
+    /// Return (between requests) once this turns true: the agent of `assegai run` has exited.
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// The interactive queue: shows pending requests oldest first ("Request 1 of 3"), asks what to do
@@ -135,12 +140,20 @@ pub async fn queue(settings: &Settings, printer: Printer, options: &QueueOptions
                 });
                 return Ok(());
             }
-            if !said_waiting {
+            if !said_waiting && !options.inline {
                 printer.info(style("Waiting for transaction requests… (Ctrl-C to stop)").dim().for_stderr());
                 said_waiting = true;
             }
+            let mut stop = options.stop.clone();
+            let stopping = async move {
+                match stop.as_mut() {
+                    Some(rx) => drop(rx.wait_for(|s| *s).await),
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = ctrl_c.recv() => return stopped(&store, &skipped, printer),
+                () = stopping => return Ok(()),
                 () = tokio::time::sleep(POLL) => continue,
             }
         }
@@ -164,6 +177,11 @@ pub async fn queue(settings: &Settings, printer: Printer, options: &QueueOptions
                 i += 1;
                 continue;
             };
+            if options.stop.as_ref().is_some_and(|s| *s.borrow()) {
+                return Ok(());
+            }
+            // Released when this iteration ends, however it ends.
+            let _held = options.inline.then(|| printer.hold_agent_lines());
             show_card(&row, &limit_impact(&store, &row)?, Some((position, total)))?;
             shown_any = true;
             let choice = ask(|| {

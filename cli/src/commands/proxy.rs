@@ -9,7 +9,12 @@ use assegai_proxy::{
 };
 use console::style;
 
-use crate::{cli::ProxyArgs, commands::logs::format_line, printer::Printer, settings::Settings};
+use crate::{
+    cli::ProxyArgs,
+    commands::logs::format_line,
+    printer::{AgentStream, Printer},
+    settings::Settings,
+};
 
 pub async fn run(args: &ProxyArgs, mut settings: Settings, printer: Printer) -> anyhow::Result<()> {
     // Installed before anything is announced: a SIGTERM sent as soon as the proxy says it is
@@ -64,13 +69,9 @@ pub fn print_logs(proxy: &RunningProxy, printer: Printer) -> tokio::task::JoinHa
         loop {
             match lines.recv().await {
                 Ok(line) => {
-                    printer.info(format_line(
-                        &line.agent_name,
-                        line.level,
-                        &line.message,
-                        line.data.as_ref(),
-                        line.created_at,
-                    ));
+                    let text =
+                        format_line(&line.agent_name, line.level, &line.message, line.data.as_ref(), line.created_at);
+                    printer.agent_line(AgentStream::Log, text);
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     printer.warn(format!("{n} log lines were not shown (the console fell behind); see `assegai logs`"));

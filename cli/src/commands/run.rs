@@ -11,7 +11,10 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     cli::RunArgs,
-    commands::proxy::{open_keys, print_logs},
+    commands::{
+        approve::{self, QueueOptions},
+        proxy::{open_keys, print_logs},
+    },
     docker,
     printer::Printer,
     runner::{self, AgentEnv},
@@ -19,6 +22,7 @@ use crate::{
 };
 
 pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
     // First, so that a Ctrl-C during the build or start-up is ours to handle.
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the Ctrl-C handler")?;
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -81,23 +85,54 @@ pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow
         runner::forward_lines(child.stderr.take().expect("piped"), &registered.name, true, printer),
     ];
     let logs = embedded.as_ref().map(|p| print_logs(p, printer));
-    let approvals: Option<tokio::task::JoinHandle<()>> = None;
+    // Asked inline only when this run hosts the proxy: with a proxy of its own, someone may be
+    // approving in another terminal already.
+    let (stop_queue, queue_stopped) = tokio::sync::watch::channel(false);
+    let mut approvals = (embedded.is_some() && !args.no_prompt && printer.interactive()).then(|| {
+        let settings = settings.clone();
+        let options = QueueOptions {
+            agent_id: Some(registered.id.clone()),
+            inline: true,
+            stop: Some(queue_stopped),
+            once: false,
+        };
+        tokio::spawn(async move { approve::queue(&settings, printer, &options).await })
+    });
+    if approvals.is_some() {
+        printer.info("Transaction requests will be asked here.");
+    }
+    let queue_ended = async {
+        match approvals.as_mut() {
+            Some(task) => drop(task.await),
+            None => std::future::pending().await,
+        }
+    };
 
     let grace = Duration::from_secs(args.grace);
+    let stopping = format!("Stopping {name} (SIGTERM; SIGKILL after {} s)…", args.grace);
     let (status, stopped_by_us) = tokio::select! {
         status = child.wait() => (status.context("waiting for the agent")?, false),
         _ = interrupt.recv() => {
-            printer.info(format!("Stopping {name} (SIGTERM; SIGKILL after {} s)…", args.grace));
+            printer.info(stopping);
             (runner::stop(&mut child, grace).await?, true)
         }
         _ = term.recv() => (runner::stop(&mut child, grace).await?, true),
+        // The person quit the inline prompt (Esc, q, Ctrl-C read as a key): they are done.
+        () = queue_ended => {
+            printer.info(stopping);
+            (runner::stop(&mut child, grace).await?, true)
+        }
     };
     // Let the last lines through before reporting.
     for o in outputs {
         let _ = tokio::time::timeout(Duration::from_secs(2), o).await;
     }
-    if let Some(a) = approvals {
-        a.abort();
+    let _ = stop_queue.send(true);
+    if let Some(queue) = approvals.filter(|q| !q.is_finished()) {
+        if crate::printer::prompt_open() {
+            printer.info("The agent has ended; answer the request on screen (or press Esc) to finish.");
+        }
+        let _ = queue.await;
     }
     if let Some(proxy) = embedded {
         // Give log lines the agent sent just before exiting a moment to be printed.

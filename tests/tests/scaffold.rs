@@ -1,0 +1,382 @@
+//! `assegai new`: both templates scaffold complete projects (placeholders filled, a manifest the
+//! registry accepts), bad names and non-empty directories are refused without writing anything,
+//! and the agents they produce work against the real proxy and Anvil: the Node one as is, the Rust
+//! one after an offline `cargo build`. Each asks for a transfer that a person approves (or rejects)
+//! from another process, and stops cleanly on SIGTERM.
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use assegai_e2e::{Proxy, TestEnv, workspace_root};
+use serde_json::Value;
+
+/// Anvil's first account: the wallet the proxy signs with on the local chain.
+const WALLET: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+/// Its starting balance, as the agents print it.
+const BALANCE: &str = "balance: 10000 ETH (10000000000000000000000 wei)";
+const RECIPIENT: &str = "0xd8dA6BF26964aF9D7eEd9e03E53415D37aA96045";
+
+/// `assegai new ARGS` run in `cwd`.
+fn new_in(env: &TestEnv, cwd: &Path, args: &[&str]) -> std::process::Output {
+    let mut full = vec!["new"];
+    full.extend_from_slice(args);
+    env.cmd(&full).current_dir(cwd).output().expect("running assegai new")
+}
+
+/// Every file under `dir`, relative, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+fn read(path: impl AsRef<Path>) -> String {
+    std::fs::read_to_string(path.as_ref()).unwrap_or_else(|e| panic!("reading {}: {e}", path.as_ref().display()))
+}
+
+#[test]
+fn both_templates_scaffold_complete_projects_with_valid_manifests() {
+    let env = TestEnv::new();
+    let work = tempfile::tempdir().unwrap();
+
+    // The default template is Rust, the default directory ./NAME.
+    let out = new_in(&env, work.path(), &["rusty"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`assegai run rusty`") && stderr.contains("`assegai approve`"), "next steps: {stderr}");
+    let rust = work.path().join("rusty");
+    assert_eq!(files_under(&rust), [".gitignore", "Cargo.toml", "README.md", "assegai.json", "src/main.rs"]);
+
+    let out = new_in(&env, work.path(), &["Nodey_1", "--template", "node", "--dir", "agents/nodey"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`assegai run agents/nodey`"));
+    let node = work.path().join("agents/nodey");
+    assert_eq!(files_under(&node), [".gitignore", "README.md", "assegai.json", "index.js", "package.json", "sdk.js"]);
+
+    for dir in [&rust, &node] {
+        for file in files_under(dir) {
+            let text = read(dir.join(&file));
+            assert!(!text.contains("{{"), "{}/{file} still has a placeholder", dir.display());
+        }
+    }
+
+    let cargo_toml = read(rust.join("Cargo.toml"));
+    assert!(cargo_toml.contains("name = \"rusty\""), "{cargo_toml}");
+    assert!(cargo_toml.contains("\n[workspace]\n"), "the project stays out of enclosing workspaces");
+    let sdk = std::fs::canonicalize(workspace_root().join("sdk")).unwrap();
+    assert!(
+        cargo_toml.contains(&format!("assegai-sdk = {{ path = \"{}\" }}", sdk.display())),
+        "built from a checkout, the SDK comes from its sources: {cargo_toml}"
+    );
+    let package: Value = serde_json::from_str(&read(node.join("package.json"))).unwrap();
+    assert_eq!(package["name"], "nodey_1", "npm names are lower case");
+    assert!(package.get("dependencies").is_none(), "nothing to download");
+
+    for (dir, name, runtime) in [(&rust, "rusty", "rust"), (&node, "Nodey_1", "node")] {
+        let manifest: Value = serde_json::from_str(&read(dir.join("assegai.json"))).unwrap();
+        assert_eq!(manifest["name"], name);
+        assert_eq!(manifest["runtime"], runtime);
+        assert_eq!(manifest["permissions"]["chains"], serde_json::json!(["eip155:31337"]));
+        let out = env.run_ok(&["agents", "add", name, "--manifest", dir.to_str().unwrap(), "--json"]);
+        let added: Value = serde_json::from_str(&out).unwrap();
+        assert!(added["id"].is_string() && added["token"].is_string(), "{out}");
+    }
+    let listed = env.run_ok(&["agents", "list", "--json"]);
+    assert!(listed.contains("rusty") && listed.contains("Nodey_1"), "{listed}");
+
+    // An existing empty directory is used as is.
+    let empty = work.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = new_in(&env, work.path(), &["in-empty", "--template", "node", "--dir", "empty"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(files_under(&empty).len(), 6);
+    assert!(read(empty.join("package.json")).contains("\"in-empty\""));
+
+    // No staging directory is left behind anywhere.
+    for dir in [work.path(), &work.path().join("agents"), &empty] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(!name.starts_with(".assegai-new"), "left behind: {}/{name}", dir.display());
+        }
+    }
+}
+
+#[test]
+fn bad_names_are_refused_and_nothing_is_written() {
+    let env = TestEnv::new();
+    let work = tempfile::tempdir().unwrap();
+    let long = "a".repeat(65);
+    for name in
+        ["", "9lives", "-dash", "_under", "has space", "dot.ted", "../escape", "a/b", "émile", "tab\there", &long]
+    {
+        // After `--`, so that clap takes `-dash` as the name, not as flags.
+        let out = new_in(&env, work.path(), &["--template", "node", "--", name]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name:?} was accepted");
+        assert!(stderr.contains("invalid agent name"), "{name:?}: {stderr}");
+        assert!(stderr.contains("letters, digits, `-` and `_`"), "the error says what a name may be: {stderr}");
+        assert!(!stderr.contains('\t'), "control characters are escaped: {stderr}");
+    }
+    assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 0, "nothing was written");
+    // 64 characters is the limit, not past it.
+    let out = new_in(&env, work.path(), &[&"a".repeat(64), "--template", "node"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn an_existing_directory_is_refused_and_left_untouched() {
+    let env = TestEnv::new();
+    let work = tempfile::tempdir().unwrap();
+    let taken = work.path().join("taken");
+    std::fs::create_dir_all(taken.join("src")).unwrap();
+    std::fs::write(taken.join("Cargo.toml"), "mine").unwrap();
+    std::fs::write(taken.join("src/main.rs"), "also mine").unwrap();
+
+    for template in ["rust", "node"] {
+        let out = new_in(&env, work.path(), &["taken", "--template", template]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("`taken` already exists and is not empty"), "{stderr}");
+    }
+    assert_eq!(files_under(&taken), ["Cargo.toml", "src/main.rs"]);
+    assert_eq!(read(taken.join("Cargo.toml")), "mine");
+    assert_eq!(read(taken.join("src/main.rs")), "also mine");
+
+    std::fs::write(work.path().join("a-file"), "x").unwrap();
+    let out = new_in(&env, work.path(), &["a-file"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a directory"));
+    assert_eq!(read(work.path().join("a-file")), "x");
+
+    let mut left: Vec<_> = std::fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["a-file", "taken"], "no staging directory is left behind");
+}
+
+/// A scaffolded agent running as a child process, its stdout and stderr gathered in one buffer.
+struct AgentProcess {
+    child: Child,
+    output: Arc<Mutex<String>>,
+}
+
+impl AgentProcess {
+    /// Starts `program args` in `dir` with nothing in its environment but what `assegai run` would
+    /// give it, plus `HEARTBEAT_SECS=1`.
+    fn start(program: &Path, args: &[&str], dir: &Path, proxy: &Proxy, id: &str, token: &str) -> Self {
+        let mut child = Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", dir)
+            .env("ASSEGAI_API_PROXY", &proxy.url)
+            .env("ASSEGAI_AGENT_ID", id)
+            .env("ASSEGAI_AGENT_TOKEN", token)
+            .env("HEARTBEAT_SECS", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        let output = Arc::new(Mutex::new(String::new()));
+        for stream in
+            [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())]
+        {
+            let output = Arc::clone(&output);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut out = output.lock().unwrap();
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            });
+        }
+        AgentProcess { child, output }
+    }
+
+    fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Waits for a line containing `needle`; returns the rest of that line after it.
+    fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let output = self.output();
+            if let Some(line) = output.lines().find(|l| l.contains(needle)) {
+                return line[line.find(needle).unwrap() + needle.len()..].trim().to_owned();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // The reader threads may still be draining; give them a moment, then look once more.
+                std::thread::sleep(Duration::from_millis(200));
+                let output = self.output();
+                if let Some(line) = output.lines().find(|l| l.contains(needle)) {
+                    return line[line.find(needle).unwrap() + needle.len()..].trim().to_owned();
+                }
+                panic!("the agent exited ({status}) without printing `{needle}`; its output:\n{output}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not print `{needle}` within {timeout:?}; its output:\n{output}"
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit.
+    fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no exit within {timeout:?} of SIGTERM; output:\n{}", self.output());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The pending request of one agent, once there is one.
+fn pending_request(env: &TestEnv, agent: &str) -> String {
+    assegai_e2e::wait_until(Duration::from_secs(30), "the agent's request to be pending", || {
+        let list: Value = serde_json::from_str(&env.run_ok(&["approve", "--list", "--json"])).unwrap();
+        list.as_array()?.iter().find(|r| r["agent"] == agent).and_then(|r| r["id"].as_str()).map(str::to_owned)
+    })
+}
+
+/// Registers a scaffolded agent with its own manifest. The template names no RPC for the local
+/// chain, so it follows `local_rpc_url` in config.toml: this test's Anvil.
+fn register(env: &TestEnv, dir: &Path, name: &str) -> (String, String) {
+    let manifest: Value = serde_json::from_str(&read(dir.join("assegai.json"))).unwrap();
+    assert!(manifest["permissions"].get("rpcs").is_none(), "{manifest}");
+    env.add_agent(name, Some(&manifest))
+}
+
+/// Runs an agent through one approved transfer and checks what it printed and logged; then stops it.
+fn approve_one_transfer(env: &TestEnv, name: &str, mut agent: AgentProcess, token: &str) {
+    let tx_id = pending_request(env, name);
+    let approved = env.run_ok(&["approve", &tx_id, "--yes"]);
+    let hash = agent.wait_for("transfer sent: ", Duration::from_secs(30));
+    assert_eq!(hash, approved.trim(), "the agent logs the hash `approve` printed");
+    assert!(hash.starts_with("0x") && hash.len() == 66, "{hash}");
+
+    let output = agent.output();
+    assert!(output.contains(&format!("wallet on eip155:31337: {WALLET}")), "{output}");
+    assert!(output.contains(BALANCE), "{output}");
+    assert!(output.contains(&format!("requesting a transfer of 0.0001 ETH to {RECIPIENT}")), "{output}");
+    let names = agent.wait_for("environment: ", Duration::from_secs(1));
+    assert_eq!(
+        names, "ASSEGAI_AGENT_ID, ASSEGAI_AGENT_TOKEN, ASSEGAI_API_PROXY, HEARTBEAT_SECS, HOME, PATH",
+        "the names of exactly what it was given"
+    );
+    assert!(!output.contains(token), "never a value");
+    agent.wait_for("heartbeat: up", Duration::from_secs(10));
+
+    // What it logged is stored by the proxy too.
+    assegai_e2e::wait_until(Duration::from_secs(10), "`assegai logs` to show the hash", || {
+        env.run_ok(&["logs", name, "--json"]).contains(&hash).then_some(())
+    });
+
+    let status = agent.terminate(Duration::from_secs(5));
+    assert!(status.success(), "a clean exit on SIGTERM, got {status}; output:\n{}", agent.output());
+    assert!(agent.output().contains("received SIGTERM, shutting down"), "{}", agent.output());
+}
+
+#[test]
+fn the_node_agent_runs_against_a_real_proxy_and_anvil() {
+    let env = TestEnv::with_anvil();
+    let proxy = env.start_proxy();
+    let work = tempfile::tempdir().unwrap();
+    let out = new_in(&env, work.path(), &["node-agent", "--template", "node"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = work.path().join("node-agent");
+    let (id, token) = register(&env, &dir, "node-agent");
+    let node = PathBuf::from("node");
+
+    let agent = AgentProcess::start(&node, &["index.js"], &dir, &proxy, &id, &token);
+    approve_one_transfer(&env, "node-agent", agent, &token);
+
+    // A rejection is logged, and the agent carries on.
+    let mut agent = AgentProcess::start(&node, &["index.js"], &dir, &proxy, &id, &token);
+    let tx_id = pending_request(&env, "node-agent");
+    env.run_ok(&["reject", &tx_id]);
+    let why = agent.wait_for("transfer rejected", Duration::from_secs(30));
+    assert!(why.contains("Transaction rejected by user") && why.contains("carrying on"), "{why}");
+    let before = agent.output().matches("heartbeat: up").count();
+    assegai_e2e::wait_until(Duration::from_secs(10), "a heartbeat after the rejection", || {
+        (agent.output().matches("heartbeat: up").count() > before).then_some(())
+    });
+    let status = agent.terminate(Duration::from_secs(5));
+    assert!(status.success(), "{status}; output:\n{}", agent.output());
+}
+
+/// Builds the scaffolded Rust agent offline, into a target directory beside the workspace's own
+/// (`target/scaffold/`), so that only the first run compiles the SDK's dependencies.
+#[test]
+fn the_rust_agent_builds_offline_and_runs_against_a_real_proxy_and_anvil() {
+    let env = TestEnv::with_anvil();
+    let proxy = env.start_proxy();
+    let work = tempfile::tempdir().unwrap();
+    let name = "scaffolded-rust-agent";
+    let out = new_in(&env, work.path(), &[name]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = work.path().join(name);
+
+    // The test executable lives in <target>/<profile>/deps/.
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.ancestors().nth(3).expect("<target>/<profile>/deps/<exe>").join("scaffold");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let started = Instant::now();
+    let build = Command::new(cargo)
+        .args(["build", "--offline", "--quiet"])
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running cargo build");
+    eprintln!("cargo build --offline of the scaffolded Rust agent took {:.1?}", started.elapsed());
+    assert!(
+        build.status.success(),
+        "cargo build --offline failed:\n{}{}",
+        String::from_utf8_lossy(&build.stdout),
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&build.stderr);
+    assert!(
+        !stderr.contains(&format!("warning: `{name}`")) && !stderr.contains("unused manifest key"),
+        "the template builds without warnings:\n{stderr}"
+    );
+
+    let (id, token) = register(&env, &dir, name);
+    let binary = target.join("debug").join(name);
+    let agent = AgentProcess::start(&binary, &[], &dir, &proxy, &id, &token);
+    approve_one_transfer(&env, name, agent, &token);
+}
