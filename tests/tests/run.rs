@@ -251,3 +251,53 @@ fn doctor_names_each_part_and_its_fix() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("local RPC") && text.contains("anvil"), "{text}");
 }
+
+/// `<target>/scaffold`, the Cargo target directory scaffolded Rust agents share across tests.
+fn scaffold_target() -> std::path::PathBuf {
+    // The test executable lives in <target>/<profile>/deps/.
+    std::env::current_exe().unwrap().ancestors().nth(3).expect("<target>/<profile>/deps/<exe>").join("scaffold")
+}
+
+/// `assegai new NAME --template T`, then `assegai run` it with no proxy running (it starts one
+/// in-process) and `--no-prompt`; a person approves from another process; the agent logs its
+/// wallet, balance and hash, saw only its own variables, and stops cleanly on Ctrl-C.
+fn scaffold_and_run(template: &str) {
+    let env = TestEnv::with_anvil();
+    let work = tempfile::tempdir().unwrap();
+    let name = format!("{template}-runner");
+    let out = env.cmd(&["new", &name, "--template", template]).current_dir(work.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = work.path().join(&name);
+    let mut cmd = run_cmd(&env, &dir, &[]);
+    cmd.env("CARGO_TARGET_DIR", scaffold_target());
+    let mut run = Running::spawn(cmd);
+    let pending = assegai_e2e::wait_until(Duration::from_secs(600), "the agent's request to be pending", || {
+        let list: Value = serde_json::from_str(&env.run_ok(&["approve", "--list", "--json"])).ok()?;
+        list.as_array()?.first().and_then(|r| r["id"].as_str()).map(str::to_owned)
+    });
+    let hash = env.run_ok(&["approve", &pending, "--yes"]).trim().to_owned();
+    run.wait_for(&format!("transfer sent: {hash}"), Duration::from_secs(30));
+    let out = run.stdout();
+    assert!(out.contains("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"), "the wallet address: {out}");
+    assert!(out.contains("10000"), "the balance (Anvil's 10000 ETH, less gas): {out}");
+    let env_line = out.lines().find(|l| l.contains("environment: ")).expect("the environment line");
+    let names: Vec<&str> = env_line.split("environment: ").nth(1).unwrap().split(", ").map(str::trim).collect();
+    let extra: Vec<&&str> = names.iter().filter(|n| !ALLOWED.contains(n)).collect();
+    assert!(extra.is_empty(), "the agent saw {extra:?} beyond its own variables");
+    run.signal("INT");
+    let status = run.wait_exit(Duration::from_secs(10)).expect("stopped within the grace period");
+    assert!(status.success(), "{}", run.stderr());
+    assert!(run.stdout().contains("received SIGTERM, shutting down"), "{}", run.stdout());
+    let all = format!("{}{}", run.stdout(), run.stderr());
+    assert!(!all.contains(USER_SECRET), "the user's secret reached the agent's output");
+}
+
+#[test]
+fn the_node_template_runs_under_assegai_run() {
+    scaffold_and_run("node");
+}
+
+#[test]
+fn the_rust_template_builds_and_runs_under_assegai_run() {
+    scaffold_and_run("rust");
+}

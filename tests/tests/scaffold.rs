@@ -356,7 +356,8 @@ fn the_rust_agent_builds_offline_and_runs_against_a_real_proxy_and_anvil() {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let started = Instant::now();
     let build = Command::new(cargo)
-        .args(["build", "--offline", "--quiet"])
+        // Release, as `assegai run` builds: the run tests then reuse these artifacts.
+        .args(["build", "--offline", "--release", "--quiet"])
         .current_dir(&dir)
         .env("CARGO_TARGET_DIR", &target)
         .stdin(Stdio::null())
@@ -376,7 +377,7 @@ fn the_rust_agent_builds_offline_and_runs_against_a_real_proxy_and_anvil() {
     );
 
     let (id, token) = register(&env, &dir, name);
-    let binary = target.join("debug").join(name);
+    let binary = target.join("release").join(name);
     let agent = AgentProcess::start(&binary, &[], &dir, &proxy, &id, &token);
     approve_one_transfer(&env, name, agent, &token);
 }
