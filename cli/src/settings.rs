@@ -41,11 +41,27 @@ impl Settings {
     /// Opens the key store `config.toml` asks for. The file store's passphrase comes from
     /// `ASSEGAI_PASSPHRASE`, else a hidden prompt when a person is at the terminal.
     pub fn keystore(&self, printer: Printer) -> anyhow::Result<Box<dyn KeyStore>> {
+        self.open_keystore(printer, true)?.context("no key store")
+    }
+
+    /// Like [`Settings::keystore`], but never asks for a passphrase to create a new key file:
+    /// `None` when the only store there could be is a file nobody has created yet (the proxy and
+    /// `assegai run` need keys only once someone stored some).
+    pub fn existing_keystore(&self, printer: Printer) -> anyhow::Result<Option<Box<dyn KeyStore>>> {
+        self.open_keystore(printer, false)
+    }
+
+    fn open_keystore(&self, printer: Printer, create: bool) -> anyhow::Result<Option<Box<dyn KeyStore>>> {
         self.home.ensure()?;
         let new_file = !self.home.keys_file().exists();
+        let mut declined = false;
         let mut passphrase = || -> Result<Zeroizing<String>, KeyError> {
             if let Some(p) = &self.passphrase {
                 return Ok(p.clone());
+            }
+            if new_file && !create {
+                declined = true;
+                return Err(KeyError::Passphrase("no key file yet".into()));
             }
             if !printer.interactive() {
                 return Err(KeyError::Passphrase(
@@ -61,7 +77,11 @@ impl Settings {
                 .map(Zeroizing::new)
                 .map_err(|e| KeyError::Passphrase(format!("cannot read it from the terminal ({e})")))
         };
-        keys::open(&self.home, self.config.keys.backend, &mut passphrase).context("opening the key store")
+        match keys::open(&self.home, self.config.keys.backend, &mut passphrase) {
+            Ok(store) => Ok(Some(store)),
+            Err(_) if declined => Ok(None),
+            Err(e) => Err(anyhow::Error::new(e).context("opening the key store")),
+        }
     }
 
     /// A client for the running proxy's admin socket.

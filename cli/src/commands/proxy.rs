@@ -52,8 +52,12 @@ pub async fn run(args: &ProxyArgs, mut settings: Settings, printer: Printer) -> 
 /// The key store for a proxy. Without a usable one the proxy still serves chain reads, logs and
 /// the test account; AI calls and imported wallets say why they fail.
 pub fn open_keys(settings: &Settings, printer: Printer) -> Result<Arc<dyn KeyStore>, String> {
-    match settings.keystore(printer) {
-        Ok(store) => Ok(Arc::from(store)),
+    match settings.existing_keystore(printer) {
+        Ok(Some(store)) => Ok(Arc::from(store)),
+        Ok(None) => {
+            printer.info("No keys stored yet: AI calls need `assegai keys set PROVIDER` first.");
+            Err("no keys stored yet; run `assegai keys set PROVIDER`".into())
+        }
         Err(e) => {
             let why = format!("{e:#}");
             printer.warn(format!("AI calls will fail until this is fixed: {why}"));
