@@ -13,7 +13,7 @@ use crate::{
     cli::RunArgs,
     commands::{
         approve::{self, QueueOptions},
-        proxy::{open_keys, print_logs},
+        proxy::open_keys,
     },
     docker,
     printer::Printer,
@@ -84,7 +84,8 @@ pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow
         runner::forward_lines(child.stdout.take().expect("piped"), &registered.name, false, printer),
         runner::forward_lines(child.stderr.take().expect("piped"), &registered.name, true, printer),
     ];
-    let logs = embedded.as_ref().map(|p| print_logs(p, printer));
+    // What the agent logs through the proxy is in `assegai logs`; here its own output is the
+    // stream (the templates print what they log), so nothing shows twice.
     // Asked inline only when this run hosts the proxy: with a proxy of its own, someone may be
     // approving in another terminal already.
     let (stop_queue, queue_stopped) = tokio::sync::watch::channel(false);
@@ -135,12 +136,7 @@ pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow
         let _ = queue.await;
     }
     if let Some(proxy) = embedded {
-        // Give log lines the agent sent just before exiting a moment to be printed.
-        tokio::time::sleep(Duration::from_millis(50)).await;
         proxy.stop().await;
-    }
-    if let Some(l) = logs {
-        l.abort();
     }
     let how = runner::describe_exit(status);
     if status.success() || stopped_by_us {
