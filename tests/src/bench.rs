@@ -4,12 +4,14 @@
 use std::{
     io::{BufRead, BufReader, Read},
     path::{Path, PathBuf},
-    process::Command,
+    process::{Child, Command, Stdio},
     sync::mpsc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use crate::workspace_root;
+use serde_json::Value;
+
+use crate::{TEST_PASSPHRASE, workspace_root};
 
 /// The release `assegai` binary: `$ASSEGAI_BIN`, else built now (benchmarks must not measure a
 /// debug build). `bench` names the caller in the progress line.
@@ -86,4 +88,105 @@ pub fn verdict(ok: bool) -> &'static str {
 /// KiB → MiB.
 pub fn mib(kb: u64) -> f64 {
     kb as f64 / 1024.0
+}
+
+/// The `p` quantile (0..=1, nearest rank) of `sorted` nanoseconds, in ms; NaN when empty.
+pub fn percentile_ms(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i] as f64 / 1e6
+}
+
+/// `bin ARGS` with `home`, the test passphrase, no colour, no stdin.
+pub fn assegai_cmd(bin: &Path, home: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin);
+    c.args(args)
+        .env("ASSEGAI_HOME", home)
+        .env("ASSEGAI_PASSPHRASE", TEST_PASSPHRASE)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    c
+}
+
+/// `assegai agents add NAME [--manifest FILE] --json` with `bin`; returns (id, token).
+pub fn add_agent(bin: &Path, home: &Path, name: &str, manifest: Option<&Value>) -> Result<(String, String), String> {
+    let path = home.join(format!("{name}.assegai.json"));
+    let mut args = vec!["agents", "add", name, "--json"];
+    if let Some(m) = manifest {
+        std::fs::write(&path, m.to_string()).map_err(|e| format!("write {}: {e}", path.display()))?;
+        args.extend(["--manifest", path.to_str().ok_or("temp path is not UTF-8")?]);
+    }
+    let out = assegai_cmd(bin, home, &args).output().map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    if !out.status.success() {
+        return Err(format!("agents add {name} failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("agents add --json: {e}"))?;
+    match (v["id"].as_str(), v["token"].as_str()) {
+        (Some(id), Some(token)) => Ok((id.to_owned(), token.to_owned())),
+        _ => Err(format!("agents add --json printed no id/token: {v}")),
+    }
+}
+
+/// `assegai proxy --listen 127.0.0.1:0` started with `bin`, killed on drop. Its first few
+/// warnings and errors are shown on stderr, prefixed with the benchmark's name.
+pub struct ProxyChild {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl ProxyChild {
+    /// Starts the proxy and waits (up to 30 s) until it says where it listens.
+    pub fn start(bin: &Path, home: &Path, bench: &'static str) -> Result<Self, String> {
+        let mut child = assegai_cmd(bin, home, &["proxy", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {} proxy: {e}", bin.display()))?;
+        let (tx, rx) = mpsc::channel();
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err("no pipes to the proxy".into());
+        };
+        drain(stdout, tx.clone());
+        drain(stderr, tx);
+        let mut proxy = ProxyChild { child, url: String::new() };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = String::new();
+        while proxy.url.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).map_err(|_| format!("the proxy did not say where it listens:\n{seen}"))?;
+            if let Some(i) = line.find("listening on ") {
+                let rest = &line[i + "listening on ".len()..];
+                if let Some(url) = rest.split_whitespace().next() {
+                    proxy.url = url.to_owned();
+                }
+            }
+            seen.push_str(&line);
+        }
+        // Keep reading its output so it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut shown = 0;
+            while let Ok(line) = rx.recv() {
+                if shown < 5 && (line.contains("WARN") || line.contains("ERROR")) {
+                    shown += 1;
+                    eprint!("{bench}: proxy said: {line}");
+                }
+            }
+        });
+        Ok(proxy)
+    }
+
+    /// The proxy's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ProxyChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
