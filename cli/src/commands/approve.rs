@@ -347,12 +347,13 @@ async fn approve(
             printer.data(neutralize(hash));
             Ok(Approval::Signed)
         }
-        (None, status) => Ok(Approval::Failed(format!(
-            "request {} is {}: {}",
-            row.id,
-            status.as_str(),
-            done.error.as_deref().map_or_else(String::new, neutralize)
-        ))),
+        (None, status) => {
+            let why = done.error.as_deref().map_or_else(String::new, neutralize);
+            Ok(Approval::Failed(match status {
+                TxStatus::Failed => format!("request {} was approved but failed: {why}", row.id),
+                other => format!("request {} ended {}: {why}", row.id, other.as_str()),
+            }))
+        }
     }
 }
 
