@@ -12,10 +12,10 @@
 //! three windows. Timed two ways, because neither alone is both exact and complete:
 //! - *In process, the store's part.* An accepted request gets no reply until a person decides, so
 //!   over HTTP the instant its pending row commits could only be seen by polling, coarser than the
-//!   1 ms target. So the library's own `Store::insert_pending_tx` (the three window sums, the
-//!   insert and its audit event, inside `BEGIN IMMEDIATE`) is timed on the same database file, with
-//!   the agent resolved by the library's `AgentCache` from its stored manifest and the windows
-//!   built exactly as `tx::policy::check` builds them. `policy::check` itself cannot be called
+//!   1 ms target. So the library's own `Store::insert_pending_tx` (the three window sums, then the
+//!   insert, its hour bucket and its audit event, inside `BEGIN IMMEDIATE`) is timed on the same
+//!   database file, with the agent resolved by the library's `AgentCache` from its stored manifest
+//!   and the windows built exactly as `tx::policy::check` builds them. `policy::check` itself cannot be called
 //!   here: it takes an `AppState`, which only `server::start` creates and does not hand out; what
 //!   it adds is parsing, which the HTTP rows include.
 //! - *Through the real release proxy over HTTP.* A request that passes every check, the daily and
@@ -175,9 +175,10 @@ fn run() -> Result<(), String> {
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     let started = Instant::now();
+    // Before the samples, so the counts are the history's alone.
+    let plan = window_plan(&db, &hist_id)?;
     let store = rt.block_on(measure_store(&db, &hist_id, &hist_token))?;
     let http = rt.block_on(measure_http(&proxy.url, &hist_id, &hist_token))?;
-    let plan = window_plan(&db, &hist_id)?;
     let approvals = rt.block_on(measure_approvals(&env, &home, &proxy.url, &payer_id, &payer_token))?;
     let elapsed = started.elapsed();
 
@@ -192,7 +193,6 @@ fn run() -> Result<(), String> {
     }
     row("HTTP: full check, refused at the monthly window", http.monthly, Some((TARGET_CHECK_MS, &target)));
     row("HTTP: refused at per_transaction (no window sum)", http.per_tx, None);
-    println!();
     println!();
     println!(
         "window sum, chain 31337: hour buckets + requests of the partial first hour read (requests in the window)"
@@ -373,8 +373,9 @@ impl History {
                     let (_, token, symbol) = TOKENS.iter().find(|(c, ..)| *c == r.chain).copied().unwrap_or(TOKENS[0]);
                     let data = format!("0xa9059cbb{:0>64}{amount:064x}", r.to[2..].to_lowercase());
                     let shown = format!("{}.{:06}", amount / 1_000_000, amount % 1_000_000);
-                    let detail = json!({"chain": caip, "to": token, "value_wei": "0",
-                        "token": {"address": token, "symbol": symbol, "decimals": 6, "amount": amount.to_string(), "allowance": "1000"}});
+                    let token_detail = json!({"address": token, "symbol": symbol, "decimals": 6,
+                        "amount": amount.to_string(), "allowance": "1000"});
+                    let detail = json!({"chain": caip, "to": token, "value_wei": "0", "token": token_detail});
                     (token, data, Some(65_000), format!("Transfer {shown} {symbol} to {}", r.to), detail)
                 }
                 None => {

@@ -758,12 +758,17 @@ impl Store {
 
     /// Requests, newest first, optionally for one agent and/or status.
     pub fn txs(&self, agent_id: Option<&str>, status: Option<TxStatus>, limit: u32) -> Result<Vec<TxRow>> {
+        // One statement per case: `?1 IS NULL OR agent_id = ?1` would hide the indexes from
+        // SQLite and scan (and sort) the whole table.
+        let filter = match (agent_id.is_some(), status.is_some()) {
+            (true, true) => "WHERE agent_id = ?1 AND status = ?2",
+            (true, false) => "WHERE agent_id = ?1 AND ?2 IS NULL",
+            (false, true) => "WHERE status = ?2 AND ?1 IS NULL",
+            (false, false) => "WHERE ?1 IS NULL AND ?2 IS NULL",
+        };
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached(&format!(
-                "{TX_SELECT} WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR status = ?2)
-                 ORDER BY created_at DESC, id DESC LIMIT ?3"
-            ))
+            .prepare_cached(&format!("{TX_SELECT} {filter} ORDER BY created_at DESC, id DESC LIMIT ?3"))
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(params![agent_id, status.map(TxStatus::as_str), limit], tx_from_row)
