@@ -84,6 +84,12 @@ impl Settings {
         }
     }
 
+    /// Whether opening the key store may ask for a passphrase at the terminal: an encrypted key
+    /// file exists and `ASSEGAI_PASSPHRASE` is not set.
+    pub fn may_prompt_for_keys(&self) -> bool {
+        self.passphrase.is_none() && self.home.keys_file().exists()
+    }
+
     /// A client for the running proxy's admin socket.
     pub fn admin(&self) -> AdminClient {
         AdminClient::new(&self.home.admin_socket())

@@ -37,13 +37,31 @@ pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow
         return docker::run(&dir, &manifest, &settings, args.dry_run, printer).await;
     }
 
+    let running = settings.admin().status().await;
+    // Opening an encrypted key file derives its key (Argon2id, over 100 ms): done beside the build
+    // unless it must ask for the passphrase, which cannot share the terminal with a spinner.
+    let keys = match &running {
+        Some(_) => None,
+        None if settings.may_prompt_for_keys() => {
+            let keys = open_keys(&settings, printer);
+            Some(tokio::spawn(async move { keys }))
+        }
+        None => {
+            let settings = settings.clone();
+            Some(tokio::task::spawn_blocking(move || open_keys(&settings, printer)))
+        }
+    };
+
     // Build before registering: a failed build leaves nothing behind.
     let program = runner::build(&dir, &manifest, printer).await?;
 
-    let (proxy_url, embedded) = match settings.admin().status().await {
-        Some(status) => (agent_url(status.listen.parse().ok()), None),
-        None => {
-            let keys = open_keys(&settings, printer);
+    let (proxy_url, embedded) = match (running, keys) {
+        (Some(status), _) => (agent_url(status.listen.parse().ok()), None),
+        (None, keys) => {
+            let keys = match keys {
+                Some(task) => task.await.context("opening the key store")?,
+                None => open_keys(&settings, printer),
+            };
             let config = settings.config.clone();
             let proxy = match server::start(&settings.home, config.clone(), keys.clone()).await {
                 Err(assegai_proxy::Error::Bind { addr, .. }) => {

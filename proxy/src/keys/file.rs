@@ -278,7 +278,11 @@ pub struct FileStore {
     path: PathBuf,
     lock_path: PathBuf,
     passphrase: Zeroizing<String>,
-    key: Mutex<DerivedKey>,
+    /// Derived from the file's header; `None` until there is a file. Deriving costs 64 MiB and
+    /// over 100 ms, so a store that never finds or writes a file never pays it.
+    key: Mutex<Option<DerivedKey>>,
+    /// The parameters a file this store creates gets.
+    new_params: KdfParams,
 }
 
 impl std::fmt::Debug for FileStore {
@@ -315,11 +319,11 @@ impl FileStore {
                 let key = DerivedKey::derive(&path, &passphrase, header.params, header.salt)?;
                 decrypt(&path, &key, &header, bytes)?;
                 warn_if_readable_by_others(&path);
-                key
+                Some(key)
             }
-            None => DerivedKey::derive(&path, &passphrase, params, random())?,
+            None => None,
         };
-        Ok(FileStore { path, lock_path, passphrase, key: Mutex::new(key) })
+        Ok(FileStore { path, lock_path, passphrase, key: Mutex::new(key), new_params: params })
     }
 
     /// The file.
@@ -327,18 +331,20 @@ impl FileStore {
         &self.path
     }
 
-    fn key(&self) -> MutexGuard<'_, DerivedKey> {
+    fn key(&self) -> MutexGuard<'_, Option<DerivedKey>> {
         self.key.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The current contents, `None` if there is no file.
-    fn load(&self, key: &mut DerivedKey) -> Result<Option<SecretMap>, KeyError> {
+    fn load(&self, key: &mut Option<DerivedKey>) -> Result<Option<SecretMap>, KeyError> {
         let Some(bytes) = read(&self.path)? else { return Ok(None) };
         let header = Header::parse(&self.path, &bytes)?;
-        if header.params != key.params || header.salt != key.salt {
-            // Another process created the file anew since this store was opened.
-            *key = DerivedKey::derive(&self.path, &self.passphrase, header.params, header.salt)?;
-        }
+        let current = match key.take() {
+            Some(k) if k.params == header.params && k.salt == header.salt => k,
+            // No file when this store was opened, or another process created it anew since.
+            _ => DerivedKey::derive(&self.path, &self.passphrase, header.params, header.salt)?,
+        };
+        let key = key.insert(current);
         decrypt(&self.path, key, &header, &bytes).map(Some)
     }
 
@@ -359,7 +365,11 @@ impl FileStore {
         let mut map = self.load(&mut key)?.unwrap_or_default();
         let (result, changed) = change(&mut map);
         if changed {
-            self.save(&key, &map)?;
+            let key = match key.take() {
+                Some(k) => key.insert(k),
+                None => key.insert(DerivedKey::derive(&self.path, &self.passphrase, self.new_params, random())?),
+            };
+            self.save(key, &map)?;
         }
         drop(lock);
         Ok(result)
@@ -669,11 +679,29 @@ mod tests {
     }
 
     #[test]
+    fn no_key_is_derived_until_there_is_a_file() {
+        let (_dir, path) = setup();
+        let reader = store(&path, PASS).unwrap();
+        assert!(reader.key().is_none(), "nothing to decrypt, nothing derived");
+        assert_eq!(reader.get("openai").unwrap().map(|s| s.expose().to_owned()), None);
+        assert!(reader.key().is_none());
+        // Another process creates the file: the reader derives the key from its header then.
+        store(&path, PASS).unwrap().set("openai", "sk-later-0123456789").unwrap();
+        assert_eq!(
+            reader.get("openai").unwrap().map(|s| s.expose().to_owned()).as_deref(),
+            Some("sk-later-0123456789")
+        );
+        assert!(reader.key().is_some());
+    }
+
+    #[test]
     fn bad_json_inside_is_reported_without_its_contents() {
         let (_dir, path) = setup();
         let s = store(&path, PASS).unwrap();
+        s.set("first", "secret").unwrap(); // the file, and so the key, exist from here
         // Encrypt something that is not a map of strings, with the store's own key.
-        let key = s.key();
+        let guard = s.key();
+        let key = guard.as_ref().expect("derived when the file was written");
         let mut data = Zeroizing::new(br#"{"openai": ["sk-leaky-0123456789"]}"#.to_vec());
         let header = Header {
             version: VERSION,
@@ -685,7 +713,7 @@ mod tests {
         }
         .encode();
         key.cipher.encrypt_in_place(XNonce::from_slice(&header[NONCE_AT..LEN_AT]), &header, &mut *data).unwrap();
-        drop(key);
+        drop(guard);
         fs::write(&path, [&header[..], &data[..]].concat()).unwrap();
         let e = s.get("openai").unwrap_err();
         let m = e.to_string();
