@@ -451,16 +451,22 @@ async fn calldata_goes_only_to_whitelisted_contracts() {
     assert_eq!(pending.entry["gas_limit"], Value::Null, "estimated when signing");
     reject(&env, pending).await;
 
-    // The original SDK's default of 21000 cannot carry calldata: estimated instead, and said so.
+    // The original SDK's default of 21000 cannot carry calldata: the node's estimate plus a fifth
+    // is used instead, and both figures are kept for the approver.
     let mut body = json!({"chain": LOCAL, "to": CONTRACT, "value": "0", "data": data, "gasLimit": "21000"});
     let pending = expect_pending(&env, &agent, &body).await;
-    assert_eq!(pending.entry["gas_limit"], Value::Null, "{}", pending.entry);
-    assert!(pending.entry["detail"]["gas_note"].as_str().is_some_and(|n| n.contains("21000")), "{}", pending.entry);
+    let gas = &pending.entry["detail"]["gas"];
+    let estimate = gas["estimate"].as_u64().expect("an estimate");
+    assert!(estimate > 21_000, "calldata costs gas: {gas}");
+    assert_eq!(gas["requested"], 21_000, "{gas}");
+    assert_eq!(pending.entry["gas_limit"], estimate + estimate / 5, "{}", pending.entry);
+    assert_eq!(gas["limit"], pending.entry["gas_limit"], "{gas}");
     reject(&env, pending).await;
-    // Any other explicit limit is kept as given.
+    // A limit above the estimate is kept as given.
     body["gasLimit"] = "60000".into();
     let pending = expect_pending(&env, &agent, &body).await;
     assert_eq!(pending.entry["gas_limit"], 60000, "{}", pending.entry);
+    assert_eq!(pending.entry["detail"]["gas"]["estimate"], estimate, "{}", pending.entry);
     reject(&env, pending).await;
 }
 

@@ -357,6 +357,20 @@ async fn approve(
     }
 }
 
+/// The gas limit, and when the proxy raised the agent's (or could not estimate), both figures.
+fn gas_line(row: &TxRow) -> String {
+    let Some(limit) = row.gas_limit else { return "estimated at signing".to_owned() };
+    let gas = row.detail.as_ref().map(|d| &d["gas"]);
+    let asked = gas.and_then(|g| g["requested"].as_u64());
+    match (asked, gas.and_then(|g| g["estimate"].as_u64()), gas.and_then(|g| g["estimate_error"].as_str())) {
+        (Some(asked), Some(estimate), _) if asked < limit => {
+            format!("{limit} limit (the agent asked {asked}; the node estimates {estimate}, plus a fifth)")
+        }
+        (_, _, Some(why)) => format!("{limit} limit (the node could not estimate it: {})", neutralize(why)),
+        _ => format!("{limit} limit"),
+    }
+}
+
 /// Rejects through the running proxy (which answers the waiting agent), or straight in the
 /// database when none runs (then nobody is waiting). Returns whether this call rejected it.
 async fn reject(settings: &Settings, store: &Store, row: &TxRow, printer: Printer) -> anyhow::Result<bool> {
@@ -470,7 +484,7 @@ fn card(row: &TxRow, impact: &Impact, position: Option<(usize, usize)>) -> Vec<S
         let bytes = row.data.len().saturating_sub(2) / 2;
         lines.push(field("Data", format!("{bytes} bytes of calldata")));
     }
-    lines.push(field("Gas", row.gas_limit.map_or_else(|| "estimated at signing".to_owned(), |g| format!("{g} limit"))));
+    lines.push(field("Gas", gas_line(row)));
     let mut limit_lines = impact_lines(impact, value, symbol).into_iter();
     if let Some(first) = limit_lines.next() {
         lines.push(field("Limits", first));
@@ -572,6 +586,23 @@ mod tests {
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn a_raised_gas_limit_shows_both_figures() {
+        let mut r = row();
+        r.gas_limit = Some(25_334);
+        r.detail = Some(json!({"gas": {"requested": 21000, "estimate": 21112, "limit": 25334}}));
+        assert_eq!(gas_line(&r), "25334 limit (the agent asked 21000; the node estimates 21112, plus a fifth)");
+        r.gas_limit = Some(60_000);
+        r.detail = Some(json!({"gas": {"requested": 60000, "estimate": 21112, "limit": 60000}}));
+        assert_eq!(gas_line(&r), "60000 limit");
+        r.detail = Some(
+            json!({"gas": {"requested": 60000, "estimate_error": "RPC Error: reverted\u{1b}[2J", "limit": 60000}}),
+        );
+        assert_eq!(gas_line(&r), r"60000 limit (the node could not estimate it: RPC Error: reverted\x1b[2J)");
+        r.gas_limit = None;
+        assert_eq!(gas_line(&r), "estimated at signing");
     }
 
     #[test]

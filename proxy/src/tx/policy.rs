@@ -68,15 +68,6 @@ pub async fn check(state: &AppState, agent: &Agent, req: &TxRequest) -> Result<C
         .transpose()?;
 
     let mut detail = json!({"chain": req.chain, "to": to.to_checksum(None), "value_wei": value.to_string()});
-    // The original SDK defaults `gasLimit` to 21000, which no call with calldata can fit in: such
-    // a transaction is certain to fail, so the node's estimate is used instead (and shown).
-    let gas_limit = match gas_limit {
-        Some(21_000) if !data.is_empty() => {
-            detail["gas_note"] = json!("21000 requested, too little for calldata; estimated when signing");
-            None
-        }
-        other => other,
-    };
     let symbol = native_symbol(req.chain);
     // 2–3. Calldata.
     let call = decode::decode(&data).map_err(|e| Error::BadRequest(format!("Invalid `data`: {e}")))?;
@@ -123,6 +114,12 @@ pub async fn check(state: &AppState, agent: &Agent, req: &TxRequest) -> Result<C
             }
         }
     }
+    let gas_limit = match gas_limit {
+        Some(asked) if !data.is_empty() => {
+            Some(fit_gas(state, agent, req.chain, (to, value, &data), asked, &mut detail).await)
+        }
+        other => other,
+    };
     Ok(Checked { chain: req.chain, to, value, data, gas_limit, action, detail, windows })
 }
 
@@ -185,6 +182,45 @@ async fn token_action(
         TokenCall::IncreaseAllowance { spender, .. } => format!("Let {spender} spend {shown} more {symbol}"),
         TokenCall::SetApprovalForAll { .. } => unreachable!("handled above"),
     })
+}
+
+/// The gas limit for a call the agent gave a limit for. The original SDK always sends 21000, even
+/// with calldata, which is certain to run out of gas: when the node's estimate is higher, the
+/// estimate plus a fifth is used, and both figures go to the approver (`detail.gas`).
+async fn fit_gas(
+    state: &AppState,
+    agent: &Agent,
+    chain: ChainId,
+    (to, value, data): (Address, U256, &Bytes),
+    asked: u64,
+    detail: &mut Value,
+) -> u64 {
+    let mut call = json!({"to": to, "value": format!("{value:#x}"), "data": format!("0x{}", hex::encode(data))});
+    if let Ok(from) = state.wallet().address_for(chain).await {
+        call["from"] = json!(from);
+    }
+    let estimate = async {
+        let url = state.chain().rpc_url(&agent.manifest, chain)?;
+        let raw = state.chain().query(url, "eth_estimateGas", &json!([call])).await?;
+        let hex: String = serde_json::from_str(raw.get()).map_err(|e| Error::BadUpstream(e.to_string()))?;
+        u64::from_str_radix(hex.trim_start_matches("0x"), 16).map_err(|e| Error::BadUpstream(e.to_string()))
+    };
+    match estimate.await {
+        Ok(estimate) if estimate > asked => {
+            let limit = estimate.saturating_add(estimate / 5);
+            detail["gas"] = json!({"requested": asked, "estimate": estimate, "limit": limit});
+            limit
+        }
+        Ok(estimate) => {
+            detail["gas"] = json!({"requested": asked, "estimate": estimate, "limit": asked});
+            asked
+        }
+        Err(e) => {
+            // The call would likely revert; the person sees why before deciding.
+            detail["gas"] = json!({"requested": asked, "estimate_error": e.to_string(), "limit": asked});
+            asked
+        }
+    }
 }
 
 /// The agent's allowance for `token`: one set with `assegai allowance set` wins over the
