@@ -334,9 +334,26 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(sql)?;
-        MIGRATIONS
-            .to_latest(&mut conn)
-            .map_err(|e| StoreError::Migration { path: path.to_owned(), message: e.to_string() })?;
+        // Two processes opening a new database at once (a command beside a starting proxy) would
+        // both read version 0 and both apply the first migration; one waits for the other here.
+        let migration = |message: String| StoreError::Migration { path: path.to_owned(), message };
+        let mut lock_name = path.file_name().unwrap_or_default().to_owned();
+        lock_name.push(".lock");
+        let lock_path = path.with_file_name(lock_name);
+        let lock = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&lock_path)
+                .map_err(|e| migration(format!("cannot open {}: {e}", lock_path.display())))?
+        };
+        lock.lock().map_err(|e| migration(format!("cannot lock {}: {e}", lock_path.display())))?;
+        MIGRATIONS.to_latest(&mut conn).map_err(|e| migration(e.to_string()))?;
+        drop(lock);
         restrict_permissions(path);
         Ok(Store { conn: Mutex::new(conn), path: path.to_owned() })
     }
@@ -1020,6 +1037,23 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         MIGRATIONS.validate().unwrap();
+    }
+
+    #[test]
+    fn a_new_database_opened_by_many_at_once_is_migrated_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("race.db");
+        let openers: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || Store::open(&path).map(drop).map_err(|e| e.to_string()))
+            })
+            .collect();
+        for o in openers {
+            o.join().unwrap().unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert!(s.list_agents().unwrap().is_empty());
     }
 
     /// The hour buckets give exactly what a full scan of `transactions` gives, for windows that
