@@ -28,8 +28,10 @@ use std::{
 };
 
 use assegai_e2e::{
-    TEST_PASSPHRASE,
-    bench::{clock_ticks_per_sec, drain, make_clients, mib, release_bin, verdict},
+    bench::{
+        ProcStatus, ProxyChild, add_agent, assegai_cmd, clock_ticks_per_sec, make_clients, mib, percentile_ms,
+        release_bin, verdict,
+    },
     contains_bytes, fake_ai,
 };
 use axum::{
@@ -120,9 +122,10 @@ fn run() -> Result<(), String> {
     );
     std::fs::write(home.path().join("config.toml"), config).map_err(|e| format!("config.toml: {e}"))?;
     set_key(&bin, home.path())?;
-    let (id, token) = add_agent(&bin, home.path())?;
-    let proxy = ProxyChild::start(&bin, home.path())?;
-    let proxy_pid = proxy.child.id();
+    let manifest = json!({"name": "bench", "permissions": {"chains": ["eip155:31337"], "apis": ["openai"]}});
+    let (id, token) = add_agent(&bin, home.path(), "bench", Some(&manifest))?;
+    let proxy = ProxyChild::start(&bin, home.path(), "ai_gateway")?;
+    let proxy_pid = proxy.pid();
 
     let nginx = if Path::new(NGINX).exists() {
         match Nginx::start(upstream.addr) {
@@ -435,15 +438,6 @@ impl Batch {
     }
 }
 
-/// Nearest-rank percentile of sorted nanoseconds, in ms.
-fn pct(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i] as f64 / 1e6
-}
-
 fn us_per_tick() -> f64 {
     1e6 / clock_ticks_per_sec() as f64
 }
@@ -518,8 +512,8 @@ async fn measure_level(
             let bench_us = b.bench_ticks as f64 * us_per_tick() / n;
             Stats {
                 n: b.requests(),
-                p50: pct(&b.total_ns, 0.50),
-                p99: pct(&b.total_ns, 0.99),
+                p50: percentile_ms(&b.total_ns, 0.50),
+                p99: percentile_ms(&b.total_ns, 0.99),
                 rate: b.requests() as f64 / b.wall.as_secs_f64().max(1e-9),
                 errors: b.errors,
                 first_error: b.first_error,
@@ -569,9 +563,9 @@ async fn measure_streaming(targets: &[Target], sent: &mut usize) -> Result<Vec<S
             b.total_ns.sort_unstable();
             b.first_ns.sort_unstable();
             StreamStats {
-                ttfb_p50: pct(&b.first_ns, 0.50),
-                ttfb_p99: pct(&b.first_ns, 0.99),
-                total_p50: pct(&b.total_ns, 0.50),
+                ttfb_p50: percentile_ms(&b.first_ns, 0.50),
+                ttfb_p99: percentile_ms(&b.first_ns, 0.99),
+                total_p50: percentile_ms(&b.total_ns, 0.50),
                 errors: b.errors,
                 first_error: b.first_error,
             }
@@ -966,16 +960,9 @@ impl Drop for Nginx {
 
 // ---- The proxy ------------------------------------------------------------------------------
 
-/// `assegai ARGS` with `home`, the test passphrase, no colour.
-fn assegai(bin: &Path, home: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(bin);
-    c.args(args).env("ASSEGAI_HOME", home).env("ASSEGAI_PASSPHRASE", TEST_PASSPHRASE).env("NO_COLOR", "1");
-    c
-}
-
 /// `assegai keys set openai --stdin`.
 fn set_key(bin: &Path, home: &Path) -> Result<(), String> {
-    let mut child = assegai(bin, home, &["keys", "set", "openai", "--stdin"])
+    let mut child = assegai_cmd(bin, home, &["keys", "set", "openai", "--stdin"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -991,32 +978,12 @@ fn set_key(bin: &Path, home: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// `assegai agents add bench --manifest FILE --json`; returns (id, token).
-fn add_agent(bin: &Path, home: &Path) -> Result<(String, String), String> {
-    let manifest = home.join("bench.assegai.json");
-    let m = json!({"name": "bench", "permissions": {"chains": ["eip155:31337"], "apis": ["openai"]}});
-    std::fs::write(&manifest, m.to_string()).map_err(|e| format!("write manifest: {e}"))?;
-    let path = manifest.to_str().ok_or("temp path is not UTF-8")?;
-    let out = assegai(bin, home, &["agents", "add", "bench", "--manifest", path, "--json"])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
-    if !out.status.success() {
-        return Err(format!("agents add failed: {}", String::from_utf8_lossy(&out.stderr)));
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("agents add --json: {e}"))?;
-    match (v["id"].as_str(), v["token"].as_str()) {
-        (Some(id), Some(token)) => Ok((id.to_owned(), token.to_owned())),
-        _ => Err(format!("agents add --json printed no id/token: {v}")),
-    }
-}
-
 /// The calls `assegai usage --since all --json` counts, polled until it reaches `expected`
 /// (the writer may lag) or 20 s pass.
 fn recorded_calls(bin: &Path, home: &Path, expected: usize) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let out = assegai(bin, home, &["usage", "--since", "all", "--json"]).stdin(Stdio::null()).output();
+        let out = assegai_cmd(bin, home, &["usage", "--since", "all", "--json"]).stdin(Stdio::null()).output();
         let calls = match out {
             Ok(o) if o.status.success() => {
                 let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
@@ -1035,61 +1002,6 @@ fn recorded_calls(bin: &Path, home: &Path, expected: usize) -> String {
             return format!("{calls} after waiting 20 s");
         }
         std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// `assegai proxy` started with `bin`, killed on drop.
-struct ProxyChild {
-    child: Child,
-    url: String,
-}
-
-impl ProxyChild {
-    fn start(bin: &Path, home: &Path) -> Result<Self, String> {
-        let mut child = assegai(bin, home, &["proxy", "--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start {} proxy: {e}", bin.display()))?;
-        let (tx, rx) = mpsc::channel();
-        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-            return Err("no pipes to the proxy".into());
-        };
-        drain(stdout, tx.clone());
-        drain(stderr, tx);
-        let mut proxy = ProxyChild { child, url: String::new() };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut seen = String::new();
-        while proxy.url.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx.recv_timeout(left).map_err(|_| format!("the proxy did not say where it listens:\n{seen}"))?;
-            if let Some(i) = line.find("listening on ") {
-                let rest = &line[i + "listening on ".len()..];
-                if let Some(url) = rest.split_whitespace().next() {
-                    proxy.url = url.to_owned();
-                }
-            }
-            seen.push_str(&line);
-        }
-        // Keep reading its output so it never blocks on a full pipe; show warnings and errors.
-        std::thread::spawn(move || {
-            let mut shown = 0;
-            while let Ok(line) = rx.recv() {
-                if shown < 5 && (line.contains("WARN") || line.contains("ERROR")) {
-                    shown += 1;
-                    eprint!("ai_gateway: proxy said: {line}");
-                }
-            }
-        });
-        Ok(proxy)
-    }
-}
-
-impl Drop for ProxyChild {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -1147,15 +1059,8 @@ struct Mem {
 
 /// VmRSS and VmHWM of `pid`, in kB.
 fn read_mem(pid: u32) -> Result<Mem, String> {
-    let text =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("/proc/{pid}/status: {e}"))?;
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .ok_or_else(|| format!("no {name} in /proc/{pid}/status"))
-    };
-    Ok(Mem { rss_kb: field("VmRSS:")?, hwm_kb: field("VmHWM:")? })
+    let status = ProcStatus::read(pid)?;
+    Ok(Mem { rss_kb: status.field("VmRSS:")?, hwm_kb: status.field("VmHWM:")? })
 }
 
 /// Reads the VmRSS of some processes every 50 ms and keeps each one's maximum.

@@ -7,18 +7,15 @@
 //! (PASS/MISS) but never fails. Without `--bench` (e.g. `cargo test --benches`) it does nothing.
 
 use std::{
-    path::Path,
-    process::{Child, Command, Stdio},
-    sync::mpsc,
+    process::Command,
     time::{Duration, Instant},
 };
 
 use assegai_e2e::{
     TestEnv, anvil_bin,
-    bench::{clock_ticks_per_sec, drain, make_clients, mib, release_bin, verdict},
+    bench::{ProcStatus, ProxyChild, add_agent, clock_ticks_per_sec, make_clients, mib, release_bin, verdict},
     contains_bytes,
 };
-use serde_json::Value;
 
 /// Requests per target in the warm-up, at each concurrency.
 const WARMUP: usize = 2_000;
@@ -60,9 +57,9 @@ fn run() -> Result<(), String> {
     let bin = release_bin("query_chain")?;
     let env = TestEnv::with_anvil();
     env.write_config("[rate_limits]\nrpc = { requests = 1000000000, per_secs = 1 }\n");
-    let (id, token) = add_agent(&bin, env.home())?;
-    let proxy = ProxyChild::start(&bin, env.home())?;
-    let pid = proxy.child.id();
+    let (id, token) = add_agent(&bin, env.home(), "bench", None)?;
+    let proxy = ProxyChild::start(&bin, env.home(), "query_chain")?;
+    let pid = proxy.pid();
     let idle = read_rss(pid)?;
     let procs = Procs { proxy: pid, anvil: find_anvil() };
 
@@ -309,72 +306,6 @@ async fn run_batch(target: &Target, clients: &[reqwest::Client], total: usize) -
     Ok(all)
 }
 
-/// `assegai agents add bench --json` with `bin` and `home`; returns (id, token).
-fn add_agent(bin: &Path, home: &Path) -> Result<(String, String), String> {
-    let out = Command::new(bin)
-        .args(["agents", "add", "bench", "--json"])
-        .env("ASSEGAI_HOME", home)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
-    if !out.status.success() {
-        return Err(format!("agents add failed: {}", String::from_utf8_lossy(&out.stderr)));
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("agents add --json: {e}"))?;
-    match (v["id"].as_str(), v["token"].as_str()) {
-        (Some(id), Some(token)) => Ok((id.to_owned(), token.to_owned())),
-        _ => Err(format!("agents add --json printed no id/token: {v}")),
-    }
-}
-
-/// `assegai proxy` started with `bin`, killed on drop.
-struct ProxyChild {
-    child: Child,
-    url: String,
-}
-
-impl ProxyChild {
-    fn start(bin: &Path, home: &Path) -> Result<Self, String> {
-        let mut child = Command::new(bin)
-            .args(["proxy", "--listen", "127.0.0.1:0"])
-            .env("ASSEGAI_HOME", home)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start {} proxy: {e}", bin.display()))?;
-        let (tx, rx) = mpsc::channel();
-        drain(child.stdout.take().expect("piped stdout"), tx.clone());
-        drain(child.stderr.take().expect("piped stderr"), tx);
-        let mut proxy = ProxyChild { child, url: String::new() };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut seen = String::new();
-        while proxy.url.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx.recv_timeout(left).map_err(|_| format!("the proxy did not say where it listens:\n{seen}"))?;
-            if let Some(i) = line.find("listening on ") {
-                let rest = &line[i + "listening on ".len()..];
-                if let Some(url) = rest.split_whitespace().next() {
-                    proxy.url = url.to_owned();
-                }
-            }
-            seen.push_str(&line);
-        }
-        // Keep reading its output so it never blocks on a full pipe.
-        std::thread::spawn(move || while rx.recv().is_ok() {});
-        Ok(proxy)
-    }
-}
-
-impl Drop for ProxyChild {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The processes whose CPU time is metered.
 struct Procs {
     proxy: u32,
@@ -427,15 +358,8 @@ struct Mem {
 
 /// VmRSS and VmHWM of `pid`, in kB.
 fn read_rss(pid: u32) -> Result<Mem, String> {
-    let text =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("/proc/{pid}/status: {e}"))?;
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .ok_or_else(|| format!("no {name} in /proc/{pid}/status"))
-    };
-    Ok(Mem { rss_kb: field("VmRSS:")?, hwm_kb: field("VmHWM:")? })
+    let status = ProcStatus::read(pid)?;
+    Ok(Mem { rss_kb: status.field("VmRSS:")?, hwm_kb: status.field("VmHWM:")? })
 }
 
 /// "Anvil 1.7.1", from `anvil --version`.

@@ -21,7 +21,7 @@ use std::{
 
 use assegai_e2e::{
     Anvil, TEST_PASSPHRASE,
-    bench::{ProxyChild, assegai_cmd, drain, mib, percentile_ms, release_bin, verdict},
+    bench::{ProcStatus, ProxyChild, assegai_cmd, drain, mib, percentile_ms, release_bin, verdict},
     workspace_root,
 };
 use serde_json::json;
@@ -687,14 +687,8 @@ struct Mem {
 }
 
 fn read_mem(pid: u32) -> Result<Mem, String> {
-    let text =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("/proc/{pid}/status: {e}"))?;
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .ok_or_else(|| format!("no {name} in /proc/{pid}/status"))
-    };
+    let status = ProcStatus::read(pid)?;
+    let field = |name: &str| status.field(name);
     Ok(Mem {
         rss_kb: field("VmRSS:")?,
         anon_kb: field("RssAnon:")?,

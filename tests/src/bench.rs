@@ -190,3 +190,27 @@ impl Drop for ProxyChild {
         let _ = self.child.wait();
     }
 }
+
+/// `/proc/PID/status` of a process, read once.
+pub struct ProcStatus {
+    pid: u32,
+    text: String,
+}
+
+impl ProcStatus {
+    /// Reads it now.
+    pub fn read(pid: u32) -> Result<Self, String> {
+        let text =
+            std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("/proc/{pid}/status: {e}"))?;
+        Ok(ProcStatus { pid, text })
+    }
+
+    /// A numeric field (`"VmRSS:"`, `"Threads:"`), in kB for the memory ones.
+    pub fn field(&self, name: &str) -> Result<u64, String> {
+        self.text
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .ok_or_else(|| format!("no {name} in /proc/{}/status", self.pid))
+    }
+}

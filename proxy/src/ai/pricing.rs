@@ -510,15 +510,7 @@ mod tests {
     const ANTHROPIC: Provider = Provider::Anthropic;
     const DEEPSEEK: Provider = Provider::Deepseek;
 
-    fn usage(model: &str, input: u64, output: u64, cache_read: u64, cache_write: u64) -> Usage {
-        Usage {
-            model: Some(model.to_owned()),
-            input_tokens: input,
-            output_tokens: output,
-            cache_read_tokens: cache_read,
-            cache_write_tokens: cache_write,
-        }
-    }
+    use crate::ai::usage::tests::usage;
 
     fn embedded() -> &'static Pricing {
         Pricing::embedded()

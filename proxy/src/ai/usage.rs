@@ -718,14 +718,15 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const OPENAI: Provider = Provider::Openai;
     const ANTHROPIC: Provider = Provider::Anthropic;
     const DEEPSEEK: Provider = Provider::Deepseek;
 
-    fn usage(model: &str, input: u64, output: u64, cache_read: u64, cache_write: u64) -> Usage {
+    /// A usage record, for tests here and in `pricing`.
+    pub(crate) fn usage(model: &str, input: u64, output: u64, cache_read: u64, cache_write: u64) -> Usage {
         Usage {
             model: Some(model.to_owned()),
             input_tokens: input,
