@@ -19,8 +19,7 @@
 use std::{
     collections::HashMap,
     convert::Infallible,
-    io::Write,
-    process::{Output, Stdio},
+    process::Output,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -604,15 +603,8 @@ pub fn set_key(env: &TestEnv, provider: &str, key: &str) -> Output {
 }
 
 /// Runs a prepared `keys set … --stdin` command with `key` on standard input.
-pub fn set_key_with(mut cmd: std::process::Command, key: &str) -> Output {
-    let mut child =
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("running assegai");
-    {
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(key.as_bytes()).unwrap();
-        stdin.write_all(b"\n").unwrap();
-    }
-    child.wait_with_output().unwrap()
+pub fn set_key_with(cmd: std::process::Command, key: &str) -> Output {
+    crate::output_with_stdin(cmd, format!("{key}\n").as_bytes())
 }
 
 /// `assegai usage --json --since all [EXTRA…]`.

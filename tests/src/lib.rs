@@ -6,7 +6,7 @@ pub mod bench;
 pub mod fake_ai;
 
 use std::{
-    io::{BufRead, BufReader, Read},
+    io::{BufRead, BufReader, Read, Write},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     sync::{Arc, Mutex, OnceLock, mpsc},
@@ -18,6 +18,19 @@ use serde_json::Value;
 
 /// The passphrase every command of a [`TestEnv`] gets for the encrypted-file key store.
 pub const TEST_PASSPHRASE: &str = "correct horse battery staple";
+
+/// Runs a prepared command with `input` on its standard input and collects its output. A command
+/// that refuses before reading (a damaged key file, a bad flag) closes the pipe early; that is an
+/// outcome for the caller to assert on, not a test failure, so a broken pipe is ignored.
+pub fn output_with_stdin(mut cmd: Command, input: &[u8]) -> Output {
+    let mut child =
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("starting the command");
+    let written = child.stdin.take().expect("piped stdin").write_all(input);
+    if let Err(e) = written {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "writing the command's input: {e}");
+    }
+    child.wait_with_output().expect("waiting for the command")
+}
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {

@@ -7,7 +7,7 @@
 //! `PrivateKeySigner::encrypt_keystore` (Web3 Secret Storage v3, scrypt) with the password
 //! [`KEYSTORE_PASSWORD`].
 
-use std::{io::Write, process::Stdio, time::Duration};
+use std::time::Duration;
 
 use assegai_e2e::{TestEnv, contains_bytes, wait_until, workspace_root};
 use assegai_sdk::{ChainId, wire::TxRequest};
@@ -28,15 +28,7 @@ const USDC: &str = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48";
 
 /// `assegai ARGS` with `input` on standard input.
 fn run_with_stdin(env: &TestEnv, args: &[&str], input: &str) -> std::process::Output {
-    let mut child = env
-        .cmd(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting assegai");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    assegai_e2e::output_with_stdin(env.cmd(args), input.as_bytes())
 }
 
 fn wallet_json(env: &TestEnv) -> Value {
