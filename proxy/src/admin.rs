@@ -55,7 +55,7 @@ async fn agent_changed(State(state): State<AppState>, UrlPath(id): UrlPath<Strin
 async fn keys_changed(State(state): State<AppState>) -> Json<Value> {
     state.credentials().invalidate();
     state.wallet().invalidate();
-    Json(serde_json::json!({"success": true}))
+    Json(serde_json::json!({"success": true, "keys_readable": state.credentials().has_store()}))
 }
 
 /// The agent was paused: forget its cached (unpaused) state and reject what it has pending.
@@ -98,9 +98,12 @@ impl AdminClient {
         Ok(self.call("POST", &format!("/agents/{id}/changed"), None).await?.is_some())
     }
 
-    /// Tells a running proxy that provider keys changed. `Ok(false)` when no proxy is running.
-    pub async fn keys_changed(&self) -> Result<bool> {
-        Ok(self.call("POST", "/keys/changed", None).await?.is_some())
+    /// Tells a running proxy that stored keys changed. `Ok(None)` when no proxy is running, else
+    /// whether that proxy can read the key store at all (one started before the key file existed
+    /// cannot, until it is restarted).
+    pub async fn keys_changed(&self) -> Result<Option<bool>> {
+        let reply = self.call("POST", "/keys/changed", None).await?;
+        Ok(reply.map(|v| v["keys_readable"].as_bool().unwrap_or(true)))
     }
 
     /// Tells a running proxy an agent was paused; returns how many pending requests it rejected,

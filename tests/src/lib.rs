@@ -351,12 +351,15 @@ impl TestEnv {
 
     /// Starts `assegai proxy` on a free port and waits until it listens.
     pub fn start_proxy(&self) -> Proxy {
-        let mut child = self
-            .cmd(&["proxy", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting assegai proxy");
+        self.start_proxy_with(|_| {})
+    }
+
+    /// Like [`TestEnv::start_proxy`], with `adjust` applied to the command first (to change its
+    /// environment, say).
+    pub fn start_proxy_with(&self, adjust: impl FnOnce(&mut Command)) -> Proxy {
+        let mut cmd = self.cmd(&["proxy", "--listen", "127.0.0.1:0"]);
+        adjust(&mut cmd);
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("starting assegai proxy");
         let (stdout, stderr) = (Arc::default(), Arc::default());
         let (tx, rx) = mpsc::channel();
         capture(child.stdout.take().unwrap(), Arc::clone(&stdout), None);

@@ -1139,3 +1139,23 @@ fn a_damaged_keys_file_is_a_clear_error_and_is_not_overwritten() {
     let listed = env.run_ok(&["keys", "list", "--json"]);
     assert!(listed.contains("\"anthropic\""), "{listed}");
 }
+
+#[test]
+fn a_proxy_that_cannot_read_keys_stored_later_says_to_restart_it() {
+    let env = file_env();
+    // Started in the background with no key file yet and no passphrase: it cannot ask for one.
+    let proxy = env.start_proxy_with(|cmd| {
+        cmd.env_remove("ASSEGAI_PASSPHRASE");
+    });
+    let out = fake_ai::set_key(&env, "openai", OPENAI_KEY);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("restart it"), "keys set must say the proxy needs a restart: {stderr}");
+    assert!(!contains_bytes(&out.stderr, OPENAI_KEY.as_bytes()) && !contains_bytes(&out.stdout, OPENAI_KEY.as_bytes()));
+    assert!(proxy.terminate(), "the proxy exits cleanly");
+
+    // A proxy that could open the store takes the change without a word.
+    let proxy = env.start_proxy();
+    let out = fake_ai::set_key(&env, "anthropic", ANTHROPIC_KEY);
+    assert!(!text(&out.stderr).contains("restart"), "{}", text(&out.stderr));
+    assert!(proxy.terminate());
+}

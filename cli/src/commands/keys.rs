@@ -156,7 +156,12 @@ async fn test(args: &KeysProviderArg, settings: &Settings, printer: Printer) -> 
 
 /// Tells a running proxy that the key store changed (provider keys or the wallet).
 pub async fn notify(settings: &Settings, printer: Printer) {
-    if let Err(e) = settings.admin().keys_changed().await {
-        printer.warn(format!("the running proxy could not be told ({e}); restart it to use the change"));
+    match settings.admin().keys_changed().await {
+        Ok(None | Some(true)) => {}
+        Ok(Some(false)) => printer.warn(
+            "the running proxy started before any key store could be opened, so it cannot read this; \
+             restart it (`assegai proxy`) to use the change",
+        ),
+        Err(e) => printer.warn(format!("the running proxy could not be told ({e}); restart it to use the change")),
     }
 }

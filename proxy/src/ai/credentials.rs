@@ -36,6 +36,11 @@ impl Credentials {
         }
     }
 
+    /// Whether a key store was opened (keys stored later can then be read without a restart).
+    pub fn has_store(&self) -> bool {
+        self.store.is_ok()
+    }
+
     /// Forgets every cached key.
     pub fn invalidate(&self) {
         self.cache.write().unwrap_or_else(|p| p.into_inner()).clear();
