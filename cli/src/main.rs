@@ -20,8 +20,16 @@ use crate::{
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let printer = Printer::new(cli.global.quiet);
+    // Commands that host the proxy report its warnings (an upstream that fails, say); the others
+    // say what went wrong in their own words, so engine warnings there would only repeat it.
+    let default_filter = match cli.command {
+        Command::Proxy(_) | Command::Run(_) => "warn",
+        _ => "error",
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ASSEGAI_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ASSEGAI_LOG").unwrap_or_else(|_| default_filter.into()),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(console::colors_enabled_stderr())
         .init();

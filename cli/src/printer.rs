@@ -2,7 +2,10 @@
 //! to stderr. Colours are used only on terminals and never when `NO_COLOR` is set, and every
 //! message reads the same without them.
 
-use std::{io::IsTerminal, sync::Mutex};
+use std::{
+    io::{IsTerminal, Write},
+    sync::Mutex,
+};
 
 use console::style;
 
@@ -39,6 +42,24 @@ impl Drop for HeldLines {
     }
 }
 
+/// Writes a line of data to stdout. When the reader has gone (`assegai txs | head`) the rest of
+/// the data has nowhere to go: the command ends quietly and successfully, as Unix tools do, rather
+/// than panicking the way `println!` does.
+fn data_line(line: impl std::fmt::Display) {
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{line}")
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+}
+
+/// `eprintln!` that never panics: a closed stderr must not turn a message into a crash.
+macro_rules! prose {
+    ($($arg:tt)*) => {
+        drop(writeln!(std::io::stderr().lock(), $($arg)*))
+    };
+}
+
 /// How to print.
 #[derive(Debug, Clone, Copy)]
 pub struct Printer {
@@ -56,7 +77,7 @@ impl Printer {
 
     /// A line of data (stdout).
     pub fn data(&self, line: impl std::fmt::Display) {
-        println!("{line}");
+        data_line(line);
     }
 
     /// A line from a running agent: printed now, or once the prompt on screen is answered.
@@ -73,8 +94,9 @@ impl Printer {
 
     fn write_agent_line(&self, stream: AgentStream, line: &str) {
         match stream {
-            AgentStream::Out => println!("{line}"),
-            AgentStream::Err => eprintln!("{line}"),
+            // The agent keeps running (and is stopped cleanly later) even if nobody reads on.
+            AgentStream::Out => drop(writeln!(std::io::stdout().lock(), "{line}")),
+            AgentStream::Err => drop(writeln!(std::io::stderr().lock(), "{line}")),
             AgentStream::Log => self.info(line),
         }
     }
@@ -87,37 +109,37 @@ impl Printer {
 
     /// A value as pretty JSON (stdout).
     pub fn json<T: serde::Serialize>(&self, value: &T) -> anyhow::Result<()> {
-        println!("{}", serde_json::to_string_pretty(value)?);
+        data_line(serde_json::to_string_pretty(value)?);
         Ok(())
     }
 
     /// Prose for a person (stderr); hidden by `--quiet`.
     pub fn info(&self, line: impl std::fmt::Display) {
         if !self.quiet {
-            eprintln!("{line}");
+            prose!("{line}");
         }
     }
 
     /// A success message (stderr).
     pub fn success(&self, line: impl std::fmt::Display) {
         if !self.quiet {
-            eprintln!("{} {line}", style("✓").green().bold());
+            prose!("{} {line}", style("✓").green().bold());
         }
     }
 
     /// A warning (stderr), shown even with `--quiet`.
     pub fn warn(&self, line: impl std::fmt::Display) {
-        eprintln!("{} {line}", style("warning:").yellow().bold());
+        prose!("{} {line}", style("warning:").yellow().bold());
     }
 
     /// An error and its causes, with a hint when there is one (stderr).
     pub fn error(&self, err: &anyhow::Error, hint: Option<&str>) {
-        eprintln!("{} {err}", style("error:").red().bold());
+        prose!("{} {err}", style("error:").red().bold());
         for cause in err.chain().skip(1) {
-            eprintln!("  {} {cause}", style("caused by:").red());
+            prose!("  {} {cause}", style("caused by:").red());
         }
         if let Some(hint) = hint {
-            eprintln!("{} {hint}", style("hint:").cyan().bold());
+            prose!("{} {hint}", style("hint:").cyan().bold());
         }
     }
 

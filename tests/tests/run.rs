@@ -252,6 +252,52 @@ fn doctor_names_each_part_and_its_fix() {
     assert!(text.contains("local RPC") && text.contains("anvil"), "{text}");
 }
 
+#[test]
+fn a_fresh_home_needs_no_passphrase_to_look_around() {
+    let env = TestEnv::with_anvil();
+    env.write_config("[keys]\nbackend = \"file\"\n");
+    let bare = |args: &[&str]| {
+        let mut cmd = env.cmd(args);
+        cmd.env_remove("ASSEGAI_PASSPHRASE");
+        cmd.output().unwrap()
+    };
+    // Nothing stored yet: no key file to unlock, so nothing to ask for.
+    let out = bare(&["doctor", "--json"]);
+    assert!(out.status.success(), "a fresh home is not a failure: {}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_name = |n: &str| report["checks"].as_array().unwrap().iter().find(|c| c["check"] == n).cloned().unwrap();
+    assert_eq!(by_name("key store")["level"], "warn", "{report}");
+    assert!(by_name("key store")["detail"].as_str().unwrap().contains("not created yet"), "{report}");
+    assert!(by_name("key store")["fix"].as_str().unwrap().contains("assegai keys set"), "{report}");
+    assert!(by_name("wallet")["detail"].as_str().unwrap().contains("test account"), "{report}");
+    let out = bare(&["wallet", "address"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
+    assert!(bare(&["wallet", "use-test-account"]).status.success());
+    assert!(!env.home().join("keys.enc").exists(), "looking around created no key file");
+
+    // Once a key file exists, it is a failure to be unable to open it, said with the way out.
+    assegai_e2e::fake_ai::set_key(&env, "openai", "sk-proj-FreshHomeKey0123456789");
+    let out = bare(&["doctor"]);
+    assert!(!out.status.success());
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("✗ key store") && report.contains("ASSEGAI_PASSPHRASE"), "{report}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("WARN"), "no engine log lines in a command's output");
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let env = TestEnv::new();
+    for args in [&["doctor", "--json"][..], &["agents", "list", "--json"], &["wallet", "address"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = env.cmd(args).stdout(writer).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(out.status.code().is_some(), "{args:?} was not killed by a signal");
+    }
+}
+
 /// `<target>/scaffold`, the Cargo target directory scaffolded Rust agents share across tests.
 fn scaffold_target() -> std::path::PathBuf {
     // The test executable lives in <target>/<profile>/deps/.

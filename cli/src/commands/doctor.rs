@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use assegai_proxy::{chain::parse_rpc_url, manifest::Provider, upstream::Upstream, wallet};
+use assegai_proxy::{chain::parse_rpc_url, keys::KeyError, manifest::Provider, upstream::Upstream, wallet};
 use console::style;
 use serde::Serialize;
 use serde_json::json;
@@ -34,18 +34,16 @@ fn check(check: &'static str, level: Level, detail: impl Into<String>, fix: Opti
 pub async fn run(args: &JsonFlag, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
     let mut checks = vec![check("home", Level::Ok, settings.home.root().display().to_string(), None)];
 
-    let keys = settings.keystore(printer);
+    let keys = settings.existing_keystore(printer);
     match &keys {
-        Ok(store) => checks.push(check("key store", Level::Ok, store.describe(), None)),
-        Err(e) => checks.push(check(
+        Ok(Some(store)) => checks.push(check("key store", Level::Ok, store.describe(), None)),
+        Ok(None) => checks.push(check(
             "key store",
-            Level::Fail,
-            format!("{e:#}"),
-            Some(
-                "unlock the OS key store, or set `[keys] backend = \"file\"` in config.toml and ASSEGAI_PASSPHRASE"
-                    .into(),
-            ),
+            Level::Warn,
+            format!("encrypted file ({}), not created yet", settings.home.keys_file().display()),
+            Some("`assegai keys set PROVIDER` or `assegai wallet import` creates it and asks for a passphrase".into()),
         )),
+        Err(e) => checks.push(check("key store", Level::Fail, format!("{e:#}"), key_store_fix(e))),
     }
 
     match settings.admin().status().await {
@@ -62,7 +60,15 @@ pub async fn run(args: &JsonFlag, settings: &Settings, printer: Printer) -> anyh
 
     checks.push(local_chain(settings).await);
 
-    if let Ok(store) = &keys {
+    if let Ok(None) = &keys {
+        checks.push(check(
+            "wallet",
+            Level::Warn,
+            format!("Anvil's test account {} (local chains only)", wallet::ANVIL_TEST_ACCOUNT),
+            Some("run `assegai wallet import` to sign on other chains".into()),
+        ));
+    }
+    if let Ok(Some(store)) = &keys {
         match wallet::load(store.as_ref()) {
             Ok(Some(w)) => {
                 checks.push(check("wallet", Level::Ok, format!("imported {} (every chain)", w.address()), None))
@@ -113,6 +119,15 @@ pub async fn run(args: &JsonFlag, settings: &Settings, printer: Printer) -> anyh
         anyhow::bail!("some checks failed; see the fixes above");
     }
     Ok(())
+}
+
+/// The next step for a key store that would not open, when its message does not already say one.
+fn key_store_fix(e: &anyhow::Error) -> Option<String> {
+    match e.downcast_ref::<KeyError>()? {
+        KeyError::Keyring { .. } => Some("unlock the OS key store (log in to its keyring) and run this again".into()),
+        KeyError::Io { .. } => Some("check that Assegai's home directory is yours and readable".into()),
+        _ => None,
+    }
 }
 
 async fn local_chain(settings: &Settings) -> Check {

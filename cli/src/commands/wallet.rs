@@ -32,8 +32,12 @@ pub async fn run(args: &WalletArgs, settings: &Settings, printer: Printer) -> an
 }
 
 fn address(args: &WalletAddressArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
-    let store = settings.keystore(printer)?;
-    let imported = wallet::load(store.as_ref())?;
+    // No key file yet means nothing was imported: the answer needs no passphrase.
+    let store = settings.existing_keystore(printer)?;
+    let imported = match &store {
+        Some(store) => wallet::load(store.as_ref())?,
+        None => None,
+    };
     if let Some(chain) = args.chain {
         let (signer, source) = wallet::choose(imported.as_ref(), chain)?;
         if args.json.json {
@@ -50,14 +54,15 @@ fn address(args: &WalletAddressArgs, settings: &Settings, printer: Printer) -> a
         return printer.json(&json!({
             "address": addr, "source": source.as_str(),
             "chains": if imported.is_some() { "all" } else { "local" },
-            "store": store.describe(),
+            "store": store.as_ref().map(|s| s.describe()),
         }));
     }
     printer.data(addr);
     match source {
-        Source::Imported => {
-            printer.info(format!("Imported wallet; signs on every chain. Kept in the {}.", store.describe()))
-        }
+        Source::Imported => printer.info(format!(
+            "Imported wallet; signs on every chain. Kept in the {}.",
+            store.as_ref().map(|s| s.describe()).unwrap_or_default()
+        )),
         Source::TestAccount => printer.info(
             "Anvil's test account; signs only on local chains (eip155:31337, eip155:1337). \
              Run `assegai wallet import` to sign elsewhere.",
@@ -124,8 +129,10 @@ async fn import(args: &WalletImportArgs, settings: &Settings, printer: Printer) 
 }
 
 async fn use_test_account(args: &YesFlag, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
-    let store = settings.keystore(printer)?;
-    if let Some(old) = wallet::load(store.as_ref())? {
+    // Without a key file there is no imported wallet to forget (and no passphrase to ask for).
+    if let Some(store) = settings.existing_keystore(printer)?
+        && let Some(old) = wallet::load(store.as_ref())?
+    {
         let question = format!(
             "Forget the imported wallet {}? Its key is deleted from the {}; keep a backup to import it again.",
             old.address(),
