@@ -240,15 +240,32 @@ pub struct UsageArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct PricingArgs {
     #[command(subcommand)]
-    pub command: PricingCommand,
+    pub command: Option<PricingCommand>,
+    /// Without a subcommand: `pricing [FILTER] [--provider P] [--json]` lists.
+    #[command(flatten)]
+    pub list: PricingListArgs,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum PricingCommand {
+    /// The price per million tokens of each model (the default)
+    List(PricingListArgs),
     /// Install a newer LiteLLM `model_prices_and_context_window.json`
     Update(PricingUpdateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PricingListArgs {
+    /// Only models whose id contains this text (e.g. `gpt-4o`, `sonnet`)
+    pub filter: Option<String>,
+    /// Only this provider's models: openai, anthropic or deepseek
+    #[arg(long)]
+    pub provider: Option<Provider>,
+    #[command(flatten)]
+    pub json: JsonFlag,
 }
 
 #[derive(Debug, Args)]

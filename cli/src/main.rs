@@ -72,7 +72,7 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
         Command::Limits(args) => commands::limits::run(args, &settings, printer),
         Command::Keys(args) => commands::keys::run(args, &settings, printer).await,
         Command::Usage(args) => commands::usage::run(args, &settings, printer),
-        Command::Pricing(args) => commands::pricing::run(args, &settings, printer),
+        Command::Pricing(args) => commands::pricing::run(args, &settings, printer).await,
         Command::Wallet(args) => commands::wallet::run(args, &settings, printer).await,
         Command::Allowance(args) => commands::allowance::run(args, &settings, printer),
         Command::Run(args) => commands::run::run(args, settings, printer).await,

@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route("/status", get(status))
         .route("/agents/{id}/changed", post(agent_changed))
         .route("/keys/changed", post(keys_changed))
+        .route("/pricing/changed", post(pricing_changed))
         .route("/txs/{id}/reject", post(reject_tx))
         .route("/txs/{id}/approve", post(approve_tx))
         .route("/agents/{id}/paused", post(agent_paused))
@@ -56,6 +57,11 @@ async fn keys_changed(State(state): State<AppState>) -> Json<Value> {
     state.credentials().invalidate();
     state.wallet().invalidate();
     Json(serde_json::json!({"success": true, "keys_readable": state.credentials().has_store()}))
+}
+
+async fn pricing_changed(State(state): State<AppState>) -> Result<Json<Value>> {
+    let models = state.reload_pricing()?;
+    Ok(Json(serde_json::json!({"models": models})))
 }
 
 /// The agent was paused: forget its cached (unpaused) state and reject what it has pending.
@@ -104,6 +110,13 @@ impl AdminClient {
     pub async fn keys_changed(&self) -> Result<Option<bool>> {
         let reply = self.call("POST", "/keys/changed", None).await?;
         Ok(reply.map(|v| v["keys_readable"].as_bool().unwrap_or(true)))
+    }
+
+    /// Tells a running proxy to re-read the installed pricing file; returns how many models it
+    /// prices now, or `None` when no proxy is running.
+    pub async fn pricing_changed(&self) -> Result<Option<u64>> {
+        let reply = self.call("POST", "/pricing/changed", None).await?;
+        Ok(reply.map(|v| v["models"].as_u64().unwrap_or(0)))
     }
 
     /// Tells a running proxy an agent was paused; returns how many pending requests it rejected,

@@ -40,7 +40,9 @@ struct Inner {
     chain: ChainClient,
     upstream: Upstream,
     credentials: Credentials,
-    pricing: Arc<Pricing>,
+    /// Swapped whole by `assegai pricing update`; calls in flight keep the prices they started with.
+    pricing: std::sync::RwLock<Arc<Pricing>>,
+    pricing_file: std::path::PathBuf,
     usage: tokio::sync::mpsc::UnboundedSender<NewUsage>,
     approvals: crate::tx::Approvals,
     signer: crate::tx::signer::Signer,
@@ -92,8 +94,20 @@ impl AppState {
     }
 
     /// Model prices.
-    pub fn pricing(&self) -> &Arc<Pricing> {
-        &self.0.pricing
+    pub fn pricing(&self) -> Arc<Pricing> {
+        self.0.pricing.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Re-reads the installed pricing file (or goes back to the embedded snapshot when it is gone);
+    /// returns how many models are priced now. A file that does not parse leaves the prices as
+    /// they were.
+    pub fn reload_pricing(&self) -> Result<usize> {
+        let file = &self.0.pricing_file;
+        let (pricing, _) = Pricing::installed_or_embedded(file)
+            .map_err(|e| Error::Config { file: file.clone(), message: e.to_string() })?;
+        let models = pricing.len();
+        *self.0.pricing.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(pricing);
+        Ok(models)
     }
 
     /// Transaction requests waiting for a person.
@@ -169,11 +183,8 @@ pub async fn start(home: &Home, config: Config, keys: Result<Arc<dyn KeyStore>, 
     let addr = tcp.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
 
     let pricing_file = home.pricing_file();
-    let pricing = if pricing_file.exists() {
-        Pricing::load(&pricing_file).map_err(|e| Error::Config { file: pricing_file, message: e.to_string() })?
-    } else {
-        Pricing::embedded().clone()
-    };
+    let (pricing, _) = Pricing::installed_or_embedded(&pricing_file)
+        .map_err(|e| Error::Config { file: pricing_file.clone(), message: e.to_string() })?;
     let http = Upstream::new(&config)?;
     let config = Arc::new(config);
     let (log_sink, log_writer) = logs::start(store.clone());
@@ -185,7 +196,8 @@ pub async fn start(home: &Home, config: Config, keys: Result<Arc<dyn KeyStore>, 
         upstream: http,
         wallet: crate::wallet::Wallet::new(keys.clone()),
         credentials: Credentials::new(keys),
-        pricing: Arc::new(pricing),
+        pricing: std::sync::RwLock::new(Arc::new(pricing)),
+        pricing_file,
         usage,
         approvals: crate::tx::Approvals::default(),
         signer: crate::tx::signer::Signer::default(),

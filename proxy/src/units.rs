@@ -72,6 +72,17 @@ pub fn format_units(amount: U256, decimals: u8) -> String {
     if frac.is_empty() { int.to_owned() } else { format!("{int}.{frac}") }
 }
 
+/// [`format_units`] for US dollars: at least two decimals, so columns read as money
+/// (`2.50`, `0.075`, `3.00`).
+pub fn format_usd(amount: U256, decimals: u8) -> String {
+    let s = format_units(amount, decimals);
+    match s.split_once('.') {
+        Some((i, f)) if f.len() < 2 => format!("{i}.{f:0<2}"),
+        Some(_) => s,
+        None => format!("{s}.00"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

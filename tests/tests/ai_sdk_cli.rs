@@ -141,11 +141,26 @@ fn keys_are_never_taken_from_arguments_or_guessed() {
 }
 
 #[test]
-fn pricing_update_installs_a_checked_file_that_a_restarted_proxy_uses() {
+fn pricing_update_installs_a_checked_file_that_the_running_proxy_uses() {
     let fake = FakeAi::start();
     let env = gateway_env(&fake);
     set_key(&env, "openai", "sk-test-pricing-0123456789");
     let (id, token) = env.add_agent("thinker", Some(&manifest()));
+    let proxy = env.start_proxy();
+
+    // The built-in snapshot, per million tokens, exactly (gpt-4o: 2.5e-6 and 1e-5 USD a token).
+    let listed: Value = serde_json::from_str(&env.run_ok(&["pricing", "list", "gpt-4o", "--json"])).unwrap();
+    assert!(listed["source"].as_str().unwrap().contains("built into"), "{listed}");
+    let gpt4o = listed["models"].as_array().unwrap().iter().find(|m| m["model"] == "gpt-4o").cloned().unwrap();
+    assert_eq!(gpt4o["provider"], "openai");
+    assert_eq!(gpt4o["usd_per_million_tokens"]["input"], "2.50", "{gpt4o}");
+    assert_eq!(gpt4o["usd_per_million_tokens"]["output"], "10.00", "{gpt4o}");
+    let anthropic: Value =
+        serde_json::from_str(&env.run_ok(&["pricing", "list", "--provider", "anthropic", "--json"])).unwrap();
+    let models = anthropic["models"].as_array().unwrap();
+    assert!(!models.is_empty() && models.iter().all(|m| m["provider"] == "anthropic"), "{anthropic}");
+    let table = env.run_ok(&["pricing", "list", "gpt-4o-mini"]);
+    assert!(table.contains("gpt-4o-mini") && table.contains("0.15") && !table.contains("claude"), "{table}");
 
     // Not a price file: refused, nothing installed.
     let bad = env.home().join("bad.json");
@@ -165,8 +180,13 @@ fn pricing_update_installs_a_checked_file_that_a_restarted_proxy_uses() {
     let out = env.run(&["pricing", "update", "--file", custom.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 model"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("from now on"), "the running proxy switched");
+    let listed: Value = serde_json::from_str(&env.run_ok(&["pricing", "--json"])).unwrap();
+    assert!(listed["source"].as_str().unwrap().ends_with("model_prices.json"), "{listed}");
+    assert_eq!(listed["models"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["models"][0]["usd_per_million_tokens"]["input"], "0.001", "{listed}");
 
-    let proxy = env.start_proxy();
+    // No restart: the proxy that was running all along prices with the new file.
     let sdk = env.sdk(&proxy, &id, &token);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(sdk.openai("v1/chat/completions", &json!({"model": "house-model", "messages": []}))).unwrap();

@@ -2,7 +2,7 @@
 //! models without a known price are shown as unknown, never as 0.
 
 use anyhow::bail;
-use assegai_proxy::{agents, sanitize::neutralize, store::now_ms, units::format_units};
+use assegai_proxy::{agents, sanitize::neutralize, store::now_ms, units::format_usd};
 use comfy_table::{Table, presets::NOTHING};
 use serde_json::json;
 
@@ -40,7 +40,10 @@ pub fn run(args: &UsageArgs, settings: &Settings, printer: Printer) -> anyhow::R
         }));
     }
     if rows.is_empty() {
-        printer.info(format!("No AI calls since {}.", args.since));
+        match args.since.as_str() {
+            "all" => printer.info("No AI calls yet."),
+            since => printer.info(format!("No AI calls in the last {since}.")),
+        }
         return Ok(());
     }
     let mut table = Table::new();
@@ -99,13 +102,7 @@ fn parse_since(text: &str) -> Option<i64> {
 }
 
 fn usd(nano: u64) -> String {
-    let s = format_units(assegai_sdk::U256::from(nano), 9);
-    // At least cents, so columns read as money.
-    match s.split_once('.') {
-        Some((i, f)) if f.len() < 2 => format!("{i}.{f:0<2}"),
-        Some(_) => s,
-        None => format!("{s}.00"),
-    }
+    format_usd(assegai_sdk::U256::from(nano), 9)
 }
 
 fn cost_text(nano: u64, unpriced: u64, calls: u64) -> String {

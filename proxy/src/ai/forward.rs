@@ -127,7 +127,7 @@ pub async fn forward(
         status: head.status.as_u16(),
         streamed: is_sse,
         started,
-        pricing: state.pricing().clone(),
+        pricing: state.pricing(),
         sink: state.usage_sink().clone(),
     };
     let body = futures_util::stream::unfold(Some((incoming.into_data_stream(), meter)), |st| async move {

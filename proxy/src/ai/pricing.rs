@@ -197,6 +197,20 @@ impl Pricing {
         Ok(pricing)
     }
 
+    /// The prices in force for a home whose installed pricing file is `path`: that file when it
+    /// exists, else the embedded snapshot. Returns whether the file was used.
+    pub fn installed_or_embedded(path: &Path) -> Result<(Pricing, bool), PricingError> {
+        if path.exists() { Ok((Pricing::load(path)?, true)) } else { Ok((Pricing::embedded().clone(), false)) }
+    }
+
+    /// Every priced model, by provider then model id.
+    pub fn models(&self) -> Vec<(&str, &ModelPrice)> {
+        let mut all: Vec<(&str, &ModelPrice)> =
+            self.models.iter().flat_map(|table| table.iter().map(|(id, price)| (id.as_str(), price))).collect();
+        all.sort_by(|a, b| (slot(a.1.provider), a.0).cmp(&(slot(b.1.provider), b.0)));
+        all
+    }
+
     /// Reads and parses an installed pricing file.
     pub fn load(path: &Path) -> Result<Pricing, PricingError> {
         let text =
