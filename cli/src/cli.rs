@@ -382,6 +382,8 @@ pub enum Template {
     Rust,
     /// A Node.js project with a small SDK module
     Node,
+    /// A Python 3 script with a small SDK module (standard library only)
+    Python,
 }
 
 #[derive(Debug, Args)]

@@ -146,7 +146,7 @@ pub fn generated_dockerfile(runtime: Runtime, manifest: &Manifest) -> anyhow::Re
             entry.unwrap_or_else(|| "index.js".into())
         ),
         Runtime::Python => format!(
-            "FROM python:3.12-slim\nWORKDIR /app\nCOPY . .\nRUN if [ -f requirements.txt ]; then pip install --no-cache-dir -r requirements.txt; fi\nUSER 65534:65534\nENTRYPOINT [\"python3\", \"/app/{}\"]\n",
+            "FROM python:3.12-slim\nWORKDIR /app\nCOPY . .\nRUN if [ -f requirements.txt ]; then pip install --no-cache-dir -r requirements.txt; fi\nUSER 65534:65534\nENTRYPOINT [\"python3\", \"-u\", \"/app/{}\"]\n",
             entry.unwrap_or_else(|| "main.py".into())
         ),
         Runtime::Command => bail!("an agent with runtime \"command\" needs its own Dockerfile for --docker"),

@@ -68,11 +68,12 @@ impl AgentEnv {
             ("HOME".to_owned(), self.workspace.clone().into_os_string()),
             ("PATH".to_owned(), path),
         ]);
-        for name in ["LANG", "TERM"] {
-            if let Some(v) = std::env::var_os(name) {
-                vars.insert(name.to_owned(), v);
-            }
+        if let Some(v) = std::env::var_os("TERM") {
+            vars.insert("TERM".to_owned(), v);
         }
+        // Always a locale, and a UTF-8 one when the user's shell names none: without it Python
+        // switches its own locale and adds an LC_CTYPE nobody gave the agent.
+        vars.insert("LANG".to_owned(), std::env::var_os("LANG").unwrap_or_else(|| "C.UTF-8".into()));
         vars
     }
 }
@@ -83,6 +84,25 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
         p.metadata()
             .is_ok_and(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
     })
+}
+
+/// The interpreter behind `python3`. A version manager's shim (pyenv's, say) would otherwise stand
+/// between `assegai run` and the agent and hand it variables of its own (`PYENV_ROOT`, …), where it
+/// must see only what `run` gives it.
+async fn real_interpreter(python: PathBuf) -> PathBuf {
+    let asked = Command::new(&python)
+        .args(["-c", "import sys; print(sys.executable)"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output();
+    match tokio::time::timeout(Duration::from_secs(10), asked).await {
+        Ok(Ok(out)) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let real = PathBuf::from(text.trim());
+            if real.is_absolute() && real.is_file() { real } else { python }
+        }
+        _ => python,
+    }
 }
 
 /// Builds the agent if its runtime needs it (behind a spinner; the build's output is shown only
@@ -103,8 +123,10 @@ pub async fn build(dir: &Path, manifest: &Manifest, printer: Printer) -> anyhow:
         }
         Runtime::Python => {
             let python = find_program("python3").context("`python3` is not on PATH; install Python 3")?;
+            let python = real_interpreter(python).await;
             let entry = manifest.entrypoint.clone().unwrap_or_else(|| "main.py".into());
-            Ok(Program { program: python, args: vec![entry.into()] })
+            // Unbuffered: a piped stdout would otherwise hold the agent's prints back for minutes.
+            Ok(Program { program: python, args: vec!["-u".into(), entry.into()] })
         }
         Runtime::Command => {
             let Some((first, rest)) = manifest.command.as_deref().and_then(<[String]>::split_first) else {
@@ -315,10 +337,18 @@ mod tests {
             workspace: "/w".into(),
         };
         let vars = e.vars(Path::new("/opt/node/bin/node"));
-        let names: Vec<_> = vars.keys().map(String::as_str).filter(|k| !matches!(*k, "LANG" | "TERM")).collect();
+        let names: Vec<_> = vars.keys().map(String::as_str).filter(|k| *k != "TERM").collect();
         assert_eq!(
             names,
-            ["ASSEGAI_AGENT_ID", "ASSEGAI_AGENT_TOKEN", "ASSEGAI_API_PROXY", "ASSEGAI_WORKSPACE", "HOME", "PATH"]
+            [
+                "ASSEGAI_AGENT_ID",
+                "ASSEGAI_AGENT_TOKEN",
+                "ASSEGAI_API_PROXY",
+                "ASSEGAI_WORKSPACE",
+                "HOME",
+                "LANG",
+                "PATH"
+            ]
         );
         assert_eq!(vars["PATH"], "/opt/node/bin:/usr/local/bin:/usr/bin:/bin");
         assert_eq!(e.vars(Path::new("/usr/bin/node"))["PATH"], SYSTEM_PATH);

@@ -149,11 +149,23 @@ export class ApiError extends AssegaiError {
 }
 
 /**
+ * The text of a failure reply: the proxy's `error` string, or the `error.message` of a vendor's
+ * reply passed through unchanged (OpenAI and Anthropic nest it in an object).
+ */
+function messageOf(body) {
+  if (!body || typeof body !== 'object') return undefined;
+  for (const candidate of [body.error, body.error?.message, body.message]) {
+    if (typeof candidate === 'string' && candidate !== '') return candidate;
+  }
+  return undefined;
+}
+
+/**
  * The error for a failure reply: first by the proxy's message (these strings are part of its
  * protocol), then by status, as the original SDK does.
  */
 export function errorFromResponse(status, body, retryAfter) {
-  const message = (body && (body.error || body.message)) || `Request failed with status ${status}`;
+  const message = messageOf(body) || `Request failed with status ${status}`;
   const details = { status };
   if (body && typeof body.code === 'string') details.code = body.code;
   if (message.includes('allowance')) return new InsufficientAllowanceError(message, details);

@@ -344,6 +344,11 @@ fn the_node_template_runs_under_assegai_run() {
 }
 
 #[test]
+fn the_python_template_runs_under_assegai_run() {
+    scaffold_and_run("python");
+}
+
+#[test]
 fn the_rust_template_builds_and_runs_under_assegai_run() {
     scaffold_and_run("rust");
 }

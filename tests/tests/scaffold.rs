@@ -51,7 +51,7 @@ fn read(path: impl AsRef<Path>) -> String {
 }
 
 #[test]
-fn both_templates_scaffold_complete_projects_with_valid_manifests() {
+fn every_template_scaffolds_a_complete_project_with_a_valid_manifest() {
     let env = TestEnv::new();
     let work = tempfile::tempdir().unwrap();
 
@@ -69,7 +69,12 @@ fn both_templates_scaffold_complete_projects_with_valid_manifests() {
     let node = work.path().join("agents/nodey");
     assert_eq!(files_under(&node), [".gitignore", "README.md", "assegai.json", "index.js", "package.json", "sdk.js"]);
 
-    for dir in [&rust, &node] {
+    let out = new_in(&env, work.path(), &["snake", "--template", "python"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let python = work.path().join("snake");
+    assert_eq!(files_under(&python), [".gitignore", "README.md", "assegai.json", "assegai_sdk.py", "main.py"]);
+
+    for dir in [&rust, &node, &python] {
         for file in files_under(dir) {
             let text = read(dir.join(&file));
             assert!(!text.contains("{{"), "{}/{file} still has a placeholder", dir.display());
@@ -88,7 +93,7 @@ fn both_templates_scaffold_complete_projects_with_valid_manifests() {
     assert_eq!(package["name"], "nodey_1", "npm names are lower case");
     assert!(package.get("dependencies").is_none(), "nothing to download");
 
-    for (dir, name, runtime) in [(&rust, "rusty", "rust"), (&node, "Nodey_1", "node")] {
+    for (dir, name, runtime) in [(&rust, "rusty", "rust"), (&node, "Nodey_1", "node"), (&python, "snake", "python")] {
         let manifest: Value = serde_json::from_str(&read(dir.join("assegai.json"))).unwrap();
         assert_eq!(manifest["name"], name);
         assert_eq!(manifest["runtime"], runtime);
@@ -98,7 +103,7 @@ fn both_templates_scaffold_complete_projects_with_valid_manifests() {
         assert!(added["id"].is_string() && added["token"].is_string(), "{out}");
     }
     let listed = env.run_ok(&["agents", "list", "--json"]);
-    assert!(listed.contains("rusty") && listed.contains("Nodey_1"), "{listed}");
+    assert!(listed.contains("rusty") && listed.contains("Nodey_1") && listed.contains("snake"), "{listed}");
 
     // An existing empty directory is used as is.
     let empty = work.path().join("empty");
@@ -148,7 +153,7 @@ fn an_existing_directory_is_refused_and_left_untouched() {
     std::fs::write(taken.join("Cargo.toml"), "mine").unwrap();
     std::fs::write(taken.join("src/main.rs"), "also mine").unwrap();
 
-    for template in ["rust", "node"] {
+    for template in ["rust", "node", "python"] {
         let out = new_in(&env, work.path(), &["taken", "--template", template]);
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -188,6 +193,7 @@ impl AgentProcess {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", dir)
+            .env("LANG", "C.UTF-8")
             .env("ASSEGAI_API_PROXY", &proxy.url)
             .env("ASSEGAI_AGENT_ID", id)
             .env("ASSEGAI_AGENT_TOKEN", token)
@@ -294,7 +300,7 @@ fn approve_one_transfer(env: &TestEnv, name: &str, mut agent: AgentProcess, toke
     assert!(output.contains(&format!("requesting a transfer of 0.0001 ETH to {RECIPIENT}")), "{output}");
     let names = agent.wait_for("environment: ", Duration::from_secs(1));
     assert_eq!(
-        names, "ASSEGAI_AGENT_ID, ASSEGAI_AGENT_TOKEN, ASSEGAI_API_PROXY, HEARTBEAT_SECS, HOME, PATH",
+        names, "ASSEGAI_AGENT_ID, ASSEGAI_AGENT_TOKEN, ASSEGAI_API_PROXY, HEARTBEAT_SECS, HOME, LANG, PATH",
         "the names of exactly what it was given"
     );
     assert!(!output.contains(token), "never a value");
@@ -310,23 +316,99 @@ fn approve_one_transfer(env: &TestEnv, name: &str, mut agent: AgentProcess, toke
     assert!(agent.output().contains("received SIGTERM, shutting down"), "{}", agent.output());
 }
 
+/// The proxy's failure replies, and the SDK error each template must turn them into (the same
+/// mapping as the original TypeScript SDK: by message first, then by status). The last is a
+/// vendor's error passed through unchanged, its message nested in an object.
+const ERROR_CASES: &[(u16, &str, &str)] = &[
+    (401, r#"{"error":"Invalid agent token"}"#, "AuthenticationError"),
+    (403, r#"{"error":"Chain eip155:1 not allowed"}"#, "ForbiddenError"),
+    (403, r#"{"error":"Transaction rejected by user"}"#, "TransactionRejectedError"),
+    (500, r#"{"error":"Transaction approval timeout"}"#, "TransactionTimeoutError"),
+    (403, r#"{"error":"Token transfer exceeds allowance"}"#, "InsufficientAllowanceError"),
+    (429, r#"{"error":"Rate limit exceeded"}"#, "RateLimitError"),
+    (400, r#"{"error":"RPC Error: execution reverted"}"#, "RpcError"),
+    (400, r#"{"error":{"message":"model not found","type":"invalid_request_error"}}"#, "ApiError"),
+];
+
+#[test]
+fn both_interpreted_sdks_map_the_proxys_errors_like_the_original() {
+    let env = TestEnv::new();
+    let work = tempfile::tempdir().unwrap();
+    for template in ["node", "python"] {
+        let out = new_in(&env, work.path(), &[&format!("{template}-errors"), "--template", template]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let cases: Vec<Value> = ERROR_CASES
+        .iter()
+        .map(|(status, body, _)| serde_json::json!([status, serde_json::from_str::<Value>(body).unwrap()]))
+        .collect();
+    let cases = Value::from(cases).to_string();
+    let node = r#"
+        const { errorFromResponse } = await import('./sdk.js');
+        for (const [status, body] of JSON.parse(process.argv[1])) {
+          const e = errorFromResponse(status, body);
+          console.log(`${e.name}|${e.message}`);
+        }"#;
+    let python = r#"
+import json, sys
+from assegai_sdk import error_from_response
+for status, body in json.loads(sys.argv[1]):
+    e = error_from_response(status, body)
+    print(f"{type(e).__name__}|{e}")
+"#;
+    for (dir, program, args) in [
+        ("node-errors", PathBuf::from("node"), vec!["--input-type=module", "-e", node]),
+        ("python-errors", python3(), vec!["-c", python]),
+    ] {
+        let out = Command::new(&program).args(&args).arg(&cases).current_dir(work.path().join(dir)).output().unwrap();
+        assert!(out.status.success(), "{dir}: {}", String::from_utf8_lossy(&out.stderr));
+        let lines: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect();
+        assert_eq!(lines.len(), ERROR_CASES.len(), "{dir}: {lines:?}");
+        for ((status, body, class), line) in ERROR_CASES.iter().zip(&lines) {
+            let (name, message) = line.split_once('|').unwrap();
+            assert_eq!(name, *class, "{dir}: {status} {body}");
+            assert!(!message.is_empty() && !message.contains("[object Object]"), "{dir}: {line}");
+        }
+        assert!(lines.last().unwrap().ends_with("|model not found"), "{dir}: {lines:?}");
+    }
+}
+
+/// The interpreter behind `python3`, as `assegai run` resolves it: a version manager's shim would
+/// add variables of its own to the agent's environment.
+fn python3() -> PathBuf {
+    let out = Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().expect("python3");
+    assert!(out.status.success(), "python3 -c failed");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
 #[test]
 fn the_node_agent_runs_against_a_real_proxy_and_anvil() {
+    interpreted_agent_runs("node", Path::new("node"), &["index.js"]);
+}
+
+#[test]
+fn the_python_agent_runs_against_a_real_proxy_and_anvil() {
+    interpreted_agent_runs("python", &python3(), &["-u", "main.py"]);
+}
+
+/// Scaffolds `template`, registers it and runs it as `program args` twice against a real proxy
+/// and Anvil: one transfer approved, then one rejected, after which it carries on.
+fn interpreted_agent_runs(template: &str, program: &Path, args: &[&str]) {
     let env = TestEnv::with_anvil();
     let proxy = env.start_proxy();
     let work = tempfile::tempdir().unwrap();
-    let out = new_in(&env, work.path(), &["node-agent", "--template", "node"]);
+    let name = format!("{template}-agent");
+    let out = new_in(&env, work.path(), &[&name, "--template", template]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let dir = work.path().join("node-agent");
-    let (id, token) = register(&env, &dir, "node-agent");
-    let node = PathBuf::from("node");
+    let dir = work.path().join(&name);
+    let (id, token) = register(&env, &dir, &name);
 
-    let agent = AgentProcess::start(&node, &["index.js"], &dir, &proxy, &id, &token);
-    approve_one_transfer(&env, "node-agent", agent, &token);
+    let agent = AgentProcess::start(program, args, &dir, &proxy, &id, &token);
+    approve_one_transfer(&env, &name, agent, &token);
 
     // A rejection is logged, and the agent carries on.
-    let mut agent = AgentProcess::start(&node, &["index.js"], &dir, &proxy, &id, &token);
-    let tx_id = pending_request(&env, "node-agent");
+    let mut agent = AgentProcess::start(program, args, &dir, &proxy, &id, &token);
+    let tx_id = pending_request(&env, &name);
     env.run_ok(&["reject", &tx_id]);
     let why = agent.wait_for("transfer rejected", Duration::from_secs(30));
     assert!(why.contains("Transaction rejected by user") && why.contains("carrying on"), "{why}");

@@ -29,6 +29,8 @@ macro_rules! template {
 const RUST: &[TemplateFile] = template!("rust": "Cargo.toml", "src/main.rs", "assegai.json", "README.md", ".gitignore");
 const NODE: &[TemplateFile] =
     template!("node": "package.json", "index.js", "sdk.js", "assegai.json", "README.md", ".gitignore");
+const PYTHON: &[TemplateFile] =
+    template!("python": "main.py", "assegai_sdk.py", "assegai.json", "README.md", ".gitignore");
 
 /// Longest agent name, as the manifest allows.
 const MAX_NAME_CHARS: usize = 64;
@@ -39,6 +41,7 @@ pub fn run(args: &NewArgs, printer: Printer) -> anyhow::Result<()> {
     let (files, template_name) = match args.template {
         Template::Rust => (RUST, "rust"),
         Template::Node => (NODE, "node"),
+        Template::Python => (PYTHON, "python"),
     };
     let sdk = sdk_dependency();
     let vars = [
@@ -270,7 +273,7 @@ mod tests {
     #[test]
     fn every_placeholder_is_known() {
         let known = ["{{name}}", "{{package_name}}", "{{sdk_dependency}}"];
-        for (path, text) in RUST.iter().chain(NODE) {
+        for (path, text) in RUST.iter().chain(NODE).chain(PYTHON) {
             let mut rest = *text;
             while let Some(i) = rest.find("{{") {
                 let end = rest[i..].find("}}").map(|j| i + j + 2).unwrap_or(rest.len());
