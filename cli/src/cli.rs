@@ -81,6 +81,8 @@ pub struct AgentsArgs {
 pub enum AgentsCommand {
     /// List registered agents
     List(JsonFlag),
+    /// One agent in full: what its manifest allows, its limits and allowances, its activity
+    Show(AgentsShowArgs),
     /// Register an agent (or rotate its token) and print its id and token once
     Add(AgentsAddArgs),
     /// Remove an agent and revoke its token
@@ -115,6 +117,14 @@ pub struct AgentsAddArgs {
     /// Its manifest (assegai.json, or a directory holding one) [default: the local chain only]
     #[arg(long, value_name = "PATH")]
     pub manifest: Option<PathBuf>,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentsShowArgs {
+    /// The agent's name or id
+    pub agent: String,
     #[command(flatten)]
     pub json: JsonFlag,
 }

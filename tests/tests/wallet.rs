@@ -239,6 +239,23 @@ async fn cli_allowances_win_over_the_manifest() {
     assert_eq!((rows[0]["amount"].as_str(), rows[0]["source"].as_str()), (Some("5"), Some("cli")));
     assert!(same(&rows[0]["token"], USDC));
 
+    // `agents show` puts it together: the allowance in force, what was asked and decided.
+    let shown: Value = serde_json::from_str(&env.run_ok(&["agents", "show", "spender", "--json"])).unwrap();
+    assert_eq!(shown["id"], id.as_str());
+    assert_eq!(shown["paused"], false);
+    assert_eq!(shown["allowances"], list, "{shown}");
+    assert_eq!(shown["transactions"], json!({"rejected": 1}), "{shown}");
+    let card = env.run_ok(&["agents", "show", &id]);
+    for expected in ["spender", "active", "5 USDC on eip155:1 (cli)", "1 rejected", "Ethereum Mainnet (eip155:1) via "]
+    {
+        assert!(card.contains(expected), "`{expected}` missing from:\n{card}");
+    }
+    env.run_ok(&["agents", "pause", "spender"]);
+    assert!(env.run_ok(&["agents", "show", "spender"]).contains("paused"));
+    env.run_ok(&["agents", "resume", "spender"]);
+    let out = env.run(&["agents", "show", "nobody"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no agent `nobody`"));
+
     // Bad input: a clear message each, and nothing changed.
     let cases: [(&[&str], &str); 6] = [
         (&["allowance", "set", "spender", "--chain", "eip155:1", "--token", "DOGE", "5"], "address instead"),

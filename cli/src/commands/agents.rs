@@ -1,15 +1,16 @@
-//! `assegai agents [list|add|remove]`.
+//! `assegai agents [list|show|add|remove|pause|resume]`.
 
 use anyhow::{Context, bail};
-use assegai_proxy::{agents, manifest::Manifest, sanitize::neutralize};
-use assegai_sdk::wire::TxStatus;
+use assegai_proxy::{agents, manifest::Manifest, sanitize::neutralize, store::now_ms, units::format_usd};
+use assegai_sdk::{U256, wire::TxStatus};
 use comfy_table::{Table, presets::NOTHING};
 use console::style;
 use serde_json::json;
 
 use crate::{
-    cli::{AgentsAddArgs, AgentsArgs, AgentsCommand, AgentsPauseArgs, AgentsRemoveArgs, JsonFlag},
-    printer::{Printer, timestamp},
+    cli::{AgentsAddArgs, AgentsArgs, AgentsCommand, AgentsPauseArgs, AgentsRemoveArgs, AgentsShowArgs, JsonFlag},
+    commands::allowance,
+    printer::{Printer, chain_label, timestamp},
     settings::Settings,
 };
 
@@ -17,6 +18,7 @@ pub async fn run(args: &AgentsArgs, settings: &Settings, printer: Printer) -> an
     match &args.command {
         None => list(&JsonFlag { json: false }, settings, printer),
         Some(AgentsCommand::List(json)) => list(json, settings, printer),
+        Some(AgentsCommand::Show(show_args)) => show(show_args, settings, printer),
         Some(AgentsCommand::Add(add_args)) => add(add_args, settings, printer).await,
         Some(AgentsCommand::Remove(remove_args)) => remove(remove_args, settings, printer).await,
         Some(AgentsCommand::Pause(which)) => pause(which, true, settings, printer).await,
@@ -109,6 +111,128 @@ fn list(args: &JsonFlag, settings: &Settings, printer: Printer) -> anyhow::Resul
     }
     printer.data(table);
     Ok(())
+}
+
+/// How far back `agents show` sums AI usage.
+const USAGE_DAYS: i64 = 30;
+
+fn show(args: &AgentsShowArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
+    let store = settings.store()?;
+    let agent = agents::find(&store, &args.agent)?;
+    let manifest = Manifest::parse(&agent.manifest, std::path::Path::new("(stored manifest)"))?;
+    let allowances = allowance::effective(&store, &agent)?;
+    let txs = store.tx_counts(&agent.id)?;
+    let usage = store.usage_summary(Some(&agent.id), now_ms() - USAGE_DAYS * 86_400_000)?;
+    let (calls, unpriced) = usage.iter().fold((0, 0), |(c, u), r| (c + r.calls, u + r.unpriced_calls));
+    let cost_nano: u64 = usage.iter().map(|r| r.cost_nano_usd).sum();
+
+    if args.json.json {
+        let manifest_json: serde_json::Value = serde_json::from_str(&agent.manifest).unwrap_or_default();
+        return printer.json(&json!({
+            "id": agent.id, "name": agent.name, "paused": agent.paused, "source_dir": agent.source_dir,
+            "created_at": agent.created_at, "updated_at": agent.updated_at, "manifest": manifest_json,
+            "allowances": allowances.iter().map(allowance::Entry::json).collect::<Vec<_>>(),
+            "transactions": txs.iter().map(|(s, n)| (s.as_str().to_owned(), json!(n))).collect::<serde_json::Map<_, _>>(),
+            "ai_usage_30d": {"calls": calls, "unpriced_calls": unpriced, "cost_usd": format_usd(U256::from(cost_nano), 9)},
+        }));
+    }
+
+    let name = neutralize(&agent.name);
+    let status = if agent.paused { style("paused").red().bold() } else { style("active").green() };
+    printer.data(format!("{} ({})  {status}", style(&name).bold(), agent.id));
+    let field = |label: &str, value: String| printer.data(format!("  {label:<12} {value}"));
+    let from = match &agent.source_dir {
+        Some(dir) => format!("from {} (assegai run)", neutralize(dir)),
+        None => "with `assegai agents add`".to_owned(),
+    };
+    field("registered", format!("{} UTC, {from}", timestamp(agent.created_at)));
+    if let Some(d) = &manifest.description {
+        field("about", neutralize(d));
+    }
+    if let Some(runtime) = manifest.runtime {
+        let entry = manifest.entrypoint.as_deref().map(|e| format!(", {}", neutralize(e))).unwrap_or_default();
+        // As the manifest spells it (`"runtime": "node"`).
+        let runtime =
+            serde_json::to_value(runtime).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        field("runtime", format!("{runtime}{entry}"));
+    }
+    let chains: Vec<String> = manifest
+        .permissions
+        .chains
+        .iter()
+        .map(|c| match manifest.permissions.rpcs.get(c) {
+            Some(url) => format!("{} via {}", chain_label(*c), neutralize(url)),
+            None => chain_label(*c),
+        })
+        .collect();
+    field("chains", list_or(&chains, "none: every chain call is refused"));
+    let contracts: Vec<String> = manifest.permissions.contracts.iter().map(|a| a.to_checksum(None)).collect();
+    field("contracts", list_or(&contracts, "none: calls with data are refused (token transfers need an allowance)"));
+    let apis: Vec<String> = manifest.permissions.apis.iter().map(|p| p.as_str().to_owned()).collect();
+    let budget = manifest.ai_budget.as_ref().map(|b| {
+        let per = |amount: &Option<assegai_proxy::manifest::UsdAmount>, period: &str| {
+            amount.as_ref().map(|a| format!("{} USD a {period}", a.as_str()))
+        };
+        [per(&b.daily_usd, "day"), per(&b.monthly_usd, "month")].into_iter().flatten().collect::<Vec<_>>().join(", ")
+    });
+    let ai = match (apis.is_empty(), budget.filter(|b| !b.is_empty())) {
+        (true, _) => "none: AI calls are refused".to_owned(),
+        (false, Some(b)) => format!("{}; budget {b}", apis.join(", ")),
+        (false, None) => format!("{}; no budget", apis.join(", ")),
+    };
+    field("AI", ai);
+    let limits = manifest.spending_limits.clone().unwrap_or_default();
+    let limit_text: Vec<String> = [
+        ("per transaction", &limits.per_transaction),
+        ("daily", &limits.daily),
+        ("weekly", &limits.weekly),
+        ("monthly", &limits.monthly),
+    ]
+    .into_iter()
+    .filter_map(|(what, l)| l.as_ref().map(|l| format!("{what} {}", l.as_str())))
+    .collect();
+    field(
+        "limits",
+        if limit_text.is_empty() {
+            "none (every request still waits for a person)".to_owned()
+        } else {
+            format!("{} (native units); `assegai limits {}` shows spending", limit_text.join(", "), agent.id)
+        },
+    );
+    let tokens: Vec<String> = allowances
+        .iter()
+        .map(|e| {
+            let token = e.symbol.map_or_else(|| e.token.clone(), str::to_owned);
+            format!("{} {token} on {} ({})", e.amount, e.chain, e.source)
+        })
+        .collect();
+    field("allowances", list_or(&tokens, "none: token transfers are refused"));
+    if let Some(r) = &manifest.resources {
+        let parts: Vec<String> = [
+            r.memory.as_ref().map(|m| format!("{} memory", neutralize(m))),
+            r.cpu.as_ref().map(|c| format!("{} CPU", neutralize(c))),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !parts.is_empty() {
+            field("resources", parts.join(", "));
+        }
+    }
+    let requests: Vec<String> = txs.iter().map(|(s, n)| format!("{n} {}", s.as_str())).collect();
+    field("requests", list_or(&requests, "none yet"));
+    let cost = match (unpriced, calls) {
+        (_, 0) => String::new(),
+        (0, _) => format!(", {} USD", format_usd(U256::from(cost_nano), 9)),
+        (u, _) => format!(", {} USD + {u} unpriced", format_usd(U256::from(cost_nano), 9)),
+    };
+    field("AI usage", format!("{calls} calls in the last {USAGE_DAYS} days{cost}"));
+    Ok(())
+}
+
+/// `items` joined with commas, or `empty` when there are none.
+fn list_or(items: &[String], empty: &str) -> String {
+    if items.is_empty() { empty.to_owned() } else { items.join(", ") }
 }
 
 async fn add(args: &AgentsAddArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {

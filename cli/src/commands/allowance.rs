@@ -6,6 +6,7 @@ use assegai_proxy::{
     agents,
     manifest::{Manifest, TokenAmount},
     sanitize::neutralize,
+    store::{AgentRow, Store},
     tx::{policy::parse_address, tokens},
     units::parse_units,
 };
@@ -66,15 +67,45 @@ fn set(args: &AllowanceSetArgs, settings: &Settings, printer: Printer) -> anyhow
     Ok(())
 }
 
-struct Entry {
+/// One allowance in force: from the manifest, or set with the CLI (which wins for its token).
+pub struct Entry {
     agent: String,
     agent_id: String,
-    chain: ChainId,
-    token: String,
-    symbol: Option<&'static str>,
-    amount: String,
-    source: &'static str,
+    pub chain: ChainId,
+    pub token: String,
+    pub symbol: Option<&'static str>,
+    pub amount: String,
+    pub source: &'static str,
     updated_at: Option<i64>,
+}
+
+impl Entry {
+    pub fn json(&self) -> serde_json::Value {
+        json!({"agent": self.agent, "agent_id": self.agent_id, "chain": self.chain, "token": self.token,
+               "symbol": self.symbol, "amount": self.amount, "source": self.source, "updated_at": self.updated_at})
+    }
+}
+
+/// The allowances in force for `agent`: the CLI's, and the manifest's for the tokens the CLI has
+/// not set.
+pub fn effective(store: &Store, agent: &AgentRow) -> anyhow::Result<Vec<Entry>> {
+    let set = store.allowances(Some(&agent.id))?;
+    let manifest = Manifest::parse(&agent.manifest, std::path::Path::new("(stored manifest)"))?;
+    let mut entries = Vec::new();
+    for (chain, tokens) in &manifest.allowances {
+        for (token, amount) in tokens {
+            let key = token.to_checksum(None);
+            if set.iter().any(|r| r.chain_id == chain.id() && r.token == key) {
+                continue; // overridden below
+            }
+            entries.push(entry(agent, *chain, key, amount.as_str().to_owned(), "manifest", None));
+        }
+    }
+    for r in set {
+        let chain = ChainId::eip155(r.chain_id);
+        entries.push(entry(agent, chain, r.token, r.amount, "cli", Some(r.updated_at)));
+    }
+    Ok(entries)
 }
 
 fn list(args: &AllowanceListArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
@@ -85,31 +116,11 @@ fn list(args: &AllowanceListArgs, settings: &Settings, printer: Printer) -> anyh
     };
     let mut entries = Vec::new();
     for agent in &agents {
-        let set = store.allowances(Some(&agent.id))?;
-        let manifest = Manifest::parse(&agent.manifest, std::path::Path::new("(stored manifest)"))?;
-        for (chain, tokens) in &manifest.allowances {
-            for (token, amount) in tokens {
-                let key = token.to_checksum(None);
-                if set.iter().any(|r| r.chain_id == chain.id() && r.token == key) {
-                    continue; // overridden below
-                }
-                entries.push(entry(agent, *chain, key, amount.as_str().to_owned(), "manifest", None));
-            }
-        }
-        for r in set {
-            let chain = ChainId::eip155(r.chain_id);
-            entries.push(entry(agent, chain, r.token, r.amount, "cli", Some(r.updated_at)));
-        }
+        entries.extend(effective(&store, agent)?);
     }
     entries.sort_by(|a, b| (&a.agent, a.chain.id(), &a.token).cmp(&(&b.agent, b.chain.id(), &b.token)));
     if args.json.json {
-        let out: Vec<_> = entries
-            .iter()
-            .map(|e| {
-                json!({"agent": e.agent, "agent_id": e.agent_id, "chain": e.chain, "token": e.token,
-                       "symbol": e.symbol, "amount": e.amount, "source": e.source, "updated_at": e.updated_at})
-            })
-            .collect();
+        let out: Vec<_> = entries.iter().map(Entry::json).collect();
         return printer.json(&out);
     }
     if entries.is_empty() {
@@ -134,7 +145,7 @@ fn list(args: &AllowanceListArgs, settings: &Settings, printer: Printer) -> anyh
 }
 
 fn entry(
-    agent: &assegai_proxy::store::AgentRow,
+    agent: &AgentRow,
     chain: ChainId,
     token: String,
     amount: String,

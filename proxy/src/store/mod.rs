@@ -793,6 +793,26 @@ impl Store {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
+    /// How many transaction requests an agent has in each status (statuses with none are left out).
+    pub fn tx_counts(&self, agent_id: &str) -> Result<Vec<(TxStatus, u64)>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT status, COUNT(*) FROM transactions WHERE agent_id = ?1 GROUP BY status")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![agent_id], |r| {
+                let status: String = r.get(0)?;
+                let status = status.parse::<TxStatus>().map_err(|e: String| {
+                    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+                })?;
+                Ok((status, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0)))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut counts = rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))?;
+        counts.sort_by_key(|(s, _)| TxStatus::ALL.iter().position(|x| x == s));
+        Ok(counts)
+    }
+
     /// Sets an agent's allowance for a token (replacing any earlier one), as an audited decision.
     pub fn set_allowance(&self, agent_id: &str, chain_id: u64, token: &str, amount: &str, by: &str) -> Result<()> {
         let mut conn = self.conn();
