@@ -63,6 +63,10 @@ async fn an_approved_transfer_is_signed_broadcast_and_confirmed() {
         txs.as_array().unwrap().iter().find(|t| t["status"] == "confirmed").cloned()
     });
     assert_eq!(row["tx_hash"], hash.to_string());
+    // People get the hash shortened, as wallets show it.
+    let h = hash.to_string();
+    let table = env.run_ok(&["txs"]);
+    assert!(table.contains(&format!("{}…{}", &h[..8], &h[h.len() - 6..])) && table.contains("confirmed"), "{table}");
     let info = sdk.transaction(tx_id).await.unwrap();
     assert_eq!(info.status, assegai_sdk::wire::TxStatus::Confirmed);
     assert_eq!(info.tx_hash, Some(hash));

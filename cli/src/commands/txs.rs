@@ -51,7 +51,15 @@ pub fn print_rows(rows: &[TxRow], json: bool, printer: Printer, empty: &str) -> 
         return Ok(());
     }
     let mut table = Table::new();
-    table.load_preset(NOTHING).set_header(["ID", "AGENT", "STATUS", "CHAIN", "ACTION", "REQUESTED (UTC)"]);
+    table.load_preset(NOTHING).set_header([
+        "ID",
+        "AGENT",
+        "STATUS",
+        "CHAIN",
+        "ACTION",
+        "REQUESTED (UTC)",
+        "HASH / WHY",
+    ]);
     for r in rows {
         table.add_row([
             r.id.clone(),
@@ -60,6 +68,7 @@ pub fn print_rows(rows: &[TxRow], json: bool, printer: Printer, empty: &str) -> 
             chain_label(r.chain_id),
             neutralize(&r.action),
             timestamp(r.created_at),
+            outcome(r.tx_hash.as_deref(), r.error.as_deref()),
         ]);
     }
     printer.data(table);
@@ -81,4 +90,32 @@ fn row_json(r: &TxRow) -> Value {
         "tx_hash": r.tx_hash, "error": r.error, "created_at": r.created_at, "decided_at": r.decided_at,
         "decided_by": r.decided_by,
     })
+}
+
+/// The hash, shortened as wallets show it (`--json` has it whole), or why there is none.
+fn outcome(hash: Option<&str>, error: Option<&str>) -> String {
+    match (hash, error) {
+        (Some(h), _) if h.len() > 14 && h.is_ascii() => format!("{}…{}", &h[..8], &h[h.len() - 6..]),
+        (Some(h), _) => neutralize(h),
+        (None, Some(e)) => {
+            let e = neutralize(e);
+            if e.chars().count() > 48 { format!("{}…", e.chars().take(47).collect::<String>()) } else { e }
+        }
+        (None, None) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::outcome;
+
+    #[test]
+    fn outcomes_are_short() {
+        let hash = "0x2491aa768f6d3f5516e31e9828d87f62048db8173165c42cd9aa26c159b812d0";
+        assert_eq!(outcome(Some(hash), None), "0x2491aa…b812d0");
+        assert_eq!(outcome(None, Some("agent paused")), "agent paused");
+        assert_eq!(outcome(None, Some(&"x".repeat(60))).chars().count(), 48);
+        assert_eq!(outcome(None, Some("\u{1b}[31mred")), "\\x1b[31mred");
+        assert_eq!(outcome(None, None), "");
+    }
 }
