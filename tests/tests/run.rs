@@ -323,6 +323,7 @@ fn scaffold_and_run(template: &str) {
     });
     let hash = env.run_ok(&["approve", &pending, "--yes"]).trim().to_owned();
     run.wait_for(&format!("transfer sent: {hash}"), Duration::from_secs(30));
+    assert!(run.stderr().contains("`assegai approve --agent ag_"), "where to approve: {}", run.stderr());
     let out = run.stdout();
     assert!(out.contains("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"), "the wallet address: {out}");
     assert!(out.contains("10000"), "the balance (Anvil's 10000 ETH, less gas): {out}");

@@ -119,6 +119,11 @@ pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow
     });
     if approvals.is_some() {
         printer.info("Transaction requests will be asked here.");
+    } else {
+        printer.info(format!(
+            "Approve or reject its transaction requests with `assegai approve --agent {}`.",
+            registered.id
+        ));
     }
     let queue_ended = async {
         match approvals.as_mut() {
