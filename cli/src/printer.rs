@@ -135,8 +135,14 @@ impl Printer {
     /// An error and its causes, with a hint when there is one (stderr).
     pub fn error(&self, err: &anyhow::Error, hint: Option<&str>) {
         prose!("{} {err}", style("error:").red().bold());
+        let mut said = err.to_string();
         for cause in err.chain().skip(1) {
-            prose!("  {} {cause}", style("caused by:").red());
+            // Many errors already quote their source in their own message; say each thing once.
+            let text = cause.to_string();
+            if !said.contains(&text) {
+                prose!("  {} {text}", style("caused by:").red());
+            }
+            said = text;
         }
         if let Some(hint) = hint {
             prose!("{} {hint}", style("hint:").cyan().bold());

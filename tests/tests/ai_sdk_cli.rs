@@ -170,6 +170,13 @@ fn pricing_update_installs_a_checked_file_that_the_running_proxy_uses() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.json"));
     assert!(!env.home().join("model_prices.json").exists());
 
+    // A missing file: said once, with the path (an error quoting its cause is not repeated).
+    let missing = env.home().join("missing.json");
+    let out = env.run(&["pricing", "update", "--file", missing.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("missing.json"), "{stderr}");
+    assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
+
     // A file that prices a made-up model at 1 nano-USD per input token and 2 per output token.
     let custom = env.home().join("prices.json");
     let prices = json!({
