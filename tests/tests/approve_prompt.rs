@@ -314,15 +314,13 @@ fn without_a_terminal_the_queue_refuses_and_says_what_to_run() {
     assert!(stderr.contains("`assegai approve --list`") && stderr.contains("`assegai approve ID --yes`"), "{stderr}");
 }
 
-/// `assegai run` with a terminal and no proxy of its own asks inline: the agent's request shows up
-/// between its output lines, and approving it hands the agent its hash.
-#[tokio::test(flavor = "multi_thread")]
-async fn run_asks_inline_and_the_agent_gets_its_hash() {
-    let env = TestEnv::with_anvil();
-    let dir = env.home().join("inline");
+/// A `python` agent in `<home>/NAME` that prints "agent up", asks for 0.000001 ETH through the
+/// proxy, prints "got HASH" and idles.
+fn requesting_agent(env: &TestEnv, name: &str) -> std::path::PathBuf {
+    let dir = env.home().join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let manifest = json!({
-        "name": "inline", "runtime": "python", "entrypoint": "agent.py",
+        "name": name, "runtime": "python", "entrypoint": "agent.py",
         "permissions": {"chains": ["eip155:31337"]}, "spending_limits": {"daily": "1"},
     });
     std::fs::write(dir.join("assegai.json"), manifest.to_string()).unwrap();
@@ -344,6 +342,26 @@ while True:
         token_header = assegai_sdk::env::HEADER_AGENT_TOKEN,
     );
     std::fs::write(dir.join("agent.py"), agent).unwrap();
+    dir
+}
+
+/// Moves the cursor of the card on screen from Skip to "Approve & sign" and presses Enter.
+fn approve_on(screen: &mut Screen) {
+    screen.expect("Reject all");
+    screen.send(UP);
+    screen.expect("> Reject");
+    screen.send(UP);
+    screen.expect("> Approve & sign");
+    screen.send(ENTER);
+    screen.expect("Approved tx_");
+}
+
+/// `assegai run` with a terminal and no proxy of its own asks inline: the agent's request shows up
+/// between its output lines, and approving it hands the agent its hash.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_asks_inline_and_the_agent_gets_its_hash() {
+    let env = TestEnv::with_anvil();
+    let dir = requesting_agent(&env, "inline");
 
     let mut screen = Screen::command(&env, &["run", dir.to_str().unwrap()]);
     screen.expect("Transaction requests will be asked here.");
@@ -352,13 +370,7 @@ while True:
     let card = screen.expect("Your decision");
     assert!(card.contains("1000000000000 wei (0.000001 ETH)"), "{card}");
     assert!(card.contains("daily 0 → 0.000001 of 1 ETH"), "{card}");
-    screen.expect("Reject all");
-    screen.send(UP);
-    screen.expect("> Reject");
-    screen.send(UP);
-    screen.expect("> Approve & sign");
-    screen.send(ENTER);
-    screen.expect("Approved tx_");
+    approve_on(&mut screen);
     let after = screen.expect("inline │ got 0x");
     assert!(!after.contains("Request 2"), "one request, one card");
     let (ok, seen) = screen.ctrl_c();
@@ -367,4 +379,37 @@ while True:
     assert!(seen.contains("Agent inline"), "{seen}");
     let txs: Value = serde_json::from_str(&env.run_ok(&["txs", "--json"])).unwrap();
     assert_eq!(txs[0]["status"], "confirmed", "{txs}");
+}
+
+/// With a proxy running elsewhere, `run` still asks inline when nobody else would; once a person
+/// has `assegai approve` open, the request goes there and `run` only says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_asks_inline_unless_an_approver_is_attached() {
+    let env = TestEnv::with_anvil();
+    let _proxy = env.start_proxy();
+    let dir = requesting_agent(&env, "polite");
+
+    let mut run = Screen::command(&env, &["run", dir.to_str().unwrap()]);
+    run.expect("Transaction requests will be asked here.");
+    run.expect("Request 1 of 1");
+    approve_on(&mut run);
+    run.expect("polite │ got 0x");
+    let (ok, seen) = run.ctrl_c();
+    assert!(ok, "{}", String::from_utf8_lossy(&seen));
+
+    let mut queue = Screen::start(&env, &[]);
+    queue.expect("Waiting for transaction requests");
+    let mut run = Screen::command(&env, &["run", dir.to_str().unwrap()]);
+    let before = run.expect("already open in another terminal");
+    assert!(!before.contains("asked here"), "{before}");
+    queue.expect("Request 1 of 1");
+    approve_on(&mut queue);
+    let after = run.expect("polite │ got 0x");
+    assert!(!after.contains("Request 1"), "no second card in the run's terminal: {after}");
+    let (ok, seen) = run.ctrl_c();
+    assert!(ok, "{}", String::from_utf8_lossy(&seen));
+    let (ok, seen) = queue.ctrl_c();
+    assert!(ok, "{}", String::from_utf8_lossy(&seen));
+    let txs: Value = serde_json::from_str(&env.run_ok(&["txs", "--json", "--status", "confirmed"])).unwrap();
+    assert_eq!(txs.as_array().unwrap().len(), 2, "{txs}");
 }

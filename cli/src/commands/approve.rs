@@ -113,6 +113,42 @@ pub struct QueueOptions {
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
+/// Where an interactive queue announces itself: for every agent, or for one.
+fn approver_lock(settings: &Settings, agent_id: Option<&str>) -> std::path::PathBuf {
+    let root = settings.home.root();
+    match agent_id {
+        None => root.join("approvers.lock"),
+        Some(id) => root.join(format!("approvers-{id}.lock")),
+    }
+}
+
+/// Announces an interactive queue for as long as the returned file is open: a shared lock, so any
+/// number of queues may run, and a process that dies releases it.
+fn attach(settings: &Settings, agent_id: Option<&str>) -> anyhow::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    settings.home.ensure()?;
+    let path = approver_lock(settings, agent_id);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    file.lock_shared().with_context(|| format!("locking {}", path.display()))?;
+    Ok(file)
+}
+
+/// Whether a person has an `assegai approve` queue open that would see `agent_id`'s requests:
+/// one for every agent, or one for this agent.
+pub fn approver_attached(settings: &Settings, agent_id: &str) -> bool {
+    [None, Some(agent_id)].into_iter().any(|agent| {
+        let Ok(file) = std::fs::File::open(approver_lock(settings, agent)) else { return false };
+        // Held shared by a queue: an exclusive try fails. Free: taken and released at once.
+        matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+    })
+}
+
 /// The interactive queue: shows pending requests oldest first ("Request 1 of 3"), asks what to do
 /// with each, and waits for new ones until Ctrl-C (or, with [`QueueOptions::once`], until none is
 /// left). Needs a terminal on stdin and stderr; the caller checks [`Printer::interactive`].
@@ -122,6 +158,8 @@ pub struct QueueOptions {
 pub async fn queue(settings: &Settings, printer: Printer, options: &QueueOptions) -> anyhow::Result<()> {
     let store = settings.store()?;
     let mut ctrl_c = signal(SignalKind::interrupt()).context("listening for Ctrl-C")?;
+    // `assegai run` asks inline only for its own agent, and only when no person is at a queue.
+    let _attached = if options.inline { None } else { Some(attach(settings, options.agent_id.as_deref())?) };
     if settings.admin().status().await.is_none() {
         printer.warn("no proxy is running, so no request can arrive or be signed; start one with `assegai proxy`");
     }

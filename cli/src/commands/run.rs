@@ -88,8 +88,6 @@ pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow
     let vars =
         AgentEnv { proxy_url: proxy_url.clone(), agent_id: registered.id.clone(), token: registered.token, workspace }
             .vars(&program.program);
-    let mut child = runner::spawn(&program, &dir, &vars, memory)?;
-    drop(vars);
     let name = neutralize(&registered.name);
     printer.info(format!(
         "{} agent {} ({}) with proxy {}; Ctrl-C stops it",
@@ -98,16 +96,30 @@ pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow
         registered.id,
         proxy_url
     ));
+    // Asked inline unless a person already has `assegai approve` open for this agent: two prompts
+    // for one request would race. Said before the agent starts, so its output comes after.
+    let elsewhere = approve::approver_attached(&settings, &registered.id);
+    let inline = !elsewhere && !args.no_prompt && printer.interactive();
+    if inline {
+        printer.info("Transaction requests will be asked here.");
+    } else if elsewhere {
+        printer.info("Transaction requests go to the `assegai approve` already open in another terminal.");
+    } else {
+        printer.info(format!(
+            "Approve or reject its transaction requests with `assegai approve --agent {}`.",
+            registered.id
+        ));
+    }
+    let mut child = runner::spawn(&program, &dir, &vars, memory)?;
+    drop(vars);
+    // What the agent logs through the proxy is in `assegai logs`; here its own output is the
+    // stream (the templates print what they log), so nothing shows twice.
     let outputs = [
         runner::forward_lines(child.stdout.take().expect("piped"), &registered.name, false, printer),
         runner::forward_lines(child.stderr.take().expect("piped"), &registered.name, true, printer),
     ];
-    // What the agent logs through the proxy is in `assegai logs`; here its own output is the
-    // stream (the templates print what they log), so nothing shows twice.
-    // Asked inline only when this run hosts the proxy: with a proxy of its own, someone may be
-    // approving in another terminal already.
     let (stop_queue, queue_stopped) = tokio::sync::watch::channel(false);
-    let mut approvals = (embedded.is_some() && !args.no_prompt && printer.interactive()).then(|| {
+    let mut approvals = inline.then(|| {
         let settings = settings.clone();
         let options = QueueOptions {
             agent_id: Some(registered.id.clone()),
@@ -117,14 +129,6 @@ pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow
         };
         tokio::spawn(async move { approve::queue(&settings, printer, &options).await })
     });
-    if approvals.is_some() {
-        printer.info("Transaction requests will be asked here.");
-    } else {
-        printer.info(format!(
-            "Approve or reject its transaction requests with `assegai approve --agent {}`.",
-            registered.id
-        ));
-    }
     let queue_ended = async {
         match approvals.as_mut() {
             Some(task) => drop(task.await),
