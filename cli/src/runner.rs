@@ -17,6 +17,10 @@ use assegai_proxy::{
 };
 use assegai_sdk::env;
 use console::style;
+use nix::{
+    sys::signal::{Signal, killpg},
+    unistd::Pid,
+};
 use tokio::{
     io::{AsyncBufReadExt, AsyncRead, BufReader},
     process::{Child, Command},
@@ -285,18 +289,45 @@ pub fn forward_lines(
     })
 }
 
-/// Asks the agent to stop (SIGTERM), and kills it if it has not after `grace`.
-pub async fn stop(child: &mut Child, grace: Duration) -> anyhow::Result<ExitStatus> {
-    use nix::{sys::signal, unistd::Pid};
-    if let Some(pid) = child.id() {
-        let _ = signal::kill(Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX)), signal::Signal::SIGTERM);
-    }
-    match tokio::time::timeout(grace, child.wait()).await {
-        Ok(status) => Ok(status?),
+/// Asks the agent and every process it started to stop (SIGTERM to its process group), and kills
+/// whatever has not stopped after `grace`.
+pub async fn stop(child: &mut Child, group: Option<u32>, grace: Duration) -> anyhow::Result<ExitStatus> {
+    let deadline = tokio::time::Instant::now() + grace;
+    signal_group(group, Signal::SIGTERM);
+    let status = match tokio::time::timeout_at(deadline, child.wait()).await {
+        Ok(status) => status?,
         Err(_) => {
+            signal_group(group, Signal::SIGKILL);
             child.start_kill().ok();
-            Ok(child.wait().await?)
+            child.wait().await?
         }
+    };
+    end_group(group, deadline).await;
+    Ok(status)
+}
+
+/// Ends what is left of the agent's process group (processes it started and left behind, which
+/// would otherwise live on with its token): they had SIGTERM with the agent, or get it now, and
+/// SIGKILL at `deadline`.
+pub async fn end_group(group: Option<u32>, deadline: tokio::time::Instant) {
+    let Some(pgid) = group.and_then(|g| i32::try_from(g).ok()).map(Pid::from_raw) else { return };
+    if killpg(pgid, None).is_err() {
+        return; // nothing left
+    }
+    signal_group(group, Signal::SIGTERM);
+    while killpg(pgid, None).is_ok() {
+        if tokio::time::Instant::now() >= deadline {
+            signal_group(group, Signal::SIGKILL);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Signals every process of the agent's group (the agent runs as its leader, see [`spawn`]).
+fn signal_group(group: Option<u32>, signal: Signal) {
+    if let Some(pgid) = group.and_then(|g| i32::try_from(g).ok()) {
+        let _ = killpg(Pid::from_raw(pgid), signal);
     }
 }
 

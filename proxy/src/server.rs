@@ -27,6 +27,9 @@ use crate::{
     writer::{self, Writer},
 };
 
+/// How long a stopping proxy lets in-flight requests finish.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Everything handlers share. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AppState(Arc<Inner>);
@@ -272,12 +275,22 @@ impl RunningProxy {
     /// admin socket.
     pub async fn stop(self) {
         let RunningProxy { state, stop, servers, writers, socket, .. } = self;
+        // Requests waiting for a person would otherwise hold the shutdown for their whole approval
+        // timeout; they end now, as expired, and their agents get the answer.
+        state.approvals().close();
         let _ = stop.send(true);
+        // In-flight calls (a long AI stream, say) get a grace period, not forever.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
         for s in servers {
-            match s.await {
-                Ok(Err(e)) => tracing::warn!(error = %e, "server stopped with an error"),
-                Err(e) => tracing::warn!(error = %e, "server task failed"),
-                Ok(Ok(())) => {}
+            let abort = s.abort_handle();
+            match tokio::time::timeout_at(deadline, s).await {
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server stopped with an error"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
+                Ok(Ok(Ok(()))) => {}
+                Err(_) => {
+                    tracing::warn!("requests still running {} s after the stop were cut off", SHUTDOWN_GRACE.as_secs());
+                    abort.abort();
+                }
             }
         }
         let store = state.store().clone();

@@ -106,6 +106,43 @@ fn an_agent_that_ignores_sigterm_is_killed_after_the_grace_period() {
 }
 
 #[test]
+fn what_the_agent_started_is_stopped_with_it() {
+    let env = TestEnv::with_anvil();
+    // A helper it starts and forgets (its output sent elsewhere, so only the group ties it to the
+    // agent), and one that ignores SIGTERM.
+    let script = r#"
+sleep 300 > /dev/null 2>&1 &
+echo "helper=$!"
+sh -c 'trap "" TERM; while :; do sleep 0.05; done' > /dev/null 2>&1 &
+echo "stubborn=$!"
+trap 'exit 0' TERM
+echo ready
+while :; do sleep 0.05; done
+"#;
+    let dir = shell_agent(&env, "parent", "parent", script, json!({}));
+    let mut run = Running::spawn(run_cmd(&env, &dir, &["--grace", "1"]));
+    run.wait_for("ready", Duration::from_secs(30));
+    let pid = |name: &str| -> i32 {
+        let out = run.stdout();
+        let line = out.lines().find(|l| l.contains(&format!("{name}="))).unwrap_or_else(|| panic!("{out}"));
+        line.split('=').nth(1).unwrap().trim().parse().unwrap()
+    };
+    let (helper, stubborn) = (pid("helper"), pid("stubborn"));
+    let alive = |p: i32| {
+        std::path::Path::new(&format!("/proc/{p}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default().contains(") Z ")
+    };
+    assert!(alive(helper) && alive(stubborn), "both helpers run");
+
+    run.signal("INT");
+    let status = run.wait_exit(Duration::from_secs(10)).expect("run stops");
+    assert!(status.success(), "{}", run.stderr());
+    assegai_e2e::wait_until(Duration::from_secs(5), "the agent's helpers to be gone", || {
+        (!alive(helper) && !alive(stubborn)).then_some(())
+    });
+}
+
+#[test]
 fn the_same_directory_keeps_its_id_with_a_fresh_token_and_exit_codes_are_reported() {
     let env = TestEnv::with_anvil();
     let script =

@@ -679,6 +679,35 @@ async fn a_restart_expires_what_was_pending() {
     reject(&env, again).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_clean_stop_answers_what_waits_instead_of_waiting_for_it() {
+    let env = TestEnv::with_anvil();
+    let proxy = env.start_proxy();
+    let agent = Agent::new(
+        &env,
+        &proxy,
+        "waiting",
+        local_manifest("waiting", json!({"per_transaction": "1.0", "daily": "1.0"})),
+    );
+    let pending = expect_pending(&env, &agent, &send(RECIPIENT, &tenths(10))).await;
+
+    // The approval timeout is 300 s; the stop must not wait for it.
+    let started = Instant::now();
+    let output = proxy.output();
+    assert!(
+        tokio::task::block_in_place(|| proxy.terminate()),
+        "the proxy exits cleanly: {}",
+        String::from_utf8_lossy(&output)
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "stopping took {took:?}");
+    let reply = outcome(pending.call).await.expect("the waiting agent gets an answer");
+    assert_eq!(reply, (StatusCode::INTERNAL_SERVER_ERROR, serde_json::from_str(TIMEOUT_BODY).unwrap()));
+    let row = txs(&env, &[]).into_iter().find(|r| id_of(r) == pending.id).expect("the request");
+    assert_eq!(row["status"], "expired", "{row}");
+    assert_eq!(row["error"], "the proxy stopped while the request waited", "{row}");
+}
+
 /// An id of the same shape as `id` that names nothing.
 fn unknown_like(id: &str) -> String {
     if id.bytes().all(|b| b.is_ascii_digit()) {

@@ -112,6 +112,8 @@ pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow
     }
     let mut child = runner::spawn(&program, &dir, &vars, memory)?;
     drop(vars);
+    // The agent leads a process group of its own: the id to stop it and whatever it starts.
+    let group = child.id();
     // What the agent logs through the proxy is in `assegai logs`; here its own output is the
     // stream (the templates print what they log), so nothing shows twice.
     let outputs = [
@@ -142,15 +144,17 @@ pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow
         status = child.wait() => (status.context("waiting for the agent")?, false),
         _ = interrupt.recv() => {
             printer.info(stopping);
-            (runner::stop(&mut child, grace).await?, true)
+            (runner::stop(&mut child, group, grace).await?, true)
         }
-        _ = term.recv() => (runner::stop(&mut child, grace).await?, true),
+        _ = term.recv() => (runner::stop(&mut child, group, grace).await?, true),
         // The person quit the inline prompt (Esc, q, Ctrl-C read as a key): they are done.
         () = queue_ended => {
             printer.info(stopping);
-            (runner::stop(&mut child, grace).await?, true)
+            (runner::stop(&mut child, group, grace).await?, true)
         }
     };
+    // Whatever the agent left running goes with it (and lets go of its output pipes).
+    runner::end_group(group, tokio::time::Instant::now() + grace).await;
     // Let the last lines through before reporting.
     for o in outputs {
         let _ = tokio::time::timeout(Duration::from_secs(2), o).await;

@@ -34,26 +34,44 @@ pub enum Decision {
     Rejected(String),
 }
 
+/// Why a stopping proxy gives up on the requests still waiting.
+const STOPPED: &str = "the proxy stopped while the request waited";
+
 /// The requests currently waiting for a person, by id.
 #[derive(Debug, Default)]
 pub struct Approvals {
-    waiting: Mutex<HashMap<String, oneshot::Sender<Decision>>>,
+    /// `None` once the proxy is stopping: nothing can be decided any more.
+    waiting: Mutex<Option<HashMap<String, oneshot::Sender<Decision>>>>,
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Approvals {
+    /// A receiver for `id`'s decision; once [`Approvals::close`] has run, one that has already
+    /// lost its sender, so the request ends at once instead of holding the shutdown up.
     fn register(&self, id: &str) -> oneshot::Receiver<Decision> {
         let (tx, rx) = oneshot::channel();
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned(), tx);
+        if !self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            self.waiting.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_default().insert(id.to_owned(), tx);
+        }
         rx
     }
 
+    /// The proxy is stopping: every waiting request (and any that arrives now) ends as expired,
+    /// rather than the shutdown waiting out their approval timeout.
+    pub fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
     fn forget(&self, id: &str) {
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        if let Some(waiting) = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            waiting.remove(id);
+        }
     }
 
     /// Hands a decision to the waiting request; false if nothing waits for `id`.
     pub fn decide(&self, id: &str, decision: Decision) -> bool {
-        let waiter = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        let waiter = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).as_mut().and_then(|w| w.remove(id));
         waiter.is_some_and(|w| w.send(decision).is_ok())
     }
 }
@@ -141,7 +159,11 @@ async fn wait(
             }
         },
         Ok(Err(_)) | Err(_) => {
-            let why = format!("no decision within {} s", timeout.as_secs());
+            // A dropped sender means the proxy is stopping (see `Approvals::close`).
+            let why = match outcome {
+                Ok(Err(_)) => STOPPED.to_owned(),
+                _ => format!("no decision within {} s", timeout.as_secs()),
+            };
             if mark(&state, &id, TxStatus::Pending, TxStatus::Expired, &why).await? {
                 Err(Error::ApprovalTimeout)
             } else {
