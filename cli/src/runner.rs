@@ -310,18 +310,38 @@ pub async fn stop(child: &mut Child, group: Option<u32>, grace: Duration) -> any
 /// would otherwise live on with its token): they had SIGTERM with the agent, or get it now, and
 /// SIGKILL at `deadline`.
 pub async fn end_group(group: Option<u32>, deadline: tokio::time::Instant) {
-    let Some(pgid) = group.and_then(|g| i32::try_from(g).ok()).map(Pid::from_raw) else { return };
-    if killpg(pgid, None).is_err() {
-        return; // nothing left
+    let Some(pgid) = group.and_then(|g| i32::try_from(g).ok()) else { return };
+    if !group_alive(pgid) {
+        return;
     }
     signal_group(group, Signal::SIGTERM);
-    while killpg(pgid, None).is_ok() {
+    while group_alive(pgid) {
         if tokio::time::Instant::now() >= deadline {
             signal_group(group, Signal::SIGKILL);
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Whether any process of group `pgid` still runs. kill(2) also counts processes that have exited
+/// and wait to be reaped by init (which may take seconds in a container); on Linux those are told
+/// apart through /proc.
+fn group_alive(pgid: i32) -> bool {
+    if killpg(Pid::from_raw(pgid), None).is_err() {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else { return true };
+    entries.flatten().filter(|e| e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))).any(
+        |e| {
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { return false };
+            // `pid (comm) state ppid pgrp …`; comm may hold spaces and parentheses.
+            let Some((_, rest)) = stat.rsplit_once(')') else { return false };
+            let mut fields = rest.split_whitespace();
+            let (state, pgrp) = (fields.next(), fields.nth(1));
+            pgrp.and_then(|p| p.parse::<i32>().ok()) == Some(pgid) && !matches!(state, Some("Z" | "X"))
+        },
+    )
 }
 
 /// Signals every process of the agent's group (the agent runs as its leader, see [`spawn`]).
