@@ -294,6 +294,11 @@ pub fn forward_lines(
 pub async fn stop(child: &mut Child, group: Option<u32>, grace: Duration) -> anyhow::Result<ExitStatus> {
     let deadline = tokio::time::Instant::now() + grace;
     signal_group(group, Signal::SIGTERM);
+    // And the agent itself, should it have moved to a group of its own (it is not reaped yet, so
+    // its pid is still its own).
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
     let status = match tokio::time::timeout_at(deadline, child.wait()).await {
         Ok(status) => status?,
         Err(_) => {
