@@ -60,16 +60,14 @@ pub async fn run(args: &JsonFlag, settings: &Settings, printer: Printer) -> anyh
 
     checks.push(local_chain(settings).await);
 
-    if let Ok(None) = &keys {
-        checks.push(check(
-            "wallet",
-            Level::Warn,
-            format!("Anvil's test account {} (local chains only)", wallet::ANVIL_TEST_ACCOUNT),
-            Some("run `assegai wallet import` to sign on other chains".into()),
-        ));
-    }
-    if let Ok(Some(store)) = &keys {
-        match wallet::load(store.as_ref()) {
+    // No key file yet: nothing can have been imported.
+    let imported = match &keys {
+        Ok(Some(store)) => Some(wallet::load(store.as_ref())),
+        Ok(None) => Some(Ok(None)),
+        Err(_) => None,
+    };
+    if let Some(imported) = imported {
+        match imported {
             Ok(Some(w)) => {
                 checks.push(check("wallet", Level::Ok, format!("imported {} (every chain)", w.address()), None))
             }
@@ -83,6 +81,8 @@ pub async fn run(args: &JsonFlag, settings: &Settings, printer: Printer) -> anyh
                 checks.push(check("wallet", Level::Fail, e.to_string(), Some("run `assegai wallet import`".into())))
             }
         }
+    }
+    if let Ok(Some(store)) = &keys {
         let configured: Vec<_> = Provider::ALL
             .iter()
             .filter(|p| store.get(p.as_str()).ok().flatten().is_some())

@@ -38,11 +38,17 @@ pub enum Decision {
 const STOPPED: &str = "the proxy stopped while the request waited";
 
 /// The requests currently waiting for a person, by id.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Approvals {
-    /// `None` once the proxy is stopping: nothing can be decided any more.
+    /// `None` once the proxy is stopping: nothing can be decided any more. One lock for both, so
+    /// a request cannot register in the instant the queue closes and then wait forever.
     waiting: Mutex<Option<HashMap<String, oneshot::Sender<Decision>>>>,
-    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Default for Approvals {
+    fn default() -> Self {
+        Approvals { waiting: Mutex::new(Some(HashMap::new())) }
+    }
 }
 
 impl Approvals {
@@ -50,8 +56,8 @@ impl Approvals {
     /// lost its sender, so the request ends at once instead of holding the shutdown up.
     fn register(&self, id: &str) -> oneshot::Receiver<Decision> {
         let (tx, rx) = oneshot::channel();
-        if !self.closed.load(std::sync::atomic::Ordering::SeqCst) {
-            self.waiting.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_default().insert(id.to_owned(), tx);
+        if let Some(waiting) = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            waiting.insert(id.to_owned(), tx);
         }
         rx
     }
@@ -59,7 +65,6 @@ impl Approvals {
     /// The proxy is stopping: every waiting request (and any that arrives now) ends as expired,
     /// rather than the shutdown waiting out their approval timeout.
     pub fn close(&self) {
-        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         self.waiting.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
