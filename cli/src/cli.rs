@@ -117,6 +117,9 @@ pub struct AgentsAddArgs {
     /// Its manifest (assegai.json, or a directory holding one) [default: the local chain only]
     #[arg(long, value_name = "PATH")]
     pub manifest: Option<PathBuf>,
+    /// Accept a manifest that grants more than the registered one without asking
+    #[arg(long)]
+    pub accept_manifest: bool,
     #[command(flatten)]
     pub json: JsonFlag,
 }
@@ -404,6 +407,9 @@ pub struct RunArgs {
     /// Leave approvals to `assegai approve` in another terminal instead of asking inline
     #[arg(long)]
     pub no_prompt: bool,
+    /// Accept a manifest that grants more than the registered one without asking
+    #[arg(long)]
+    pub accept_manifest: bool,
     /// Seconds between SIGTERM and SIGKILL when stopping the agent
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     pub grace: u64,
@@ -413,4 +419,8 @@ pub struct RunArgs {
     /// With --docker: print the docker commands instead of running them
     #[arg(long, requires = "docker")]
     pub dry_run: bool,
+    /// Run the agent and its build unconfined (no Landlock): they can then read and write all
+    /// you can, your assegai home included. Only for agents you trust
+    #[arg(long, conflicts_with = "docker")]
+    pub no_sandbox: bool,
 }

@@ -15,7 +15,7 @@ use assegai_proxy::{
 };
 use assegai_sdk::env;
 
-use crate::{printer::Printer, runner, settings::Settings};
+use crate::{manifest_check, printer::Printer, runner, settings::Settings};
 
 /// The port the proxy listens on, as containers reach it.
 fn proxy_port(settings: &Settings) -> u16 {
@@ -159,6 +159,7 @@ pub async fn run(
     manifest: &Manifest,
     settings: &Settings,
     dry_run: bool,
+    accept_manifest: bool,
     printer: Printer,
 ) -> anyhow::Result<()> {
     let runtime = manifest.runtime.unwrap_or(Runtime::Command);
@@ -168,6 +169,9 @@ pub async fn run(
     let (agent_id, token) = if dry_run {
         (known.map_or_else(|| "ag_new".to_owned(), |a| a.id), None)
     } else {
+        // As without --docker: the file may grant more than the person registered.
+        let origin = manifest_check::Origin::Run(dir);
+        manifest_check::settle(&store, &manifest.name, origin, manifest, accept_manifest, printer).await?;
         let r = agents::register(&store, &manifest.name, manifest, Some(dir))?;
         settings.admin().agent_changed(&r.id).await.ok();
         (r.id, Some(r.token))

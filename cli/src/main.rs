@@ -3,8 +3,10 @@
 mod cli;
 mod commands;
 mod docker;
+mod manifest_check;
 mod printer;
 mod runner;
+mod sandbox;
 mod settings;
 
 use std::process::ExitCode;
@@ -18,7 +20,17 @@ use crate::{
 };
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if sandbox::is_trampoline(&args) {
+        // Before anything else: this process is about to become agent code.
+        let err = sandbox::trampoline(&args[2..]);
+        eprintln!("assegai sandbox: {err:#}");
+        return ExitCode::from(126);
+    }
+    // No other process of this user can read this one's environment or memory, or ptrace it:
+    // the passphrase, the keys and the admin token live here.
+    let _ = nix::sys::prctl::set_dumpable(false);
+    let cli = Cli::parse_from(args);
     let printer = Printer::new(cli.global.quiet);
     // Commands that host the proxy report its warnings (an upstream that fails, say); the others
     // say what went wrong in their own words, so engine warnings there would only repeat it.

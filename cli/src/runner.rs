@@ -26,7 +26,11 @@ use tokio::{
     process::{Child, Command},
 };
 
-use crate::printer::{AgentStream, Printer};
+pub use crate::sandbox::Rules;
+use crate::{
+    printer::{AgentStream, Printer},
+    sandbox,
+};
 
 /// Directories searched for programs inside the agent's minimal `PATH`.
 const SYSTEM_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -51,6 +55,8 @@ pub struct AgentEnv {
     pub token: String,
     /// The agent's private workspace (also its `HOME`).
     pub workspace: PathBuf,
+    /// Its private temporary directory (`TMPDIR`), made for this run.
+    pub tmp: PathBuf,
 }
 
 impl AgentEnv {
@@ -70,6 +76,7 @@ impl AgentEnv {
             (env::AGENT_TOKEN.to_owned(), OsString::from(&self.token)),
             (env::WORKSPACE.to_owned(), self.workspace.clone().into_os_string()),
             ("HOME".to_owned(), self.workspace.clone().into_os_string()),
+            ("TMPDIR".to_owned(), self.tmp.clone().into_os_string()),
             ("PATH".to_owned(), path),
         ]);
         if let Some(v) = std::env::var_os("TERM") {
@@ -94,11 +101,12 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
 /// between `assegai run` and the agent and hand it variables of its own (`PYENV_ROOT`, …), where it
 /// must see only what `run` gives it.
 async fn real_interpreter(python: PathBuf) -> PathBuf {
-    let asked = Command::new(&python)
-        .args(["-c", "import sys; print(sys.executable)"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output();
+    let mut asked = Command::new(&python);
+    for (name, _) in std::env::vars_os().filter(|(k, _)| k.to_string_lossy().starts_with("ASSEGAI_")) {
+        asked.env_remove(name);
+    }
+    let asked =
+        asked.args(["-c", "import sys; print(sys.executable)"]).stdin(Stdio::null()).stderr(Stdio::null()).output();
     match tokio::time::timeout(Duration::from_secs(10), asked).await {
         Ok(Ok(out)) if out.status.success() => {
             let text = String::from_utf8_lossy(&out.stdout);
@@ -110,16 +118,28 @@ async fn real_interpreter(python: PathBuf) -> PathBuf {
 }
 
 /// Builds the agent if its runtime needs it (behind a spinner; the build's output is shown only
-/// when it fails) and returns what to start.
-pub async fn build(dir: &Path, manifest: &Manifest, printer: Printer) -> anyhow::Result<Program> {
+/// when it fails) and returns what to start. The build is agent code too (`build.rs`, proc
+/// macros, install scripts): with `confine` it runs in the sandbox, reading the agent's directory
+/// and the toolchain, writing only the build's output and the package manager's cache.
+pub async fn build(
+    dir: &Path,
+    manifest: &Manifest,
+    home: &Path,
+    confine: bool,
+    printer: Printer,
+) -> anyhow::Result<Program> {
     match manifest.runtime.unwrap_or(Runtime::Command) {
-        Runtime::Rust => build_rust(dir, printer).await,
+        Runtime::Rust => build_rust(dir, home, confine, printer).await,
         Runtime::Node => {
             let node = find_program("node").context("`node` is not on PATH; install Node.js 18 or newer")?;
             if needs_npm_install(dir)? {
                 let npm = find_program("npm").context("`npm` is not on PATH; install Node.js with npm")?;
-                let mut cmd = Command::new(npm);
-                cmd.args(["install", "--no-audit", "--no-fund"]).current_dir(dir);
+                let tmp = build_tmp()?;
+                let rules = if confine { npm_rules(dir, &node, &npm, tmp.path(), home)? } else { Rules::unconfined() };
+                // Dependencies' install scripts are code nobody reviewed: not run.
+                let args = ["install", "--no-audit", "--no-fund", "--ignore-scripts"].map(OsString::from);
+                let mut cmd = rules.command(&npm, &args)?;
+                cmd.current_dir(dir).env_clear().envs(build_env(tmp.path()));
                 run_build(cmd, "Installing the agent's npm packages…", printer).await?;
             }
             let entry = manifest.entrypoint.clone().map_or_else(|| node_main(dir), Ok)?;
@@ -149,10 +169,13 @@ pub async fn build(dir: &Path, manifest: &Manifest, printer: Printer) -> anyhow:
     }
 }
 
-async fn build_rust(dir: &Path, printer: Printer) -> anyhow::Result<Program> {
+async fn build_rust(dir: &Path, home: &Path, confine: bool, printer: Printer) -> anyhow::Result<Program> {
     let cargo = find_program("cargo").context("`cargo` is not on PATH; install Rust from https://rustup.rs")?;
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--message-format=json-render-diagnostics"]).current_dir(dir);
+    let tmp = build_tmp()?;
+    let rules = if confine { cargo_rules(dir, &cargo, tmp.path(), home)? } else { Rules::unconfined() };
+    let args = ["build", "--release", "--message-format=json-render-diagnostics"].map(OsString::from);
+    let mut cmd = rules.command(&cargo, &args)?;
+    cmd.current_dir(dir).env_clear().envs(build_env(tmp.path()));
     let stdout = run_build(cmd, "Building the agent (cargo build --release)…", printer).await?;
     // Cargo names the binaries it built; no guessing about target directories or names.
     let mut bins = Vec::new();
@@ -176,6 +199,155 @@ async fn build_rust(dir: &Path, printer: Printer) -> anyhow::Result<Program> {
     }
 }
 
+/// A private temporary directory for one build (the linker's and npm's scratch files).
+fn build_tmp() -> anyhow::Result<tempfile::TempDir> {
+    tempfile::Builder::new().prefix("assegai-build-").tempdir().context("creating a temporary directory for the build")
+}
+
+/// The user's environment as far as a build needs it: the toolchain's own settings, locale,
+/// proxies and certificates; never an `ASSEGAI_*` variable or a token, and no API key the user's
+/// shell happens to hold.
+fn build_env(tmp: &Path) -> BTreeMap<OsString, OsString> {
+    const NAMES: &[&str] = &[
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "LC_ALL",
+        "LC_CTYPE",
+        "TERM",
+        "TZ",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "NODE_EXTRA_CA_CERTS",
+        "CC",
+        "CXX",
+        "AR",
+        "LD",
+        "CFLAGS",
+        "CXXFLAGS",
+        "LDFLAGS",
+        "PKG_CONFIG_PATH",
+        "http_proxy",
+        "https_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "no_proxy",
+        "RUSTFLAGS",
+        "RUSTDOCFLAGS",
+        "RUSTC",
+        "RUSTC_WRAPPER",
+    ];
+    const PREFIXES: &[&str] = &["CARGO_", "RUSTUP_", "NPM_CONFIG_", "npm_config_"];
+    let mut vars: BTreeMap<OsString, OsString> = std::env::vars_os()
+        .filter(|(k, _)| {
+            let k = k.to_string_lossy();
+            (NAMES.contains(&k.as_ref()) || PREFIXES.iter().any(|p| k.starts_with(p)))
+                && !k.to_ascii_uppercase().contains("TOKEN")
+        })
+        .collect();
+    vars.insert("TMPDIR".into(), tmp.into());
+    vars
+}
+
+/// `CARGO_HOME` and `RUSTUP_HOME` as cargo and rustup resolve them.
+fn tool_home(var: &str, default: &str) -> Option<PathBuf> {
+    std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from).or_else(|| user_home().map(|h| h.join(default)))
+}
+
+/// A cargo build: the toolchain read, the crate (and its path dependencies) read, the crate's
+/// directory, its target directory and cargo's download cache written. Not the rest of
+/// `CARGO_HOME`: `bin/` and `credentials.toml` stay out of reach.
+fn cargo_rules(dir: &Path, cargo: &Path, tmp: &Path, home: &Path) -> anyhow::Result<Rules> {
+    let mut rules = Rules::system();
+    rules.write(dir).write(tmp).read(sandbox::program_prefix(cargo, &private_dirs(home)));
+    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR").filter(|t| !t.is_empty()) {
+        // Made here: cargo creates a missing one beside it (`<target>XXXX`, renamed), outside
+        // what the build may write.
+        let target = dir.join(target);
+        std::fs::create_dir_all(&target).with_context(|| format!("creating {}", target.display()))?;
+        rules.write(target);
+    }
+    if let Some(rustup) = tool_home("RUSTUP_HOME", ".rustup") {
+        rules.read(rustup);
+    }
+    if let Some(cargo_home) = tool_home("CARGO_HOME", ".cargo") {
+        rules.read(cargo_home.join("bin")).read(cargo_home.join("config.toml")).read(cargo_home.join("config"));
+        for cache in ["registry", "git", ".package-cache", ".package-cache-mutate", ".global-cache"] {
+            rules.write(cargo_home.join(cache));
+        }
+    }
+    let mut seen = Vec::new();
+    path_dependencies(dir, &mut seen, 0);
+    for dep in seen {
+        // Cargo reads the workspace root above a path dependency for what it inherits.
+        for ancestor in dep.ancestors().skip(1) {
+            let manifest = ancestor.join("Cargo.toml");
+            if manifest.is_file() {
+                rules.read(manifest);
+            }
+        }
+        rules.read(dep);
+    }
+    Ok(rules)
+}
+
+/// The crates `dir/Cargo.toml` depends on by path, and theirs (to a small depth).
+fn path_dependencies(dir: &Path, seen: &mut Vec<PathBuf>, depth: usize) {
+    let Ok(text) = std::fs::read_to_string(dir.join("Cargo.toml")) else { return };
+    let Ok(doc) = text.parse::<toml::Table>() else { return };
+    let mut tables: Vec<&toml::Table> = Vec::new();
+    let sections = ["dependencies", "dev-dependencies", "build-dependencies"];
+    for key in sections {
+        tables.extend(doc.get(key).and_then(toml::Value::as_table));
+    }
+    for (_, target) in doc.get("target").and_then(toml::Value::as_table).into_iter().flatten() {
+        for key in sections {
+            tables.extend(target.get(key).and_then(toml::Value::as_table));
+        }
+    }
+    for (_, source) in doc.get("patch").and_then(toml::Value::as_table).into_iter().flatten() {
+        tables.extend(source.as_table());
+    }
+    if let Some(ws) = doc.get("workspace").and_then(toml::Value::as_table) {
+        tables.extend(ws.get("dependencies").and_then(toml::Value::as_table));
+    }
+    let paths: Vec<PathBuf> = tables
+        .iter()
+        .flat_map(|t| t.values())
+        .filter_map(|d| d.get("path").and_then(toml::Value::as_str))
+        .filter_map(|p| dir.join(p).canonicalize().ok())
+        .collect();
+    for path in paths {
+        if !seen.contains(&path) {
+            seen.push(path.clone());
+            if depth < 4 {
+                path_dependencies(&path, seen, depth + 1);
+            }
+        }
+    }
+}
+
+/// `npm install`: node and npm read, the package's directory, npm's cache and a temporary
+/// directory written; `~/.npmrc` read (the registry it names).
+fn npm_rules(dir: &Path, node: &Path, npm: &Path, tmp: &Path, home: &Path) -> anyhow::Result<Rules> {
+    let private = private_dirs(home);
+    let mut rules = Rules::system();
+    rules.write(dir).write(tmp).read(sandbox::program_prefix(node, &private));
+    rules.read(sandbox::program_prefix(&npm.canonicalize().unwrap_or_else(|_| npm.to_owned()), &private));
+    let cache = std::env::var_os("npm_config_cache").map(PathBuf::from).or_else(|| user_home().map(|h| h.join(".npm")));
+    if let Some(cache) = cache {
+        std::fs::create_dir_all(&cache).ok();
+        rules.write(cache);
+    }
+    if let Some(user) = user_home() {
+        rules.read(user.join(".npmrc"));
+    }
+    Ok(rules)
+}
+
 /// Runs a build step; returns its standard output, or fails with the tail of its output.
 async fn run_build(mut cmd: Command, what: &str, printer: Printer) -> anyhow::Result<String> {
     let spinner = printer.spinner(what);
@@ -190,7 +362,12 @@ async fn run_build(mut cmd: Command, what: &str, printer: Printer) -> anyhow::Re
     }
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(40)..].join("\n");
-    bail!("the build failed ({}):\n{tail}\nFix the error above and run the command again", out.status)
+    let confined = if cmd.as_std().get_args().any(|a| a == "--confine") {
+        "\nThe build ran in the sandbox: it reads the agent's directory and the toolchain and writes only its output and the package cache; `Permission denied` above means it reached for something else"
+    } else {
+        ""
+    };
+    bail!("the build failed ({}):\n{tail}{confined}\nFix the error above and run the command again", out.status)
 }
 
 fn needs_npm_install(dir: &Path) -> anyhow::Result<bool> {
@@ -233,27 +410,13 @@ pub fn parse_memory(text: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("`resources.memory` \"{text}\" is out of range (at least 16MB)"))
 }
 
-/// Starts the agent: cleared environment, its own process group (so a Ctrl-C at the terminal
-/// reaches only the CLI, which then stops the agent in order), and the memory limit applied by a
-/// `sh` that sets it and then becomes the agent.
-pub fn spawn(
-    program: &Program,
-    dir: &Path,
-    vars: &BTreeMap<String, OsString>,
-    memory: Option<u64>,
-) -> anyhow::Result<Child> {
-    let mut cmd = match memory {
-        Some(bytes) => {
-            // RLIMIT_DATA rather than RLIMIT_AS: runtimes such as V8 reserve far more address space
-            // than they ever use, which an address-space cap would refuse.
-            let mut c = Command::new("/bin/sh");
-            c.arg("-c").arg(format!("ulimit -d {} && exec \"$0\" \"$@\"", bytes / 1024)).arg(&program.program);
-            c
-        }
-        None => Command::new(&program.program),
-    };
-    cmd.args(&program.args)
-        .current_dir(dir)
+/// Starts the agent through the sandbox trampoline: exactly `vars` as its environment (the
+/// trampoline adds nothing, and no shell stands between: no `PWD`, `SHLVL` or `_`), its own
+/// process group (so a Ctrl-C at the terminal reaches only the CLI, which then stops the agent in
+/// order), confined by `rules` with their memory limit.
+pub fn spawn(program: &Program, dir: &Path, vars: &BTreeMap<String, OsString>, rules: &Rules) -> anyhow::Result<Child> {
+    let mut cmd = rules.command(&program.program, &program.args)?;
+    cmd.current_dir(dir)
         .env_clear()
         .envs(vars)
         .stdin(Stdio::null())
@@ -262,6 +425,46 @@ pub fn spawn(
         .process_group(0)
         .kill_on_drop(true);
     cmd.spawn().with_context(|| format!("starting {}", program.program.display()))
+}
+
+/// What the agent may touch when it runs: the system, its own directory and interpreter (read),
+/// its workspace and private temporary directory (read and write). Refused when the agent's
+/// directory holds the assegai home: granting the one would grant the other.
+pub fn agent_rules(
+    program: &Program,
+    dir: &Path,
+    workspace: &Path,
+    tmp: &Path,
+    home: &Path,
+    memory: Option<u64>,
+) -> anyhow::Result<Rules> {
+    if home.starts_with(dir) {
+        bail!(
+            "the agent's directory {} contains the assegai home {}: the agent could read the database and keys; move the agent to a directory of its own",
+            dir.display(),
+            home.display()
+        );
+    }
+    let mut rules = Rules::system();
+    rules.read(dir).write(workspace).write(tmp).data_limit(memory);
+    rules.read(sandbox::program_prefix(&program.program, &private_dirs(home)));
+    for arg in &program.args {
+        // An interpreter's script outside the agent's directory (`entrypoint` with a path).
+        let p = Path::new(arg);
+        if p.is_absolute() && p.is_file() && !p.starts_with(dir) {
+            rules.read(sandbox::program_prefix(p, &private_dirs(home)));
+        }
+    }
+    Ok(rules)
+}
+
+/// Directories no grant may contain: the assegai home and the user's home.
+fn private_dirs(home: &Path) -> Vec<PathBuf> {
+    std::iter::once(home.to_owned()).chain(user_home()).collect()
+}
+
+fn user_home() -> Option<PathBuf> {
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
 }
 
 /// Prints each line of `stream` prefixed with the agent's name (neutralised: the agent's bytes
@@ -307,46 +510,86 @@ pub async fn stop(child: &mut Child, group: Option<u32>, grace: Duration) -> any
             child.wait().await?
         }
     };
-    end_group(group, deadline).await;
+    end_tree(deadline).await;
     Ok(status)
 }
 
-/// Ends what is left of the agent's process group (processes it started and left behind, which
-/// would otherwise live on with its token): they had SIGTERM with the agent, or get it now, and
-/// SIGKILL at `deadline`.
-pub async fn end_group(group: Option<u32>, deadline: tokio::time::Instant) {
-    let Some(pgid) = group.and_then(|g| i32::try_from(g).ok()) else { return };
-    if !group_alive(pgid) {
-        return;
-    }
-    signal_group(group, Signal::SIGTERM);
-    while group_alive(pgid) {
-        if tokio::time::Instant::now() >= deadline {
-            signal_group(group, Signal::SIGKILL);
-            return;
+/// Ends what is left of the agent's process tree: processes it started and left behind, in its
+/// group or not (`setsid`, double forks: `run` is a child subreaper, so they are still its
+/// descendants), which would otherwise live on with its token. They get SIGTERM, and SIGKILL at
+/// `deadline`; the exited ones are reaped.
+pub async fn end_tree(deadline: tokio::time::Instant) {
+    let me = std::process::id();
+    let mut signal = Signal::SIGTERM;
+    loop {
+        let left = descendants(me);
+        if left.is_empty() {
+            break;
+        }
+        for pid in &left {
+            let _ = nix::sys::signal::kill(Pid::from_raw(*pid), signal);
+        }
+        if signal == Signal::SIGKILL && tokio::time::Instant::now() >= deadline + Duration::from_secs(2) {
+            tracing::warn!(left = left.len(), "agent processes survived SIGKILL");
+            break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+        if tokio::time::Instant::now() >= deadline {
+            signal = Signal::SIGKILL;
+        }
+    }
+    reap_orphans();
+}
+
+/// Becomes the reaper of everything the agent starts: orphans are re-parented to this process
+/// instead of init, so none escapes [`end_tree`] by double-forking.
+pub fn become_subreaper() -> anyhow::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true).context("making `run` a child subreaper")
+}
+
+/// Collects the exit status of re-parented orphans (they are not tokio's children). Called only
+/// once the agent itself has been waited for, so no status tokio waits on is taken.
+fn reap_orphans() {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    while let Ok(status) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
     }
 }
 
-/// Whether any process of group `pgid` still runs. kill(2) also counts processes that have exited
-/// and wait to be reaped by init (which may take seconds in a container); on Linux those are told
-/// apart through /proc.
-fn group_alive(pgid: i32) -> bool {
-    if killpg(Pid::from_raw(pgid), None).is_err() {
-        return false;
+/// The living (not zombie) descendants of `root`, from /proc.
+pub fn descendants(root: u32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut parents = std::collections::HashMap::new();
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let mut fields = rest.split_whitespace();
+        let (state, ppid) = (fields.next(), fields.next().and_then(|p| p.parse::<i32>().ok()));
+        if let Some(ppid) = ppid {
+            parents.insert(pid, (ppid, matches!(state, Some("Z" | "X"))));
+        }
     }
-    let Ok(entries) = std::fs::read_dir("/proc") else { return true };
-    entries.flatten().filter(|e| e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))).any(
-        |e| {
-            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { return false };
-            // `pid (comm) state ppid pgrp …`; comm may hold spaces and parentheses.
-            let Some((_, rest)) = stat.rsplit_once(')') else { return false };
-            let mut fields = rest.split_whitespace();
-            let (state, pgrp) = (fields.next(), fields.nth(1));
-            pgrp.and_then(|p| p.parse::<i32>().ok()) == Some(pgid) && !matches!(state, Some("Z" | "X"))
-        },
-    )
+    let root = i32::try_from(root).unwrap_or(-1);
+    parents
+        .iter()
+        .filter(|(_, (_, dead))| !dead)
+        .filter(|(pid, _)| {
+            let mut at = **pid;
+            for _ in 0..4096 {
+                match parents.get(&at) {
+                    Some((ppid, _)) if *ppid == root => return true,
+                    Some((ppid, _)) if *ppid > 1 => at = *ppid,
+                    _ => return false,
+                }
+            }
+            false
+        })
+        .map(|(pid, _)| *pid)
+        .collect()
 }
 
 /// Signals every process of the agent's group (the agent runs as its leader, see [`spawn`]).
@@ -391,6 +634,7 @@ mod tests {
             agent_id: "ag_1".into(),
             token: "asg_x".into(),
             workspace: "/w".into(),
+            tmp: "/t".into(),
         };
         let vars = e.vars(Path::new("/opt/node/bin/node"));
         let names: Vec<_> = vars.keys().map(String::as_str).filter(|k| *k != "TERM").collect();
@@ -403,7 +647,8 @@ mod tests {
                 "ASSEGAI_WORKSPACE",
                 "HOME",
                 "LANG",
-                "PATH"
+                "PATH",
+                "TMPDIR"
             ]
         );
         assert_eq!(vars["PATH"], "/opt/node/bin:/usr/local/bin:/usr/bin:/bin");

@@ -1,22 +1,39 @@
-//! The admin API: HTTP over the Unix socket `$ASSEGAI_HOME/admin.sock` (mode 0600), reachable only
-//! by the user's own CLI, never by agents. The CLI uses it for whatever needs the running proxy.
+//! The admin API: HTTP over the Unix socket `$ASSEGAI_HOME/admin.sock` (mode 0600), for the user's
+//! own CLI, never for agents. The CLI uses it for whatever needs the running proxy.
+//!
+//! The socket's mode keeps other users out, not the user's own agents, so every request must
+//! also (see [`Guard`]) come from a process of the proxy's own user that does not descend from an
+//! `assegai run` runner (`SO_PEERCRED`, [`crate::runners`]), and carry the token of
+//! `$ASSEGAI_HOME/admin.token`, a file written 0600 at each proxy start that the sandbox keeps
+//! out of agents' reach. Anything else is refused with 401, audited and reported.
 //!
 //! Routes: `GET /status`, `POST /agents/{id}/changed` (forget the cached agent),
 //! `POST /keys/changed` (forget cached provider keys and the wallet).
 
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use axum::{
     Json, Router,
-    extract::{Path as UrlPath, State},
+    extract::{ConnectInfo, Path as UrlPath, Request, State, connect_info::Connected},
+    http::StatusCode,
+    middleware::Next,
+    response::{IntoResponse, Response},
     routing::{get, post},
+    serve::IncomingStream,
 };
 use http_body_util::{BodyExt, Full};
-use hyper::{Request, body::Bytes};
+use hyper::body::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{Error, Result, server::AppState};
+use subtle::ConstantTimeEq;
+
+use crate::{Error, Result, config::Home, server::AppState, store::Store};
+
+/// The header the admin token travels in.
+const TOKEN_HEADER: &str = "x-assegai-admin-token";
 
 /// What `GET /status` returns.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,8 +48,86 @@ pub struct Status {
     pub started_at: i64,
 }
 
-/// The admin router.
-pub fn router(state: AppState) -> Router {
+/// Writes a fresh admin token to `$ASSEGAI_HOME/admin.token` (0600, replacing the previous
+/// proxy's in one rename) and returns it.
+pub fn issue_token(home: &Home) -> Result<String> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let token = format!("asgadm_{}", crate::auth::mint_token().trim_start_matches("asg_"));
+    let file = home.admin_token();
+    let tmp = file.with_extension(format!("token.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| Error::io(&tmp, e))?;
+    out.write_all(token.as_bytes()).and_then(|()| out.sync_all()).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, &file).map_err(|e| Error::io(&file, e))?;
+    Ok(token)
+}
+
+/// Who is on the other end of an admin connection (`SO_PEERCRED`, read when it connects).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    uid: Option<u32>,
+    pid: Option<i32>,
+}
+
+impl Connected<IncomingStream<'_, tokio::net::UnixListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, tokio::net::UnixListener>) -> Self {
+        match stream.io().peer_cred() {
+            Ok(cred) => Peer { uid: Some(cred.uid()), pid: cred.pid() },
+            Err(_) => Peer { uid: None, pid: None },
+        }
+    }
+}
+
+/// What every admin request is checked against.
+#[derive(Clone)]
+pub struct Guard {
+    token: Arc<str>,
+    uid: u32,
+    runners: PathBuf,
+    store: Arc<Store>,
+}
+
+impl Guard {
+    /// Requests must carry `token`, come from the proxy's own user and not from a runner's tree.
+    pub fn new(token: String, home: &Home, store: Arc<Store>) -> Self {
+        Guard { token: token.into(), uid: nix::unistd::getuid().as_raw(), runners: home.runners_dir(), store }
+    }
+
+    /// Why this request is refused, if it is.
+    fn refusal(&self, peer: Peer, req: &Request) -> Option<String> {
+        if peer.uid != Some(self.uid) {
+            return Some(format!("a process of another user (uid {:?})", peer.uid));
+        }
+        let pid = peer.pid.and_then(|p| u32::try_from(p).ok());
+        if let Some(runner) = pid.and_then(|p| crate::runners::runner_ancestor(&self.runners, p)) {
+            return Some(format!("process {} descends from `assegai run` (pid {runner}): an agent", pid.unwrap_or(0)));
+        }
+        let given = req.headers().get(TOKEN_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+        if !bool::from(given.ct_eq(self.token.as_bytes())) {
+            return Some(format!("process {} sent no valid admin token", pid.unwrap_or(0)));
+        }
+        None
+    }
+}
+
+async fn guard(State(guard): State<Guard>, ConnectInfo(peer): ConnectInfo<Peer>, req: Request, next: Next) -> Response {
+    let Some(why) = guard.refusal(peer, &req) else { return next.run(req).await };
+    let what = format!("{} {}", req.method(), req.uri().path());
+    tracing::warn!(request = %what, "refused an admin request: {why}");
+    let detail = serde_json::json!({"request": what, "why": why, "pid": peer.pid, "uid": peer.uid});
+    let store = guard.store.clone();
+    let _ = tokio::task::spawn_blocking(move || store.audit("admin", "admin.refused", None, Some(&detail))).await;
+    let body = serde_json::json!({"error": format!("admin request refused: {why}")});
+    (StatusCode::UNAUTHORIZED, Json(body)).into_response()
+}
+
+/// The admin router, every route behind `guard`.
+pub fn router(state: AppState, guard_with: Guard) -> Router {
     Router::new()
         .route("/status", get(status))
         .route("/agents/{id}/changed", post(agent_changed))
@@ -41,6 +136,7 @@ pub fn router(state: AppState) -> Router {
         .route("/txs/{id}/reject", post(reject_tx))
         .route("/txs/{id}/approve", post(approve_tx))
         .route("/agents/{id}/paused", post(agent_paused))
+        .layer(axum::middleware::from_fn_with_state(guard_with, guard))
         .with_state(state)
 }
 
@@ -85,12 +181,13 @@ async fn reject_tx(State(state): State<AppState>, UrlPath(id): UrlPath<String>) 
 #[derive(Debug, Clone)]
 pub struct AdminClient {
     socket: PathBuf,
+    token_file: PathBuf,
 }
 
 impl AdminClient {
-    /// A client for the proxy whose socket is at `socket`.
+    /// A client for the proxy whose socket is at `socket` (its token beside it).
     pub fn new(socket: &Path) -> Self {
-        AdminClient { socket: socket.to_owned() }
+        AdminClient { socket: socket.to_owned(), token_file: socket.with_file_name("admin.token") }
     }
 
     /// The running proxy's status, or `None` when no proxy answers on the socket.
@@ -155,10 +252,13 @@ impl AdminClient {
             .map_err(|e| Error::Internal(format!("admin socket handshake: {e}")))?;
         let conn = tokio::spawn(conn);
         let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let req = Request::builder()
+        // Read at each call: a restarted proxy has a new one.
+        let token = std::fs::read_to_string(&self.token_file).unwrap_or_default();
+        let req = hyper::Request::builder()
             .method(method)
             .uri(path)
             .header("host", "assegai")
+            .header(TOKEN_HEADER, token.trim())
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| Error::Internal(e.to_string()))?;

@@ -80,6 +80,16 @@ impl Home {
         self.root.join("admin.sock")
     }
 
+    /// `admin.token`, the capability every admin request carries (0600, new at each proxy start).
+    pub fn admin_token(&self) -> PathBuf {
+        self.root.join("admin.token")
+    }
+
+    /// `runners/`, one file per running `assegai run` (see [`crate::runners`]).
+    pub fn runners_dir(&self) -> PathBuf {
+        self.root.join("runners")
+    }
+
     /// `keys.enc`, the encrypted-file key store.
     pub fn keys_file(&self) -> PathBuf {
         self.root.join("keys.enc")

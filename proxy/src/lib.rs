@@ -2,10 +2,11 @@
 //!
 //! Agents hold only an id and a token. This crate owns authentication ([`auth`]), rate limits
 //! ([`ratelimit`]), chain access and its read-only policy ([`chain`]), agent logs ([`logs`]),
-//! the signer's address ([`wallet`]), the registry ([`agents`]), the manifest ([`manifest`]),
-//! settings and paths ([`config`]), the database ([`store`]), the admin socket ([`admin`]) and the
-//! server's lifecycle ([`server`]). Wire types come from `assegai-sdk`, so the protocol is
-//! written once. The CLI is a thin front over this crate; nothing here prints or prompts.
+//! the signer's address ([`wallet`]), the registry ([`agents`]), the manifest ([`manifest`]) and
+//! whether one grants more than another ([`manifest_diff`]), settings and paths ([`config`]), the
+//! database ([`store`]), the admin socket ([`admin`]) and the server's lifecycle ([`server`]).
+//! Wire types come from `assegai-sdk`, so the protocol is written once. The CLI is a thin front
+//! over this crate; nothing here prints or prompts.
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
@@ -20,8 +21,10 @@ mod extract;
 pub mod keys;
 pub mod logs;
 pub mod manifest;
+pub mod manifest_diff;
 pub mod ratelimit;
 mod routes;
+pub mod runners;
 pub mod sanitize;
 pub mod server;
 pub mod store;

@@ -182,6 +182,7 @@ pub async fn start(home: &Home, config: Config, keys: Result<Arc<dyn KeyStore>, 
     let store = Arc::new(Store::open(&home.database())?);
     let socket = home.admin_socket();
     let admin_listener = bind_admin_socket(&socket).await?;
+    let admin_token = admin::issue_token(home)?;
     let tcp = TcpListener::bind(config.listen).await.map_err(|source| Error::Bind { addr: config.listen, source })?;
     let addr = tcp.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
 
@@ -235,9 +236,13 @@ pub async fn start(home: &Home, config: Config, keys: Result<Arc<dyn KeyStore>, 
             .into_future(),
         ),
         tokio::spawn(
-            axum::serve(admin_listener, admin::router(state.clone()))
-                .with_graceful_shutdown(until_stopped(stopped))
-                .into_future(),
+            axum::serve(
+                admin_listener,
+                admin::router(state.clone(), admin::Guard::new(admin_token, home, store.clone()))
+                    .into_make_service_with_connect_info::<admin::Peer>(),
+            )
+            .with_graceful_shutdown(until_stopped(stopped))
+            .into_future(),
         ),
     ];
     Ok(RunningProxy { addr, state, stop, servers, writers: vec![log_writer, usage_writer], socket })
@@ -300,6 +305,7 @@ impl RunningProxy {
             w.finish().await;
         }
         let _ = store.audit("proxy", "proxy.stopped", None, None);
+        let _ = std::fs::remove_file(socket.with_file_name("admin.token"));
         let _ = std::fs::remove_file(socket);
     }
 }

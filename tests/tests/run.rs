@@ -10,7 +10,7 @@ use assegai_e2e::{Running, TestEnv};
 use serde_json::{Value, json};
 
 const USER_SECRET: &str = "sk-user-shell-secret-0123456789";
-const ALLOWED: [&str; 8] = [
+const ALLOWED: [&str; 9] = [
     "ASSEGAI_AGENT_ID",
     "ASSEGAI_AGENT_TOKEN",
     "ASSEGAI_API_PROXY",
@@ -19,6 +19,7 @@ const ALLOWED: [&str; 8] = [
     "LANG",
     "PATH",
     "TERM",
+    "TMPDIR",
 ];
 
 /// A `command` agent: `script` run by `/bin/sh` in a fresh directory.
@@ -52,8 +53,10 @@ fn agents(env: &TestEnv) -> Vec<Value> {
 #[test]
 fn the_agent_gets_only_its_own_environment_and_stops_on_ctrl_c() {
     let env = TestEnv::with_anvil();
+    // What the agent was started with (`/proc/$$/environ`: `sh` exports a PWD of its own to
+    // what it runs, which `env` would show).
     let script = r#"
-echo "vars: $(env | cut -d= -f1 | sort | tr '\n' ' ')"
+echo "vars: $(tr '\0' '\n' < /proc/$$/environ | cut -d= -f1 | sort | tr '\n' ' ')"
 echo "home=$HOME workspace=$ASSEGAI_WORKSPACE"
 echo "to stderr" >&2
 trap 'echo "got TERM"; exit 0' TERM
@@ -68,12 +71,10 @@ while :; do sleep 0.05; done
     let vars_line = out.lines().find(|l| l.contains("vars: ")).expect("the vars line");
     assert!(vars_line.starts_with("envy │ "), "output is prefixed with the agent's name: {vars_line}");
     let names: Vec<&str> = vars_line.split("vars: ").nth(1).unwrap().split_whitespace().collect();
-    // `sh` itself adds PWD (and may add SHLVL, OLDPWD, _) to what it was given.
-    let extra: Vec<&&str> =
-        names.iter().filter(|n| !ALLOWED.contains(n) && !["PWD", "SHLVL", "OLDPWD", "_"].contains(n)).collect();
+    let extra: Vec<&&str> = names.iter().filter(|n| !ALLOWED.contains(n)).collect();
     assert!(extra.is_empty(), "the agent saw more than its own variables: {extra:?} in {names:?}");
-    for needed in ["ASSEGAI_AGENT_ID", "ASSEGAI_AGENT_TOKEN", "ASSEGAI_API_PROXY", "HOME", "PATH"] {
-        assert!(names.contains(&needed), "{needed} missing from {names:?}");
+    for needed in ALLOWED.iter().filter(|n| **n != "TERM") {
+        assert!(names.contains(needed), "{needed} missing from {names:?}");
     }
     let registered = agents(&env);
     assert_eq!(registered.len(), 1);
@@ -260,6 +261,16 @@ fn docker_dry_run_prints_hardened_commands_and_changes_nothing() {
         assert!(run.contains(flag), "{flag} missing: {run}");
     }
     assert!(!stdout.contains("asg_"), "no token on a command line");
+    // Only the workspace is mounted: never the home, its socket or its admin token.
+    let volumes: Vec<&str> =
+        run.split_whitespace().filter(|a| a.starts_with("--volume") || a.starts_with("-v")).collect();
+    assert_eq!(volumes.len(), 1, "{run}");
+    let workspace = env.home().join("workspaces");
+    assert!(volumes[0].starts_with(&format!("--volume={}/", workspace.display())), "{run}");
+    for private in ["admin.sock", "admin.token", "assegai.db", "keys.enc", "config.toml"] {
+        assert!(!stdout.contains(private), "{private} reaches the container: {stdout}");
+    }
+    assert!(!run.contains(&format!("{}:", env.home().display())), "the home is not mounted: {run}");
     assert!(stderr.contains("FROM node:20-slim"), "the generated Dockerfile is shown: {stderr}");
     assert!(agents(&env).is_empty(), "a dry run registers nothing");
 }

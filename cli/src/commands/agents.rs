@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::{
     cli::{AgentsAddArgs, AgentsArgs, AgentsCommand, AgentsPauseArgs, AgentsRemoveArgs, AgentsShowArgs, JsonFlag},
     commands::allowance,
+    manifest_check::{self, Origin},
     printer::{Printer, chain_label, timestamp},
     settings::Settings,
 };
@@ -241,6 +242,8 @@ async fn add(args: &AgentsAddArgs, settings: &Settings, printer: Printer) -> any
         None => Manifest::minimal(&args.name),
     };
     let store = settings.store()?;
+    let origin = args.manifest.as_deref().map_or(Origin::Default, Origin::File);
+    manifest_check::settle(&store, &args.name, origin, &manifest, args.accept_manifest, printer).await?;
     let registered = agents::register(&store, &args.name, &manifest, None)?;
     // A running proxy may have the old token cached.
     let notified = settings.admin().agent_changed(&registered.id).await;

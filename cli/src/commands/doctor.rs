@@ -59,6 +59,23 @@ pub async fn run(args: &JsonFlag, settings: &Settings, printer: Printer) -> anyh
     }
 
     checks.push(local_chain(settings).await);
+    checks.push(match crate::sandbox::probe() {
+        support @ crate::sandbox::Support::Available { scoped: true } => {
+            check("sandbox", Level::Ok, support.describe(), None)
+        }
+        support @ crate::sandbox::Support::Available { scoped: false } => check(
+            "sandbox",
+            Level::Warn,
+            support.describe(),
+            Some("a Linux 6.12 or newer kernel also stops agents signalling the proxy".into()),
+        ),
+        support => check(
+            "sandbox",
+            Level::Fail,
+            support.describe(),
+            Some("`assegai run` refuses to start agents here: use `assegai run --docker`, or a kernel with Landlock (Linux 5.13+, `lsm=…,landlock`)".into()),
+        ),
+    });
 
     // No key file yet: nothing can have been imported.
     let imported = match &keys {

@@ -18,6 +18,7 @@ use crate::{
     docker,
     printer::Printer,
     runner::{self, AgentEnv},
+    sandbox,
     settings::Settings,
 };
 
@@ -34,8 +35,19 @@ pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow
     agents::validate_name(&manifest.name)?;
     let memory = manifest.resources.as_ref().and_then(|r| r.memory.as_deref()).map(runner::parse_memory).transpose()?;
     if args.docker {
-        return docker::run(&dir, &manifest, &settings, args.dry_run, printer).await;
+        return docker::run(&dir, &manifest, &settings, args.dry_run, args.accept_manifest, printer).await;
     }
+    let confine = sandbox_or_refuse(args.no_sandbox, printer)?;
+    // Before any agent code runs (its build included): whatever it starts stays in this process's
+    // tree, and the admin API refuses that tree.
+    runner::become_subreaper()?;
+    let _runner_mark = assegai_proxy::runners::RunnerMark::announce(&settings.home.runners_dir())?;
+    // The file may grant more than the person registered: only they can widen it. Asked before
+    // the build (which the file also decides) and before a passphrase prompt could share the
+    // terminal.
+    let store = settings.store()?;
+    let origin = crate::manifest_check::Origin::Run(&dir);
+    crate::manifest_check::settle(&store, &manifest.name, origin, &manifest, args.accept_manifest, printer).await?;
 
     let running = settings.admin().status().await;
     // Opening an encrypted key file derives its key (Argon2id, over 100 ms): done beside the build
@@ -53,7 +65,7 @@ pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow
     };
 
     // Build before registering: a failed build leaves nothing behind.
-    let program = runner::build(&dir, &manifest, printer).await?;
+    let program = runner::build(&dir, &manifest, settings.home.root(), confine, printer).await?;
 
     let (proxy_url, embedded) = match (running, keys) {
         (Some(status), _) => (agent_url(status.listen.parse().ok()), None),
@@ -77,17 +89,34 @@ pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow
     };
     check_local_chains(&settings, &manifest, printer).await;
 
-    let store = settings.store()?;
     let registered = agents::register(&store, &manifest.name, &manifest, Some(&dir))?;
     if embedded.is_none() {
         // The running proxy may have cached the previous token.
         settings.admin().agent_changed(&registered.id).await.ok();
     }
-    let workspace = settings.home.root().join("workspaces").join(&registered.id);
+    let token_hash = assegai_proxy::auth::hash_token(&registered.token);
+    let workspace = settings.home.workspace(&registered.id);
     create_private_dir(&workspace)?;
-    let vars =
-        AgentEnv { proxy_url: proxy_url.clone(), agent_id: registered.id.clone(), token: registered.token, workspace }
-            .vars(&program.program);
+    // Its own temporary directory, gone with the run (the system's /tmp is outside the sandbox).
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("assegai-{}-", registered.id))
+        .tempdir()
+        .context("creating the agent's temporary directory")?;
+    let rules = if confine {
+        runner::agent_rules(&program, &dir, &workspace, tmp.path(), settings.home.root(), memory)?
+    } else {
+        let mut open = runner::Rules::unconfined();
+        open.data_limit(memory);
+        open
+    };
+    let vars = AgentEnv {
+        proxy_url: proxy_url.clone(),
+        agent_id: registered.id.clone(),
+        token: registered.token,
+        workspace,
+        tmp: tmp.path().to_owned(),
+    }
+    .vars(&program.program);
     let name = neutralize(&registered.name);
     printer.info(format!(
         "{} agent {} ({}) with proxy {}; Ctrl-C stops it",
@@ -110,7 +139,7 @@ pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow
             registered.id
         ));
     }
-    let mut child = runner::spawn(&program, &dir, &vars, memory)?;
+    let mut child = runner::spawn(&program, &dir, &vars, &rules)?;
     drop(vars);
     // The agent leads a process group of its own: the id to stop it and whatever it starts.
     let group = child.id();
@@ -153,8 +182,13 @@ pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow
             (runner::stop(&mut child, group, grace).await?, true)
         }
     };
-    // Whatever the agent left running goes with it (and lets go of its output pipes).
-    runner::end_group(group, tokio::time::Instant::now() + grace).await;
+    // Whatever the agent left running goes with it (and lets go of its output pipes), and its
+    // token with them: nothing of the agent outlives its run.
+    runner::end_tree(tokio::time::Instant::now() + grace).await;
+    if let Err(e) = store.revoke_token(&registered.id, &token_hash, "its run ended") {
+        printer.warn(format!("could not revoke the agent's token: {e}"));
+    }
+    settings.admin().agent_changed(&registered.id).await.ok();
     // Let the last lines through before reporting.
     for o in outputs {
         let _ = tokio::time::timeout(Duration::from_secs(2), o).await;
@@ -175,6 +209,26 @@ pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow
         Ok(())
     } else {
         bail!("agent {name} {how}; its output is above")
+    }
+}
+
+/// Whether to confine the agent; refuses when the kernel cannot and `--no-sandbox` was not given.
+fn sandbox_or_refuse(no_sandbox: bool, printer: Printer) -> anyhow::Result<bool> {
+    if no_sandbox {
+        printer.warn(
+            "--no-sandbox: the agent and its build run unconfined. They can read and write everything you can: \
+             the assegai home (database, keys.enc, admin.token, other agents' workspaces), your home, the system's /tmp. \
+             Its environment stays exactly its own, and the admin API still refuses it (it descends from this run).",
+        );
+        return Ok(false);
+    }
+    match sandbox::probe() {
+        sandbox::Support::Available { .. } => Ok(true),
+        unavailable => bail!(
+            "cannot confine the agent: {}. Run it in a container with `assegai run --docker`, or, for an agent you trust, \
+             unconfined with `--no-sandbox`",
+            unavailable.describe()
+        ),
     }
 }
 

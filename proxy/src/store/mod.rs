@@ -485,6 +485,22 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// Revokes the agent's token if it is still `token_hash` (a later registration's token stays),
+    /// with an audit event. Returns whether a token was revoked.
+    pub fn revoke_token(&self, id: &str, token_hash: &[u8; 32], why: &str) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let n = tx
+            .execute("DELETE FROM agent_tokens WHERE agent_id = ?1 AND token_hash = ?2", params![id, &token_hash[..]])
+            .map_err(|e| self.err(e))?;
+        if n > 0 {
+            let detail = serde_json::json!({ "why": why });
+            insert_audit(&tx, "cli", "agent.token_revoked", Some(id), Some(&detail)).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+
     /// Removes an agent and its token (its logs and audit trail stay). Returns whether it existed.
     pub fn remove_agent(&self, id: &str) -> Result<bool> {
         let mut conn = self.conn();
