@@ -83,7 +83,7 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
         Command::Txs(args) => commands::txs::history(args, &settings, printer),
         Command::Limits(args) => commands::limits::run(args, &settings, printer),
         Command::Keys(args) => commands::keys::run(args, &settings, printer).await,
-        Command::Usage(args) => commands::usage::run(args, &settings, printer),
+        Command::Usage(args) => commands::usage::run(args, &settings, printer).await,
         Command::Pricing(args) => commands::pricing::run(args, &settings, printer).await,
         Command::Wallet(args) => commands::wallet::run(args, &settings, printer).await,
         Command::Allowance(args) => commands::allowance::run(args, &settings, printer),

@@ -107,9 +107,16 @@ impl Printer {
         HeldLines(*self)
     }
 
-    /// A value as pretty JSON (stdout).
+    /// A value as pretty JSON (stdout). Invisible and control characters in strings are written
+    /// as `\u` escapes: the same data for a program, inert on a terminal.
     pub fn json<T: serde::Serialize>(&self, value: &T) -> anyhow::Result<()> {
-        data_line(serde_json::to_string_pretty(value)?);
+        data_line(assegai_proxy::sanitize::to_json_string_pretty(value)?);
+        Ok(())
+    }
+
+    /// A value as one line of JSON (stdout), escaped as [`Printer::json`].
+    pub fn json_line<T: serde::Serialize>(&self, value: &T) -> anyhow::Result<()> {
+        data_line(assegai_proxy::sanitize::to_json_string(value)?);
         Ok(())
     }
 

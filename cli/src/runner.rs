@@ -136,8 +136,12 @@ pub async fn build(
                 let npm = find_program("npm").context("`npm` is not on PATH; install Node.js with npm")?;
                 let tmp = build_tmp()?;
                 let rules = if confine { npm_rules(dir, &node, &npm, tmp.path(), home)? } else { Rules::unconfined() };
-                // Dependencies' install scripts are code nobody reviewed: not run.
-                let args = ["install", "--no-audit", "--no-fund", "--ignore-scripts"].map(OsString::from);
+                // Dependencies' install scripts are code nobody reviewed: run only when the
+                // manifest asks (a permission like any other, widened only by a person).
+                let mut args = vec![OsString::from("install"), "--no-audit".into(), "--no-fund".into()];
+                if !manifest.permissions.install_scripts {
+                    args.push("--ignore-scripts".into());
+                }
                 let mut cmd = rules.command(&npm, &args)?;
                 cmd.current_dir(dir).env_clear().envs(build_env(tmp.path()));
                 run_build(cmd, "Installing the agent's npm packages…", printer).await?;

@@ -8,7 +8,8 @@
 //! out of agents' reach. Anything else is refused with 401, audited and reported.
 //!
 //! Routes: `GET /status`, `POST /agents/{id}/changed` (forget the cached agent),
-//! `POST /keys/changed` (forget cached provider keys and the wallet).
+//! `POST /keys/changed` (forget cached provider keys and the wallet), `GET /ai/in-flight` (AI calls
+//! in flight and what they reserve against budgets).
 
 use std::path::{Path, PathBuf};
 
@@ -136,6 +137,7 @@ pub fn router(state: AppState, guard_with: Guard) -> Router {
         .route("/txs/{id}/reject", post(reject_tx))
         .route("/txs/{id}/approve", post(approve_tx))
         .route("/agents/{id}/paused", post(agent_paused))
+        .route("/ai/in-flight", get(ai_in_flight))
         .layer(axum::middleware::from_fn_with_state(guard_with, guard))
         .with_state(state)
 }
@@ -165,6 +167,11 @@ async fn agent_paused(State(state): State<AppState>, UrlPath(id): UrlPath<String
     state.agents().invalidate(&id);
     let rejected = crate::tx::reject_all_of(&state, &id, "kill switch").await?;
     Ok(Json(serde_json::json!({"rejected": rejected})))
+}
+
+/// AI calls in flight per agent and what they reserve against budgets.
+async fn ai_in_flight(State(state): State<AppState>) -> Json<Vec<crate::ai::budget::InFlight>> {
+    Json(state.metering().ledger().in_flight())
 }
 
 async fn approve_tx(State(state): State<AppState>, UrlPath(id): UrlPath<String>) -> Result<Json<Value>> {
@@ -221,6 +228,13 @@ impl AdminClient {
     pub async fn agent_paused(&self, id: &str) -> Result<Option<u64>> {
         let reply = self.call("POST", &format!("/agents/{id}/paused"), None).await?;
         Ok(reply.map(|v| v["rejected"].as_u64().unwrap_or(0)))
+    }
+
+    /// The AI calls in flight on the running proxy, per agent, with what they reserve against
+    /// budgets; `Ok(None)` when no proxy is running (so nothing is in flight).
+    pub async fn ai_in_flight(&self) -> Result<Option<Vec<crate::ai::budget::InFlight>>> {
+        let Some(reply) = self.call("GET", "/ai/in-flight", None).await? else { return Ok(None) };
+        serde_json::from_value(reply).map(Some).map_err(|e| Error::Internal(format!("admin reply: {e}")))
     }
 
     /// Asks the running proxy to approve (sign and broadcast) a pending request. `Ok(None)`: no

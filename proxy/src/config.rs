@@ -154,19 +154,67 @@ impl Default for RateLimits {
 }
 
 /// Settings for one chain.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ChainConfig {
-    /// JSON-RPC endpoint used when the agent's manifest names none.
-    pub rpc: String,
+    /// The user's JSON-RPC endpoint: it serves reads when the agent's manifest names none, and it
+    /// always signs, fixes nonces and fees (an agent's manifest must not choose what it pays).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc: Option<String>,
+    /// Refuse requests whose max fee per gas is above this many gwei (default
+    /// [`DEFAULT_MAX_FEE_PER_GAS_GWEI`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fee_per_gas_gwei: Option<GweiAmount>,
+    /// Refuse requests whose worst-case fee (gas limit × max fee per gas) is above this, in the
+    /// chain's native currency (default [`DEFAULT_MAX_FEE_ETH`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fee_eth: Option<crate::manifest::NativeAmount>,
 }
 
-/// Where one AI provider is reached.
+/// A gwei amount ("500", "0.5"), exact to the wei.
+pub type GweiAmount = crate::manifest::Amount<9>;
+
+/// The cap on max fee per gas where `config.toml` sets none: far above what a transfer needs on
+/// Ethereum on an ordinary day (a few to tens of gwei), and below what a node lying about fees
+/// would ask.
+pub const DEFAULT_MAX_FEE_PER_GAS_GWEI: &str = "500";
+/// The cap on one request's worst-case fee where `config.toml` sets none, in the native currency.
+pub const DEFAULT_MAX_FEE_ETH: &str = "0.05";
+
+/// The fee caps that apply on one chain, in wei.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeeCaps {
+    /// Largest max fee per gas.
+    pub max_fee_per_gas: alloy_primitives::U256,
+    /// Largest worst-case fee of one request.
+    pub max_fee: alloy_primitives::U256,
+}
+
+/// Where one AI provider is reached, and what the user lets agents do with the key.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
-    /// Base URL the agent's path is appended to (the vendor's API, or a local stand-in).
+    /// Base URL the agent's path is appended to (the vendor's API, or a local stand-in); the
+    /// vendor's own when the table leaves it out.
+    #[serde(default)]
     pub base_url: String,
+    /// Endpoints beyond the built-in inference ones that agents may call with the user's key,
+    /// e.g. `["POST /v1/audio/speech", "GET /v1/files/*"]` (see [`crate::ai::endpoints`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_endpoints: Vec<crate::ai::endpoints::Endpoint>,
+    /// `OpenAI-Organization` sent with every call (OpenAI only); agents cannot choose it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+    /// `OpenAI-Project` sent with every call (OpenAI only); agents cannot choose it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+}
+
+impl ProviderConfig {
+    /// A provider at `base_url`, with nothing else set.
+    pub fn new(base_url: &str) -> Self {
+        ProviderConfig { base_url: base_url.into(), extra_endpoints: Vec::new(), organization: None, project: None }
+    }
 }
 
 /// `[providers.*]`.
@@ -183,11 +231,10 @@ pub struct Providers {
 
 impl Default for Providers {
     fn default() -> Self {
-        let at = |url: &str| ProviderConfig { base_url: url.into() };
         Providers {
-            openai: at("https://api.openai.com"),
-            anthropic: at("https://api.anthropic.com"),
-            deepseek: at("https://api.deepseek.com"),
+            openai: ProviderConfig::new("https://api.openai.com"),
+            anthropic: ProviderConfig::new("https://api.anthropic.com"),
+            deepseek: ProviderConfig::new("https://api.deepseek.com"),
         }
     }
 }
@@ -220,6 +267,9 @@ pub struct Config {
     pub max_ai_body_bytes: usize,
     /// How long an upstream (RPC node, AI provider) may take, in seconds.
     pub upstream_timeout_secs: u64,
+    /// Most agent connections open at once; past it, new ones only get `/health` (see
+    /// [`crate::server`]).
+    pub max_connections: usize,
     /// Per-agent rate limits.
     pub rate_limits: RateLimits,
     /// Per-chain settings, keyed by CAIP-2 id.
@@ -228,6 +278,33 @@ pub struct Config {
     pub keys: KeysConfig,
     /// AI providers.
     pub providers: Providers,
+    /// AI metering and budgets.
+    pub ai: AiSettings,
+}
+
+/// `[ai]`: how AI calls are metered and held to budgets (see [`crate::ai::meter`] and
+/// [`crate::ai::budget`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AiSettings {
+    /// How long the proxy goes on reading a reply its agent stopped reading, for the provider's
+    /// usage, in seconds (default 600); then the call is recorded as an estimate.
+    pub abandoned_reply_secs: u64,
+    /// How many bytes of such a reply it reads at most (default 64 MiB).
+    pub abandoned_reply_bytes: u64,
+    /// For an agent with an AI budget: the output tokens reserved, and set in the request, when
+    /// neither the request nor the price list gives the model's maximum (default 8192).
+    pub default_max_output_tokens: u64,
+}
+
+impl Default for AiSettings {
+    fn default() -> Self {
+        AiSettings {
+            abandoned_reply_secs: 600,
+            abandoned_reply_bytes: 64 * 1024 * 1024,
+            default_max_output_tokens: 8192,
+        }
+    }
 }
 
 /// `[keys]`: the key store.
@@ -247,10 +324,12 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             max_ai_body_bytes: 32 * 1024 * 1024,
             upstream_timeout_secs: 30,
+            max_connections: 1024,
             rate_limits: RateLimits::default(),
             chains: BTreeMap::new(),
             keys: KeysConfig::default(),
             providers: Providers::default(),
+            ai: AiSettings::default(),
         }
     }
 }
@@ -268,7 +347,7 @@ impl Config {
 
     /// Parses and validates the text of a config file.
     pub fn parse(text: &str, file: &Path) -> Result<Self> {
-        let config: Config = toml::from_str(text)
+        let mut config: Config = toml::from_str(text)
             .map_err(|e| Error::Config { file: file.to_owned(), message: e.to_string().trim_end().to_owned() })?;
         for (key, limit) in [
             ("openai", &config.rate_limits.openai),
@@ -278,15 +357,34 @@ impl Config {
         ] {
             limit.validate(key, file)?;
         }
+        let defaults = Providers::default();
+        for (p, default) in [
+            (&mut config.providers.openai, defaults.openai),
+            (&mut config.providers.anthropic, defaults.anthropic),
+            (&mut config.providers.deepseek, defaults.deepseek),
+        ] {
+            if p.base_url.is_empty() {
+                p.base_url = default.base_url;
+            }
+        }
         let bad = |message: String| Err(Error::Config { file: file.to_owned(), message });
         if config.approval_timeout_secs == 0 {
             return bad("`approval_timeout_secs` must be at least 1".into());
+        }
+        if config.ai.default_max_output_tokens < crate::ai::budget::MIN_OUTPUT_TOKENS {
+            return bad(format!(
+                "`ai.default_max_output_tokens` must be at least {}",
+                crate::ai::budget::MIN_OUTPUT_TOKENS
+            ));
         }
         if config.upstream_timeout_secs == 0 {
             return bad("`upstream_timeout_secs` must be at least 1".into());
         }
         if config.max_body_bytes < 1024 {
             return bad("`max_body_bytes` must be at least 1024".into());
+        }
+        if config.max_connections == 0 {
+            return bad("`max_connections` must be at least 1".into());
         }
         if let Err(e) = crate::chain::parse_rpc_url(&config.local_rpc_url) {
             return bad(format!("`local_rpc_url`: {e}"));
@@ -299,13 +397,41 @@ impl Config {
             if let Err(e) = crate::chain::parse_rpc_url(&p.base_url) {
                 return bad(format!("`providers.{name}.base_url`: {e}"));
             }
+            for (key, value) in [("organization", &p.organization), ("project", &p.project)] {
+                let Some(value) = value else { continue };
+                if name != "openai" {
+                    return bad(format!("`providers.{name}.{key}`: only OpenAI has organizations and projects"));
+                }
+                if value.is_empty() || axum::http::HeaderValue::from_str(value).is_err() {
+                    return bad(format!("`providers.{name}.{key}`: `{value}` is not a valid header value"));
+                }
+            }
         }
         for (chain, c) in &config.chains {
-            if let Err(e) = crate::chain::parse_rpc_url(&c.rpc) {
+            if let Some(Err(e)) = c.rpc.as_deref().map(crate::chain::parse_rpc_url) {
                 return bad(format!("`chains.\"{chain}\".rpc`: {e}"));
             }
         }
         Ok(config)
+    }
+
+    /// The fee caps for `chain`: `[chains."…"]`'s, else the defaults.
+    pub fn fee_caps(&self, chain: ChainId) -> FeeCaps {
+        let c = self.chains.get(&chain);
+        let default = |text: &str, decimals: u8| crate::units::parse_units(text, decimals).unwrap_or_default();
+        FeeCaps {
+            max_fee_per_gas: c
+                .and_then(|c| c.max_fee_per_gas_gwei.as_ref())
+                .map_or_else(|| default(DEFAULT_MAX_FEE_PER_GAS_GWEI, 9), |a| a.base_units()),
+            max_fee: c
+                .and_then(|c| c.max_fee_eth.as_ref())
+                .map_or_else(|| default(DEFAULT_MAX_FEE_ETH, 18), |a| a.base_units()),
+        }
+    }
+
+    /// The user's own RPC for `chain` (`[chains."…"] rpc`), which signs when it is set.
+    pub fn user_rpc(&self, chain: ChainId) -> Option<&str> {
+        self.chains.get(&chain).and_then(|c| c.rpc.as_deref())
     }
 
     /// [`approval_timeout_secs`](Self::approval_timeout_secs) as a duration.
@@ -348,7 +474,28 @@ mod tests {
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.rate_limits.rpc, RateLimit { requests: 3, per_secs: 1000 });
         assert_eq!(c.rate_limits.openai.requests, 100);
-        assert_eq!(c.chains[&ChainId::eip155(1)].rpc, "https://eth.example");
+        assert_eq!(c.chains[&ChainId::eip155(1)].rpc.as_deref(), Some("https://eth.example"));
+    }
+
+    #[test]
+    fn fee_caps_default_and_per_chain() {
+        let c = parse(
+            r#"
+            [chains."eip155:1"]
+            max_fee_per_gas_gwei = "100"
+            max_fee_eth = "0.01"
+            "#,
+        )
+        .unwrap();
+        let gwei = alloy_primitives::U256::from(1_000_000_000_u64);
+        let caps = c.fee_caps(ChainId::eip155(1));
+        assert_eq!(caps.max_fee_per_gas, gwei * alloy_primitives::U256::from(100));
+        assert_eq!(caps.max_fee, gwei * alloy_primitives::U256::from(10_000_000));
+        assert_eq!(c.user_rpc(ChainId::eip155(1)), None, "caps alone name no RPC");
+        let other = c.fee_caps(ChainId::eip155(10));
+        assert_eq!(other.max_fee_per_gas, gwei * alloy_primitives::U256::from(500));
+        assert_eq!(other.max_fee, gwei * alloy_primitives::U256::from(50_000_000));
+        assert!(parse("[chains.\"eip155:1\"]\nmax_fee_eth = \"-1\"\n").is_err());
     }
 
     #[test]
@@ -362,5 +509,34 @@ mod tests {
         assert!(m.contains("rate_limits.rpc"), "{m}");
         let m = msg("local_rpc_url = \"localhost:8545\"");
         assert!(m.contains("local_rpc_url"), "{m}");
+        let m = msg("[providers.openai]\nbase_url = \"https://x\"\nextra_endpoints = [\"POST v1/x\"]");
+        assert!(m.contains("extra_endpoints") && m.contains("POST v1/x"), "{m}");
+        let m = msg("[providers.anthropic]\nbase_url = \"https://x\"\norganization = \"org\"");
+        assert!(m.contains("providers.anthropic.organization"), "{m}");
+        let m = msg("max_connections = 0");
+        assert!(m.contains("max_connections"), "{m}");
+    }
+
+    #[test]
+    fn provider_settings() {
+        let c = parse(
+            r#"
+            max_connections = 64
+            [providers.openai]
+            base_url = "https://api.openai.com"
+            extra_endpoints = ["POST /v1/audio/speech"]
+            organization = "org-abc"
+            project = "proj_def"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.max_connections, 64);
+        let p = &c.providers.openai;
+        assert_eq!(p.extra_endpoints, vec!["POST /v1/audio/speech".parse().unwrap()]);
+        assert_eq!((p.organization.as_deref(), p.project.as_deref()), (Some("org-abc"), Some("proj_def")));
+        assert!(c.providers.anthropic.extra_endpoints.is_empty());
+        // A table that only opens an endpoint keeps the vendor's URL.
+        let c = parse("[providers.openai]\nextra_endpoints = [\"POST /v1/audio/speech\"]").unwrap();
+        assert_eq!(c.providers.openai.base_url, "https://api.openai.com");
     }
 }

@@ -47,6 +47,19 @@ pub enum Error {
     /// The agent's manifest does not list this AI provider.
     #[error("This agent may not use {0}: add \"{0}\" to `permissions.apis` in assegai.json")]
     ApiNotAllowed(crate::manifest::Provider),
+    /// The provider endpoint is not one the user's key may reach (SPEC §3.2).
+    #[error(
+        "{method} {path} is not an inference endpoint of {}, so the user's key is not sent there; the user can allow it in config.toml (`[providers.{}] extra_endpoints = [\"{method} {path}\"]`)",
+        .provider.display_name(), .provider.as_str()
+    )]
+    EndpointNotAllowed {
+        /// The provider.
+        provider: crate::manifest::Provider,
+        /// The request's method.
+        method: String,
+        /// The path after the provider prefix (neutralised).
+        path: String,
+    },
     /// The user has not stored a key for this provider.
     #[error("{} API key not configured. Run `assegai keys set {}`.", .0.display_name(), .0.as_str())]
     KeyNotConfigured(crate::manifest::Provider),
@@ -80,6 +93,12 @@ pub enum Error {
         /// The configured limit.
         limit: usize,
     },
+    /// The request body stopped arriving (SPEC §8: connections cannot be hoarded).
+    #[error("Request body not received in time")]
+    RequestTimeout,
+    /// Every agent connection the proxy allows is open; this one only serves `/health`.
+    #[error("Too many open connections to the proxy; close idle ones or retry later")]
+    TooManyConnections,
     /// The agent's per-service rate limit was hit.
     #[error("Rate limit exceeded")]
     RateLimited {
@@ -103,6 +122,15 @@ pub enum Error {
     /// The upstream replied with something that is not what the protocol says.
     #[error("Upstream returned an invalid response: {0}")]
     BadUpstream(String),
+    /// The RPC endpoint is not the chain it was named for (SPEC §3.3): nothing is read from it
+    /// or signed for it.
+    #[error("RPC endpoint reports chain id {reported}, not {expected}")]
+    ChainIdMismatch {
+        /// What `eth_chainId` answered.
+        reported: u64,
+        /// The chain it was configured for.
+        expected: ChainId,
+    },
     /// `config.toml` is unreadable or wrong.
     #[error("{file}: {message}", file = file.display())]
     Config {
@@ -160,6 +188,7 @@ impl Error {
             | Error::ChainNotAllowed(_)
             | Error::MethodNotAllowed(_)
             | Error::ApiNotAllowed(_)
+            | Error::EndpointNotAllowed { .. }
             | Error::BudgetExceeded(_)
             | Error::Policy(_)
             | Error::Rejected => StatusCode::FORBIDDEN,
@@ -167,8 +196,10 @@ impl Error {
             Error::KeyNotConfigured(_) | Error::KeyStoreUnavailable(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::NotFound(_) | Error::WalletNotConfigured(_) => StatusCode::NOT_FOUND,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Error::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::Unreachable | Error::BadUpstream(_) => StatusCode::BAD_GATEWAY,
+            Error::Unreachable | Error::BadUpstream(_) | Error::ChainIdMismatch { .. } => StatusCode::BAD_GATEWAY,
             Error::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Error::RpcNotConfigured(_)
             | Error::Config { .. }
@@ -191,6 +222,9 @@ impl Error {
             Error::MethodNotAllowed(_) => codes::METHOD_NOT_ALLOWED,
             Error::NotFound(_) => codes::NOT_FOUND,
             Error::ApiNotAllowed(_) => codes::API_NOT_ALLOWED,
+            Error::EndpointNotAllowed { .. } => codes::ENDPOINT_NOT_ALLOWED,
+            Error::RequestTimeout => codes::REQUEST_TIMEOUT,
+            Error::TooManyConnections => codes::TOO_MANY_CONNECTIONS,
             Error::KeyNotConfigured(_) | Error::KeyStoreUnavailable(_) => codes::KEY_NOT_CONFIGURED,
             Error::BudgetExceeded(_) => codes::BUDGET_EXCEEDED,
             Error::Policy(_) => codes::POLICY_VIOLATION,
@@ -201,7 +235,7 @@ impl Error {
             Error::PayloadTooLarge { .. } => codes::PAYLOAD_TOO_LARGE,
             Error::RateLimited { .. } => codes::RATE_LIMITED,
             Error::Rpc(_) => codes::RPC_ERROR,
-            Error::Unreachable | Error::BadUpstream(_) => codes::UPSTREAM_UNREACHABLE,
+            Error::Unreachable | Error::BadUpstream(_) | Error::ChainIdMismatch { .. } => codes::UPSTREAM_UNREACHABLE,
             Error::UpstreamTimeout => codes::UPSTREAM_TIMEOUT,
             _ => codes::INTERNAL,
         }

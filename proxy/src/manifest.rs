@@ -169,6 +169,10 @@ pub struct Permissions {
     /// Addresses that may receive an unlimited token approval or approval-for-all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spenders: Vec<Address>,
+    /// Whether `npm install` may run the dependencies' install scripts (off: `--ignore-scripts`).
+    /// They run in the build's sandbox either way; this only lets them run at all.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub install_scripts: bool,
 }
 
 /// Optional USD budget for AI calls.
@@ -211,6 +215,9 @@ pub struct SpendingLimits {
     /// Approved + pending in any rolling 30 days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monthly: Option<NativeAmount>,
+    /// Largest worst-case fee (gas limit × max fee per gas) of one transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fee_per_transaction: Option<NativeAmount>,
 }
 
 /// A token amount as written ("1000"); only its syntax is checked here, since its base units depend

@@ -97,6 +97,9 @@ pub fn widening(registered: &Manifest, wanted: &Manifest) -> Vec<Widening> {
     for spender in new.spenders.iter().filter(|s| !old.spenders.contains(s)) {
         push("permissions.spenders".into(), None, spender.to_checksum(None));
     }
+    if new.install_scripts && !old.install_scripts {
+        push("permissions.install_scripts".into(), Some("false".into()), "true".into());
+    }
 
     for (chain, tokens) in &wanted.allowances {
         for (token, amount) in tokens {
@@ -129,6 +132,11 @@ pub fn widening(registered: &Manifest, wanted: &Manifest) -> Vec<Widening> {
         ("spending_limits.daily", &limits.0.daily, &limits.1.daily),
         ("spending_limits.weekly", &limits.0.weekly, &limits.1.weekly),
         ("spending_limits.monthly", &limits.0.monthly, &limits.1.monthly),
+        (
+            "spending_limits.max_fee_per_transaction",
+            &limits.0.max_fee_per_transaction,
+            &limits.1.max_fee_per_transaction,
+        ),
     ] {
         if let Some((from, to)) = higher_limit(before.as_ref(), after.as_ref()) {
             push(field.into(), Some(from), to);
@@ -332,6 +340,15 @@ mod tests {
     }
 
     #[test]
+    fn install_scripts() {
+        assert_eq!(
+            one(|v| v["permissions"]["install_scripts"] = true.into()),
+            "permissions.install_scripts: false → true"
+        );
+        none(|v| v["permissions"]["install_scripts"] = false.into());
+    }
+
+    #[test]
     fn spenders() {
         assert_eq!(one(|v| v["permissions"]["spenders"] = json!([OTHER])), format!("permissions.spenders: + {OTHER}"));
         none(|v| remove(v, &["permissions", "spenders"]));
@@ -365,6 +382,22 @@ mod tests {
             ["ai_budget.daily_usd: 5.00 → (no limit)", "ai_budget.monthly_usd: 50 → (no limit)"]
         );
         none(|v| v["ai_budget"] = json!({ "daily_usd": "1", "monthly_usd": "50.000" }));
+    }
+
+    #[test]
+    fn max_fee_per_transaction() {
+        // Adding a fee cap narrows; raising or removing it widens.
+        none(|v| v["spending_limits"]["max_fee_per_transaction"] = "0.01".into());
+        let mut capped = base();
+        capped["spending_limits"]["max_fee_per_transaction"] = "0.01".into();
+        let lines: Vec<String> =
+            widening(&manifest(&capped), &manifest(&base())).iter().map(ToString::to_string).collect();
+        assert_eq!(lines, ["spending_limits.max_fee_per_transaction: 0.01 → (no limit)"]);
+        let mut higher = capped.clone();
+        higher["spending_limits"]["max_fee_per_transaction"] = "0.02".into();
+        let lines: Vec<String> =
+            widening(&manifest(&capped), &manifest(&higher)).iter().map(ToString::to_string).collect();
+        assert_eq!(lines, ["spending_limits.max_fee_per_transaction: 0.01 → 0.02"]);
     }
 
     #[test]

@@ -3,26 +3,24 @@
 
 use std::sync::Arc;
 
-use assegai_sdk::{
-    ChainId,
-    wire::{Health, LogRequest, QueryChainRequest, Success, TxInfo, TxRequest, TxSent, WalletAddressResponse},
-};
-use axum::{
-    Extension, Json,
-    extract::{Path, State},
-    http::{Method, Uri, header},
-    response::{IntoResponse, Response},
-};
-use serde_json::Value;
-
 use crate::{
     Error, Result,
     auth::Agent,
-    chain::policy,
-    extract::{ApiJson, RawBody, parse_json},
+    chain::{jsonrpc, policy},
+    extract::{ApiJson, ApiPath, RawBody},
     ratelimit::Service,
     server::AppState,
     store::{NewLog, now_ms},
+};
+use assegai_sdk::{
+    ChainId,
+    wire::{Health, LogRequest, Success, TxInfo, TxRequest, TxSent, WalletAddressResponse},
+};
+use axum::{
+    Extension, Json,
+    extract::State,
+    http::{Method, Uri, header},
+    response::{IntoResponse, Response},
 };
 
 /// `GET /health`.
@@ -33,40 +31,49 @@ pub async fn health() -> Json<Health> {
 /// `POST /agent/query-chain`.
 /// The reply is `QueryChainResponse`, written around the node's raw `result` so a large
 /// result (a block, logs) is never parsed and re-serialised.
+///
+/// Every chain route checks in one order: the body parses strictly, the chain is in the manifest,
+/// every method is a read, and only then is a rate-limit token spent.
 pub async fn query_chain(
     State(state): State<AppState>,
     Extension(agent): Extension<Arc<Agent>>,
-    ApiJson(req): ApiJson<QueryChainRequest>,
+    RawBody(body): RawBody,
 ) -> Result<Response> {
+    let req = jsonrpc::parse_query(&body)?;
     let url = state.chain().rpc_url(&agent.manifest, req.chain)?;
+    policy::check_method(&req.method)?;
     state.limits().check(Service::Rpc, &agent.id)?;
     let result = state.chain().query(url, &req.method, &req.params).await?;
     let body = format!("{{\"result\":{}}}", result.get());
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// `POST /rpc/{chain}`: raw JSON-RPC, single or batch, every element a read.
+/// `POST /rpc/{chain}`: JSON-RPC, single or batch, every element a read. The node gets the
+/// proxy's serialisation of what was checked, never the agent's bytes.
 pub async fn rpc(
     State(state): State<AppState>,
     Extension(agent): Extension<Arc<Agent>>,
-    Path(chain): Path<String>,
+    ApiPath(chain): ApiPath<String>,
     RawBody(body): RawBody,
 ) -> Result<Response> {
     let chain = parse_chain(&chain)?;
     let url = state.chain().rpc_url(&agent.manifest, chain)?;
-    let parsed: Value = parse_json(&body)?;
-    policy::check_body(&parsed)?;
+    let checked = jsonrpc::RpcBody::parse(&body)?;
     state.limits().check(Service::Rpc, &agent.id)?;
-    let (status, reply) = state.chain().forward(url, body).await?;
+    let (status, reply) = state.chain().forward(url, &checked).await?;
     Ok((status, [(header::CONTENT_TYPE, "application/json")], reply).into_response())
 }
 
-/// `GET /agent/wallet-address/{chain}`.
+/// `GET /agent/wallet-address/{chain}`: only for the chains of the agent's manifest.
 pub async fn wallet_address(
     State(state): State<AppState>,
-    Path(chain): Path<String>,
+    Extension(agent): Extension<Arc<Agent>>,
+    ApiPath(chain): ApiPath<String>,
 ) -> Result<Json<WalletAddressResponse>> {
     let chain = parse_chain(&chain)?;
+    if !agent.manifest.allows_chain(chain) {
+        return Err(Error::ChainNotAllowed(chain));
+    }
     Ok(Json(WalletAddressResponse { address: state.wallet().address_for(chain).await? }))
 }
 
@@ -101,7 +108,7 @@ pub async fn request_transaction(
 pub async fn transaction(
     State(state): State<AppState>,
     Extension(agent): Extension<Arc<Agent>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TxInfo>> {
     let store = state.store().clone();
     let key = id.clone();
@@ -122,6 +129,13 @@ pub async fn transaction(
         tx_hash: row.tx_hash.as_deref().map(str::parse).transpose().map_err(|_| bad("hash"))?,
         error: row.error.clone(),
         created_at: row.created_at,
+        fees: assegai_sdk::wire::TxFeeInfo {
+            gas_limit: row.gas_limit.map(|g| g.to_string()),
+            max_fee_per_gas: row.max_fee_per_gas.clone(),
+            max_priority_fee_per_gas: row.max_priority_fee_per_gas.clone(),
+            max_fee_wei: row.max_fee_wei.clone(),
+            fee_wei: row.fee_wei.clone(),
+        },
     }))
 }
 

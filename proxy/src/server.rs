@@ -1,16 +1,35 @@
 //! The proxy's lifecycle: shared state, the agent-facing router, the admin socket, start-up and
-//! clean shutdown.
+//! clean shutdown, and the limits that keep agents from hoarding connections (SPEC §8).
+//!
+//! Connections are served by hyper with its own timers: request headers must arrive within
+//! [`HEADER_READ_TIMEOUT`] of a connection opening. hyper starts the same timer when a keep-alive
+//! connection goes idle, so an idle connection is closed after those 10 s too — sooner than the
+//! 60 s SPEC §8 allows ([`IDLE_TIMEOUT`]), which clients cope with as they do with any server that
+//! closes idle connections. A request body that stops arriving for [`BODY_READ_TIMEOUT`] is a 408
+//! (tower-http's body timeout). At most `max_connections` (config.toml, default 1024) agent
+//! connections are open at once; past it, a few more are let in to answer `/health` (anything else
+//! there is 503 `TOO_MANY_CONNECTIONS`) with a short header timeout and no keep-alive, and past
+//! those, new connections are closed as soon as they are accepted.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use axum::{
     Router,
     extract::DefaultBodyLimit,
     middleware,
     routing::{any, get, post},
-    serve::ListenerExt,
 };
-use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+    service::TowerToHyperService,
+};
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, watch},
+    task::JoinHandle,
+};
+use tower_http::timeout::RequestBodyTimeout;
 
 use crate::{
     Error, Result, admin,
@@ -29,6 +48,17 @@ use crate::{
 
 /// How long a stopping proxy lets in-flight requests finish.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+/// Request headers must be complete this long after a connection opens or goes idle.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest an idle keep-alive connection stays open (SPEC §8); hyper's header timer closes
+/// idle connections at [`HEADER_READ_TIMEOUT`], well within it.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A request body that sends nothing for this long is refused (408).
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections past `max_connections` still let in to ask for `/health`.
+const HEALTH_ONLY_CONNECTIONS: usize = 64;
+/// How long such a connection has to send its request.
+const HEALTH_ONLY_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Everything handlers share. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -47,6 +77,7 @@ struct Inner {
     pricing: std::sync::RwLock<Arc<Pricing>>,
     pricing_file: std::path::PathBuf,
     usage: tokio::sync::mpsc::UnboundedSender<NewUsage>,
+    metering: ai::meter::Metering,
     approvals: crate::tx::Approvals,
     signer: crate::tx::signer::Signer,
     wallet: crate::wallet::Wallet,
@@ -133,6 +164,11 @@ impl AppState {
         &self.0.usage
     }
 
+    /// AI budgets and the metering of replies to their end.
+    pub fn metering(&self) -> &ai::meter::Metering {
+        &self.0.metering
+    }
+
     /// What the admin API reports.
     pub fn status(&self) -> admin::Status {
         admin::Status {
@@ -161,6 +197,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(state.config().max_body_bytes))
+        .layer(middleware::from_fn(crate::extract::close_if_body_unread))
         .with_state(state)
 }
 
@@ -193,6 +230,7 @@ pub async fn start(home: &Home, config: Config, keys: Result<Arc<dyn KeyStore>, 
     let config = Arc::new(config);
     let (log_sink, log_writer) = logs::start(store.clone());
     let (usage, usage_writer) = writer::start(store.clone(), "AI usage rows", Store::insert_usage);
+    let metering = ai::meter::Metering::open(&store, &config.ai)?;
     let state = AppState(Arc::new(Inner {
         agents: AgentCache::new(store.clone()),
         limits: RateLimiter::new(&config.rate_limits),
@@ -203,6 +241,7 @@ pub async fn start(home: &Home, config: Config, keys: Result<Arc<dyn KeyStore>, 
         pricing: std::sync::RwLock::new(Arc::new(pricing)),
         pricing_file,
         usage,
+        metering,
         approvals: crate::tx::Approvals::default(),
         signer: crate::tx::signer::Signer::default(),
         logs: log_sink,
@@ -223,18 +262,7 @@ pub async fn start(home: &Home, config: Config, keys: Result<Arc<dyn KeyStore>, 
         let _ = rx.wait_for(|s| *s).await;
     };
     let servers = vec![
-        tokio::spawn(
-            // Without TCP_NODELAY, Nagle holds a stream's second write until the client's delayed
-            // ACK: 40 ms added to every streamed reply.
-            axum::serve(
-                tcp.tap_io(|s| {
-                    let _ = s.set_nodelay(true);
-                }),
-                router(state.clone()),
-            )
-            .with_graceful_shutdown(until_stopped(stopped.clone()))
-            .into_future(),
-        ),
+        tokio::spawn(serve_agents(tcp, router(state.clone()), state.config().max_connections, stopped.clone())),
         tokio::spawn(
             axum::serve(
                 admin_listener,
@@ -246,6 +274,74 @@ pub async fn start(home: &Home, config: Config, keys: Result<Arc<dyn KeyStore>, 
         ),
     ];
     Ok(RunningProxy { addr, state, stop, servers, writers: vec![log_writer, usage_writer], socket })
+}
+
+/// Serves agent connections on `tcp` until `stopped`, with the timeouts and the connection bound
+/// of the module docs; then lets open connections finish their requests.
+async fn serve_agents(
+    tcp: TcpListener,
+    app: Router,
+    max_connections: usize,
+    mut stopped: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let agent_slots = Arc::new(Semaphore::new(max_connections));
+    let health_slots = Arc::new(Semaphore::new(HEALTH_ONLY_CONNECTIONS));
+    let mut agents = hyper::server::conn::http1::Builder::new();
+    agents.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    let mut health_only = hyper::server::conn::http1::Builder::new();
+    health_only.timer(TokioTimer::new()).header_read_timeout(HEALTH_ONLY_HEADER_TIMEOUT).keep_alive(false);
+    let app = RequestBodyTimeout::new(app, BODY_READ_TIMEOUT);
+    let overflow = RequestBodyTimeout::new(health_only_router(), BODY_READ_TIMEOUT);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            a = tcp.accept() => a,
+            _ = stopped.wait_for(|s| *s) => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) if is_connection_error(&e) => continue,
+            Err(e) => {
+                // Out of file descriptors, say: give the open connections time to close (what
+                // axum::serve does too).
+                tracing::error!(error = %e, "cannot accept connections");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        // Without TCP_NODELAY, Nagle holds a stream's second write until the client's delayed ACK:
+        // 40 ms added to every streamed reply.
+        let _ = stream.set_nodelay(true);
+        let io = TokioIo::new(stream);
+        let (permit, conn) = if let Ok(permit) = agent_slots.clone().try_acquire_owned() {
+            (permit, graceful.watch(agents.serve_connection(io, TowerToHyperService::new(app.clone()))))
+        } else if let Ok(permit) = health_slots.clone().try_acquire_owned() {
+            (permit, graceful.watch(health_only.serve_connection(io, TowerToHyperService::new(overflow.clone()))))
+        } else {
+            // Refused: closed at once.
+            continue;
+        };
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "agent connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(tcp);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// What a connection past the bound is served: `/health`, and for anything else a 503 that says
+/// why.
+fn health_only_router() -> Router {
+    Router::new().route("/health", get(routes::health)).fallback(|| async { Error::TooManyConnections })
+}
+
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
 }
 
 async fn bind_admin_socket(socket: &std::path::Path) -> Result<tokio::net::UnixListener> {
@@ -298,6 +394,8 @@ impl RunningProxy {
                 }
             }
         }
+        // Replies still read after their agents left are recorded now, before the writers finish.
+        state.metering().stop_reading();
         let store = state.store().clone();
         // The writers stop once the last senders (inside the state) are gone.
         drop(state);

@@ -169,6 +169,30 @@ pub struct TxInfo {
     /// When it was requested (ms).
     #[serde(rename = "createdAt")]
     pub created_at: i64,
+    /// The fees fixed when it was requested (what is signed), and what it paid.
+    #[serde(flatten)]
+    pub fees: TxFeeInfo,
+}
+
+/// A request's gas and fee figures, as decimal strings (wei, or gas for `gas_limit`); absent on
+/// requests from before fees were fixed at request time.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TxFeeInfo {
+    /// The gas limit signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gas_limit: Option<String>,
+    /// Max fee per gas (on chains without a base fee: the gas price).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fee_per_gas: Option<String>,
+    /// Max priority fee per gas (EIP-1559 chains).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_priority_fee_per_gas: Option<String>,
+    /// The worst case: gas limit × max fee per gas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fee_wei: Option<String>,
+    /// What it paid (gas used × effective gas price), once the receipt is in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee_wei: Option<String>,
 }
 
 /// Severity of an agent log line.
@@ -266,6 +290,8 @@ pub mod codes {
     pub const AGENT_PAUSED: &str = "AGENT_PAUSED";
     /// The agent's manifest does not list this AI provider.
     pub const API_NOT_ALLOWED: &str = "API_NOT_ALLOWED";
+    /// The provider endpoint is not an inference endpoint the user's key may reach.
+    pub const ENDPOINT_NOT_ALLOWED: &str = "ENDPOINT_NOT_ALLOWED";
     /// The user has not stored a key for this provider (or the key store is locked).
     pub const KEY_NOT_CONFIGURED: &str = "KEY_NOT_CONFIGURED";
     /// The agent's AI budget for the window is spent.
@@ -276,6 +302,10 @@ pub mod codes {
     pub const WALLET_NOT_CONFIGURED: &str = "WALLET_NOT_CONFIGURED";
     /// The request body exceeds the configured limit.
     pub const PAYLOAD_TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
+    /// The request body stopped arriving.
+    pub const REQUEST_TIMEOUT: &str = "REQUEST_TIMEOUT";
+    /// The proxy has as many agent connections open as it allows.
+    pub const TOO_MANY_CONNECTIONS: &str = "TOO_MANY_CONNECTIONS";
     /// The per-agent rate limit was hit; see `Retry-After`.
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
     /// The node answered with a JSON-RPC error.

@@ -110,6 +110,7 @@ fn run() -> Result<(), String> {
         Variant { label: "local chain, no PASSPHRASE", local_chain: true, passphrase: false, ..Variant::DEFAULT },
         Variant { label: "local chain, keys.enc exists", local_chain: true, key_stored: true, ..Variant::DEFAULT },
         Variant { label: "local chain, proxy running", local_chain: true, proxy_running: true, ..Variant::DEFAULT },
+        Variant { label: "local chain, --no-sandbox", local_chain: true, sandbox: false, ..Variant::DEFAULT },
     ];
     let mut rows = Vec::new();
     for v in &variants {
@@ -139,6 +140,12 @@ fn run() -> Result<(), String> {
         "  (default: ASSEGAI_PASSPHRASE set, no proxy running so `run` hosts one; `exit p50` is until \
          `assegai run` has exited after the agent did)"
     );
+    if let (Some((_, on)), Some((_, off))) = (rows.first(), rows.iter().find(|(v, _)| !v.sandbox)) {
+        println!(
+            "  the sandbox's own cost (trampoline exec + Landlock ruleset): {} at p50",
+            ms(on.run.p50() - off.run.p50())
+        );
+    }
     let headline = &rows[0].1;
     targets.push((
         format!("run adds < {TARGET_RUN_ADDED_MS} ms (command agent)"),
@@ -472,11 +479,19 @@ struct Variant {
     proxy_running: bool,
     /// An AI key was stored first (`assegai keys set openai --stdin`), so `keys.enc` exists.
     key_stored: bool,
+    /// Landlock confinement on (the default); off shows what the sandbox itself costs.
+    sandbox: bool,
 }
 
 impl Variant {
-    const DEFAULT: Variant =
-        Variant { label: "", local_chain: false, passphrase: true, proxy_running: false, key_stored: false };
+    const DEFAULT: Variant = Variant {
+        label: "",
+        local_chain: false,
+        passphrase: true,
+        proxy_running: false,
+        key_stored: false,
+        sandbox: true,
+    };
 }
 
 struct Overhead {
@@ -514,7 +529,11 @@ fn command_overhead(bin: &Path, anvil_url: &str, v: &Variant) -> Result<Overhead
         Ok(dt)
     };
     let via_run = || -> Result<(Duration, Duration), String> {
-        let mut cmd = assegai_cmd(bin, home.path(), &["run", path_str(&dir)?, "--no-prompt"]);
+        let mut args = vec!["run", path_str(&dir)?, "--no-prompt"];
+        if !v.sandbox {
+            args.push("--no-sandbox");
+        }
+        let mut cmd = assegai_cmd(bin, home.path(), &args);
         if !v.passphrase {
             cmd.env_remove("ASSEGAI_PASSPHRASE");
         }

@@ -50,7 +50,8 @@ use assegai_proxy::{
     auth::AgentCache,
     config::Home,
     manifest::Manifest,
-    store::{NewTx, SpendWindow, Store, now_ms},
+    store::{NewTx, Store, now_ms},
+    tx::limits::{self, SpendWindow},
 };
 use assegai_sdk::{
     Assegai, ChainId,
@@ -392,6 +393,7 @@ impl History {
                 value_wei: U256::from(r.value),
                 data,
                 gas_limit,
+                fees: None,
                 action,
                 detail: Some(detail),
                 created_at: r.at,
@@ -426,15 +428,9 @@ struct StoreFigures {
     sums: [Summary; 3],
 }
 
-/// The windows `tx::policy::check` hands the store for `manifest` (same names, lengths, limits).
+/// The windows the request path hands the store for `manifest`.
 fn windows_of(manifest: &Manifest) -> Vec<SpendWindow> {
-    let Some(limits) = &manifest.spending_limits else { return Vec::new() };
-    [("daily", 1, &limits.daily), ("weekly", 7, &limits.weekly), ("monthly", 30, &limits.monthly)]
-        .into_iter()
-        .filter_map(|(name, days, limit)| {
-            limit.as_ref().map(|l| SpendWindow { name, window_ms: days * DAY_MS, limit: l.base_units() })
-        })
-        .collect()
+    limits::windows(manifest.spending_limits.as_ref())
 }
 
 async fn measure_store(db: &Path, agent_id: &str, token: &str) -> Result<StoreFigures, String> {
@@ -463,6 +459,7 @@ async fn measure_store(db: &Path, agent_id: &str, token: &str) -> Result<StoreFi
             value_wei: U256::from(ACCEPTED_VALUE),
             data: "0x".to_owned(),
             gas_limit: None,
+            fees: None,
             action: format!("Send {} ETH to {to}", eth(ACCEPTED_VALUE)),
             detail: Some(json!({"chain": "eip155:31337", "to": to, "value_wei": ACCEPTED_VALUE.to_string()})),
             created_at: now_ms(),
@@ -480,7 +477,7 @@ async fn measure_store(db: &Path, agent_id: &str, token: &str) -> Result<StoreFi
         let refused = store.insert_pending_tx(&tx, &windows).map_err(|e| e.to_string())?;
         let dt = t0.elapsed();
         if let Some(w) = refused {
-            return Err(format!("the {} window refused a request that fits it; the limits are off", w.name));
+            return Err(format!("the {} window refused a request that fits it; the limits are off", w.name()));
         }
         reject(&tx.id)?;
         let tx = new_tx();
@@ -491,7 +488,7 @@ async fn measure_store(db: &Path, agent_id: &str, token: &str) -> Result<StoreFi
         let mut dt_sums = [Duration::ZERO; 3];
         for (w, d) in windows.iter().zip(&mut dt_sums) {
             let t0 = Instant::now();
-            store.spent_since(&agent.id, 31337, now_ms() - w.window_ms).map_err(|e| e.to_string())?;
+            store.spent_since(&agent.id, 31337, w.window.since(now_ms())).map_err(|e| e.to_string())?;
             *d = t0.elapsed();
         }
         if keep {

@@ -7,6 +7,11 @@
 //! * `"slow"`: waits [`SLOW_DELAY`] before sending the response head;
 //! * anything else: a normal reply naming that model, with the token counts of [`usage`].
 //!
+//! and, for every model, by the [`Behaviour`] a test sets ([`FakeAi::set_behaviour`]): replies
+//! held before their head or their usage until the test opens the gate ([`FakeAi::open_gate`]), a
+//! pause before a stream's usage, streams that never report usage, counts a real vendor could give
+//! for the request, or an error status for everything.
+//!
 //! Routes: `POST /v1/chat/completions` and `/chat/completions` (OpenAI, DeepSeek), `POST
 //! /v1/messages` (Anthropic), `GET /v1/models` and `/models` (Anthropic's list when the request
 //! carries `x-api-key`, else OpenAI's). Anything else gets OpenAI's 404 `Invalid URL` error.
@@ -120,10 +125,84 @@ impl Recorded {
     }
 }
 
-#[derive(Default)]
+/// How the fake answers, beyond what the model selects (see the module docs).
+#[derive(Debug, Clone, Default)]
+pub struct Behaviour {
+    /// Each reply waits before its head until the gate is open.
+    pub hold_heads: bool,
+    /// Each stream waits before its usage (OpenAI's usage chunk, Anthropic's `message_delta`) until
+    /// the gate is open.
+    pub hold_usage: bool,
+    /// A stream pauses this long before its usage.
+    pub usage_delay: Duration,
+    /// Streams end without reporting usage (OpenAI: no usage chunk even when asked; Anthropic: no
+    /// `usage` in `message_start` nor `message_delta`).
+    pub withhold_usage: bool,
+    /// The most a real vendor could report for the request: as many input tokens as the body has
+    /// bytes (no cache), and the request's own output limit (`max_completion_tokens`, `max_tokens`,
+    /// `max_output_tokens`) as output tokens, else the [`usage`] constant.
+    pub usage_from_request: bool,
+    /// Every `POST` is answered with this status and the vendor's error JSON.
+    pub fail_with: Option<u16>,
+}
+
+/// The token counts of one reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// OpenAI `prompt_tokens` (cached included) / Anthropic `input_tokens` (cache excluded).
+    pub input: u64,
+    /// Cached (OpenAI) or cache-read (Anthropic) input tokens.
+    pub cache_read: u64,
+    /// Anthropic cache-write tokens.
+    pub cache_write: u64,
+    /// Output tokens.
+    pub output: u64,
+}
+
+impl Counts {
+    /// What every OpenAI-style reply reports by default.
+    pub const OPENAI: Counts = Counts {
+        input: usage::OPENAI_PROMPT_TOKENS,
+        cache_read: usage::OPENAI_CACHED_TOKENS,
+        cache_write: 0,
+        output: usage::OPENAI_COMPLETION_TOKENS,
+    };
+    /// What every Anthropic reply reports by default.
+    pub const ANTHROPIC: Counts = Counts {
+        input: usage::ANTHROPIC_INPUT_TOKENS,
+        cache_read: usage::ANTHROPIC_CACHE_READ_TOKENS,
+        cache_write: usage::ANTHROPIC_CACHE_WRITE_TOKENS,
+        output: usage::ANTHROPIC_OUTPUT_TOKENS,
+    };
+
+    /// The counts [`Behaviour::usage_from_request`] reports for a request body.
+    pub fn from_request(body: &[u8], default_output: u64) -> Counts {
+        let req: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let output = ["max_completion_tokens", "max_tokens", "max_output_tokens"]
+            .iter()
+            .find_map(|k| req[*k].as_u64())
+            .unwrap_or(default_output);
+        Counts { input: body.len() as u64, cache_read: 0, cache_write: 0, output }
+    }
+}
+
 struct Shared {
     requests: Mutex<Vec<Recorded>>,
     counter: Mutex<u64>,
+    behaviour: Mutex<Behaviour>,
+    /// `true` while the gate is open.
+    gate: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            requests: Mutex::default(),
+            counter: Mutex::default(),
+            behaviour: Mutex::default(),
+            gate: tokio::sync::watch::channel(true).0,
+        }
+    }
 }
 
 impl Shared {
@@ -142,6 +221,16 @@ impl Shared {
         let mut c = self.counter.lock().unwrap();
         *c += 1;
         *c
+    }
+
+    fn behaviour(&self) -> Behaviour {
+        self.behaviour.lock().unwrap().clone()
+    }
+
+    /// Waits until the gate is open.
+    async fn through_gate(&self) {
+        let mut open = self.gate.subscribe();
+        let _ = open.wait_for(|o| *o).await;
     }
 }
 
@@ -197,6 +286,21 @@ impl FakeAi {
     /// Forgets the requests received so far.
     pub fn clear(&self) {
         self.shared.requests.lock().unwrap().clear();
+    }
+
+    /// How requests are answered from now on.
+    pub fn set_behaviour(&self, behaviour: Behaviour) {
+        *self.shared.behaviour.lock().unwrap() = behaviour;
+    }
+
+    /// Closes the gate: replies held by [`Behaviour::hold_heads`] or [`Behaviour::hold_usage`] wait.
+    pub fn close_gate(&self) {
+        self.shared.gate.send_replace(false);
+    }
+
+    /// Opens the gate: everything waiting goes on.
+    pub fn open_gate(&self) {
+        self.shared.gate.send_replace(true);
     }
 }
 
@@ -254,23 +358,31 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             builder = builder.header(header::CONTENT_TYPE, "application/json");
             builder.body(Body::from(data)).unwrap()
         }
-        ReplyBody::Sse(events) => {
+        ReplyBody::Sse { events, usage_at } => {
             builder = builder
                 .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")
                 .header(header::CACHE_CONTROL, "no-cache");
             let n = events.len();
-            let stream = futures_util::stream::unfold(
-                (events.into_iter().enumerate(), shared),
-                move |(mut it, shared)| async move {
-                    let (i, ev) = it.next()?;
-                    if i > 0 {
-                        tokio::time::sleep(CHUNK_GAP).await;
+            let behaviour = shared.behaviour();
+            let stream =
+                futures_util::stream::unfold((events.into_iter().enumerate(), shared), move |(mut it, shared)| {
+                    let behaviour = behaviour.clone();
+                    async move {
+                        let (i, ev) = it.next()?;
+                        if i > 0 {
+                            tokio::time::sleep(CHUNK_GAP).await;
+                        }
+                        if i == usage_at {
+                            tokio::time::sleep(behaviour.usage_delay).await;
+                            if behaviour.hold_usage {
+                                shared.through_gate().await;
+                            }
+                        }
+                        let data = Bytes::from(ev);
+                        shared.push_chunk(idx, data.clone(), i + 1 == n);
+                        Some((Ok::<_, Infallible>(data), (it, shared)))
                     }
-                    let data = Bytes::from(ev);
-                    shared.push_chunk(idx, data.clone(), i + 1 == n);
-                    Some((Ok::<_, Infallible>(data), (it, shared)))
-                },
-            );
+                });
             builder.body(Body::from_stream(stream)).unwrap()
         }
     }
@@ -278,7 +390,11 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
 
 enum ReplyBody {
     Json(Value),
-    Sse(Vec<String>),
+    /// Events, and the index of the usage event (or where it would be).
+    Sse {
+        events: Vec<String>,
+        usage_at: usize,
+    },
 }
 
 struct Reply {
@@ -421,24 +537,50 @@ async fn route(shared: &Shared, idx: usize, method: &str, path: &str, headers: &
     if vendor == Vendor::Anthropic && req.get("max_tokens").is_none() {
         return anthropic_error(StatusCode::BAD_REQUEST, "invalid_request_error", "max_tokens: Field required");
     }
+    let behaviour = shared.behaviour();
+    if let Some(status) = behaviour.fail_with {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return match vendor {
+            Vendor::OpenAi => openai_error(status, "The server had an error", "server_error", Value::Null, Value::Null),
+            Vendor::Anthropic => anthropic_error(status, "api_error", "Internal server error"),
+        };
+    }
     if model == "slow" {
         tokio::time::sleep(SLOW_DELAY).await;
     }
+    if behaviour.hold_heads {
+        shared.through_gate().await;
+    }
     let stream = req["stream"].as_bool().unwrap_or(false);
     let n = shared.next_id();
+    let counts = |default: Counts| {
+        if behaviour.usage_from_request { Counts::from_request(body, default.output) } else { default }
+    };
     match (vendor, stream) {
-        (Vendor::OpenAi, false) => json_reply(StatusCode::OK, openai_completion(n, &model)),
+        (Vendor::OpenAi, false) => json_reply(StatusCode::OK, openai_completion(n, &model, counts(Counts::OPENAI))),
         (Vendor::OpenAi, true) => {
             let include_usage = req["stream_options"]["include_usage"].as_bool().unwrap_or(false);
+            let counts = counts(Counts::OPENAI);
             if include_usage {
-                let plain = openai_stream(n, &model, false).concat().into_bytes();
+                let plain = openai_stream(n, &model, None).concat().into_bytes();
                 shared.requests.lock().unwrap()[idx].stream_without_usage = Some(plain);
             }
-            Reply { status: StatusCode::OK, body: ReplyBody::Sse(openai_stream(n, &model, include_usage)) }
+            let usage = (include_usage && !behaviour.withhold_usage).then_some(counts);
+            let events =
+                openai_stream(n, &model, usage.map(|c| (c, true)).or(include_usage.then_some((counts, false))));
+            // The usage chunk is the one before `[DONE]`; without it, `[DONE]` is where it would be.
+            let usage_at = events.len() - if usage.is_some() { 2 } else { 1 };
+            Reply { status: StatusCode::OK, body: ReplyBody::Sse { events, usage_at } }
         }
-        (Vendor::Anthropic, false) => json_reply(StatusCode::OK, anthropic_message(n, &model)),
+        (Vendor::Anthropic, false) => {
+            json_reply(StatusCode::OK, anthropic_message(n, &model, counts(Counts::ANTHROPIC)))
+        }
         (Vendor::Anthropic, true) => {
-            Reply { status: StatusCode::OK, body: ReplyBody::Sse(anthropic_stream(n, &model)) }
+            let usage = (!behaviour.withhold_usage).then(|| counts(Counts::ANTHROPIC));
+            let events = anthropic_stream(n, &model, usage);
+            // `message_delta`, before `message_stop`.
+            let usage_at = events.len() - 2;
+            Reply { status: StatusCode::OK, body: ReplyBody::Sse { events, usage_at } }
         }
     }
 }
@@ -447,33 +589,41 @@ const CREATED: u64 = 1_760_000_000;
 
 /// OpenAI's usage object (plus DeepSeek's cache fields for `deepseek-*` models).
 pub fn openai_usage(model: &str) -> Value {
-    use usage::*;
+    openai_usage_of(model, Counts::OPENAI)
+}
+
+/// OpenAI's usage object with `c`.
+pub fn openai_usage_of(model: &str, c: Counts) -> Value {
     let mut u = json!({
-        "prompt_tokens": OPENAI_PROMPT_TOKENS,
-        "completion_tokens": OPENAI_COMPLETION_TOKENS,
-        "total_tokens": OPENAI_PROMPT_TOKENS + OPENAI_COMPLETION_TOKENS,
-        "prompt_tokens_details": {"cached_tokens": OPENAI_CACHED_TOKENS, "audio_tokens": 0},
+        "prompt_tokens": c.input,
+        "completion_tokens": c.output,
+        "total_tokens": c.input + c.output,
+        "prompt_tokens_details": {"cached_tokens": c.cache_read, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": 0, "audio_tokens": 0,
             "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0
         }
     });
     if model.starts_with("deepseek") {
-        u["prompt_cache_hit_tokens"] = json!(OPENAI_CACHED_TOKENS);
-        u["prompt_cache_miss_tokens"] = json!(OPENAI_PROMPT_TOKENS - OPENAI_CACHED_TOKENS);
+        u["prompt_cache_hit_tokens"] = json!(c.cache_read);
+        u["prompt_cache_miss_tokens"] = json!(c.input - c.cache_read);
     }
     u
 }
 
 /// Anthropic's usage object.
 pub fn anthropic_usage() -> Value {
-    use usage::*;
+    anthropic_usage_of(Counts::ANTHROPIC)
+}
+
+/// Anthropic's usage object with `c`.
+pub fn anthropic_usage_of(c: Counts) -> Value {
     json!({
-        "input_tokens": ANTHROPIC_INPUT_TOKENS,
-        "cache_creation_input_tokens": ANTHROPIC_CACHE_WRITE_TOKENS,
-        "cache_read_input_tokens": ANTHROPIC_CACHE_READ_TOKENS,
-        "cache_creation": {"ephemeral_5m_input_tokens": ANTHROPIC_CACHE_WRITE_TOKENS, "ephemeral_1h_input_tokens": 0},
-        "output_tokens": ANTHROPIC_OUTPUT_TOKENS,
+        "input_tokens": c.input,
+        "cache_creation_input_tokens": c.cache_write,
+        "cache_read_input_tokens": c.cache_read,
+        "cache_creation": {"ephemeral_5m_input_tokens": c.cache_write, "ephemeral_1h_input_tokens": 0},
+        "output_tokens": c.output,
         "service_tier": "standard"
     })
 }
@@ -483,7 +633,7 @@ pub fn content() -> String {
     CONTENT_PIECES.concat()
 }
 
-fn openai_completion(n: u64, model: &str) -> Value {
+fn openai_completion(n: u64, model: &str, counts: Counts) -> Value {
     json!({
         "id": format!("chatcmpl-fake{n}"),
         "object": "chat.completion",
@@ -495,13 +645,16 @@ fn openai_completion(n: u64, model: &str) -> Value {
             "logprobs": null,
             "finish_reason": "stop"
         }],
-        "usage": openai_usage(model),
+        "usage": openai_usage_of(model, counts),
         "service_tier": "default",
         "system_fingerprint": "fp_fake"
     })
 }
 
-fn openai_stream(n: u64, model: &str, include_usage: bool) -> Vec<String> {
+/// An OpenAI stream; with `usage` as asked for (`include_usage`): the counts, and whether the
+/// usage chunk is sent (without it the stream still has the `"usage": null` members).
+fn openai_stream(n: u64, model: &str, usage: Option<(Counts, bool)>) -> Vec<String> {
+    let include_usage = usage.is_some();
     let chunk = |choices: Value| {
         let mut c = json!({
             "id": format!("chatcmpl-fake{n}"),
@@ -526,9 +679,9 @@ fn openai_stream(n: u64, model: &str, include_usage: bool) -> Vec<String> {
         out.push(chunk(json!([{"index": 0, "delta": {"content": piece}, "logprobs": null, "finish_reason": null}])));
     }
     out.push(chunk(json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"}])));
-    if include_usage {
+    if let Some((counts, true)) = usage {
         let mut u = chunk(json!([]));
-        u["usage"] = openai_usage(model);
+        u["usage"] = openai_usage_of(model, counts);
         out.push(u);
     }
     let mut events: Vec<String> = out.iter().map(|c| format!("data: {c}\n\n")).collect();
@@ -536,7 +689,7 @@ fn openai_stream(n: u64, model: &str, include_usage: bool) -> Vec<String> {
     events
 }
 
-fn anthropic_message(n: u64, model: &str) -> Value {
+fn anthropic_message(n: u64, model: &str, counts: Counts) -> Value {
     json!({
         "id": format!("msg_fake{n}"),
         "type": "message",
@@ -545,25 +698,32 @@ fn anthropic_message(n: u64, model: &str) -> Value {
         "content": [{"type": "text", "text": content()}],
         "stop_reason": "end_turn",
         "stop_sequence": null,
-        "usage": anthropic_usage()
+        "usage": anthropic_usage_of(counts)
     })
 }
 
-fn anthropic_stream(n: u64, model: &str) -> Vec<String> {
-    let mut start_usage = anthropic_usage();
+/// An Anthropic stream; with `usage` `None`, its events carry no usage at all.
+fn anthropic_stream(n: u64, model: &str, usage: Option<Counts>) -> Vec<String> {
+    let mut start_usage = anthropic_usage_of(usage.unwrap_or(Counts::ANTHROPIC));
     start_usage["output_tokens"] = json!(1);
-    let mut delta_usage = anthropic_usage();
+    let mut delta_usage = anthropic_usage_of(usage.unwrap_or(Counts::ANTHROPIC));
     delta_usage.as_object_mut().unwrap().retain(|k, _| {
         ["input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens"]
             .contains(&k.as_str())
     });
+    let with_usage = |mut v: Value, u: Value| {
+        if usage.is_some() {
+            v["usage"] = u;
+        }
+        v
+    };
     let mut events = vec![
         (
             "message_start",
-            json!({"type": "message_start", "message": {
+            json!({"type": "message_start", "message": with_usage(json!({
                 "id": format!("msg_fake{n}"), "type": "message", "role": "assistant", "model": model,
-                "content": [], "stop_reason": null, "stop_sequence": null, "usage": start_usage
-            }}),
+                "content": [], "stop_reason": null, "stop_sequence": null
+            }), start_usage)}),
         ),
         (
             "content_block_start",
@@ -580,7 +740,10 @@ fn anthropic_stream(n: u64, model: &str) -> Vec<String> {
     events.push(("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
     events.push((
         "message_delta",
-        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": delta_usage}),
+        with_usage(
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}}),
+            delta_usage,
+        ),
     ));
     events.push(("message_stop", json!({"type": "message_stop"})));
     events.into_iter().map(|(name, data)| format!("event: {name}\ndata: {data}\n\n")).collect()

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod fake_ai;
+pub mod rpc_tap;
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -111,8 +112,14 @@ pub struct Anvil {
 impl Anvil {
     /// Starts Anvil and waits until it listens.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts Anvil with extra arguments (`--chain-id 1`, say) and waits until it listens.
+    pub fn start_with(args: &[&str]) -> Self {
         let mut child = Command::new(anvil_bin())
             .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -119,6 +119,16 @@ fn request(
     call
 }
 
+/// A listed request's decimal field (`max_fee_wei`, `fee_wei`…) as a number.
+fn wei_field(entry: &Value, field: &str) -> U256 {
+    entry[field].as_str().unwrap_or_else(|| panic!("{field} in {entry}")).parse().unwrap()
+}
+
+/// `n` wei as the card prints ETH.
+fn eth(n: U256) -> String {
+    assegai_proxy::units::format_units(n, 18)
+}
+
 async fn balance(env: &TestEnv) -> U256 {
     let hex = env.anvil().rpc("eth_getBalance", json!([RECIPIENT, "latest"])).await;
     U256::from_str_radix(hex.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
@@ -138,6 +148,13 @@ async fn the_queue_shows_each_request_and_signs_or_rejects_it() {
     let (first, second) = ("100000000000000", "200000000000000"); // 0.0001 and 0.0002 ETH
     let first_call = request(&env, &sdk, first, 1);
     let second_call = request(&env, &sdk, second, 2);
+    // Each counts its value plus the worst-case fee fixed when it was made.
+    let listed = pending(&env);
+    let worst = |value: &str| {
+        let entry = listed.iter().find(|e| e["value"] == value).unwrap();
+        value.parse::<U256>().unwrap() + wei_field(entry, "max_fee_wei")
+    };
+    let (cost1, cost2) = (worst(first), worst(second));
 
     let mut screen = Screen::start(&env, &[]);
     screen.expect("Request 1 of 2");
@@ -149,9 +166,10 @@ async fn the_queue_shows_each_request_and_signs_or_rejects_it() {
         RECIPIENT.to_owned(),
         "100000000000000 wei (0.0001 ETH)".to_owned(),
         format!("Send 0.0001 ETH to {RECIPIENT}"),
-        "estimated at signing".to_owned(),
+        "21000 limit".to_owned(),
+        format!("at most {} ETH (value + fee)", eth(cost1)),
         // The other pending request already counts against the limit.
-        "daily 0.0002 → 0.0003 of 1 ETH".to_owned(),
+        format!("daily {} → {} of 1 ETH", eth(cost2), eth(cost1 + cost2)),
     ] {
         assert!(card.contains(&shown), "the card lacks `{shown}`:\n{card}");
     }
@@ -183,8 +201,15 @@ async fn the_queue_shows_each_request_and_signs_or_rejects_it() {
     screen.expect("Request 2 of 2");
     let card = screen.expect("Your decision");
     assert!(card.contains("200000000000000 wei (0.0002 ETH)"), "{card}");
-    // The approved one now counts as spent, this one as the increase.
-    assert!(card.contains("daily 0.0001 → 0.0003 of 1 ETH"), "{card}");
+    // The approved one now counts as spent (its worst case until its receipt is read, then the
+    // fee it paid), this one as the increase.
+    let paid = wait_until(Duration::from_secs(20), "the receipt's fee to be recorded", || {
+        let txs: Value = serde_json::from_str(&env.run_ok(&["txs", "--json", "--status", "confirmed"])).ok()?;
+        txs.as_array()?.first().map(|t| wei_field(t, "fee_wei"))
+    });
+    let settled = first.parse::<U256>().unwrap() + paid;
+    let shown = [cost1, settled].map(|before| format!("daily {} → {} of 1 ETH", eth(before), eth(before + cost2)));
+    assert!(shown.iter().any(|s| card.contains(s)), "one of {shown:?} in {card}");
     screen.expect("Reject all");
     screen.send(UP);
     screen.expect("> Reject");
@@ -369,7 +394,9 @@ async fn run_asks_inline_and_the_agent_gets_its_hash() {
     screen.expect("Request 1 of 1");
     let card = screen.expect("Your decision");
     assert!(card.contains("1000000000000 wei (0.000001 ETH)"), "{card}");
-    assert!(card.contains("daily 0 → 0.000001 of 1 ETH"), "{card}");
+    let listed = pending(&env);
+    let cost = U256::from(1_000_000_000_000_u64) + wei_field(&listed[0], "max_fee_wei");
+    assert!(card.contains(&format!("daily 0 → {} of 1 ETH", eth(cost))), "{card}");
     approve_on(&mut screen);
     let after = screen.expect("inline │ got 0x");
     assert!(!after.contains("Request 2"), "one request, one card");

@@ -88,7 +88,10 @@ async fn an_agent_reads_the_chain_and_logs() {
 async fn rpc_errors_and_unknown_wallets_are_reported() {
     let env = TestEnv::with_anvil();
     let proxy = env.start_proxy();
-    let (id, token) = env.add_agent("errs", None);
+    // Mainnet is in the manifest (wallet addresses are only answered for the manifest's chains),
+    // but no wallet is configured for it.
+    let manifest = json!({"name": "errs", "permissions": {"chains": ["eip155:31337", "eip155:1"]}});
+    let (id, token) = env.add_agent("errs", Some(&manifest));
     let sdk = env.sdk(&proxy, &id, &token);
 
     let err =

@@ -37,12 +37,15 @@ async fn pausing_rejects_pending_requests_and_blocks_new_calls() {
     let bystander = tokio::spawn(send(other_id.clone(), other_token.clone()));
     wait_until(Duration::from_secs(10), "both requests pending", || (pending(&env).len() == 2).then_some(()));
 
-    // Pending value shows against the limits.
+    // Pending value, with its worst-case fee, shows against the limits.
+    let mine = pending(&env).into_iter().find(|e| e["agent"] == "runaway").unwrap();
+    let max_fee: u128 = mine["max_fee_wei"].as_str().unwrap().parse().unwrap();
+    let counted = (1000 + max_fee).to_string();
     let limits: Value = serde_json::from_str(&env.run_ok(&["limits", "runaway", "--json"])).unwrap();
     let daily = &limits["chains"][0]["windows"][0];
     assert_eq!(
         (daily["window"].as_str(), daily["pending_wei"].as_str(), daily["spent_wei"].as_str()),
-        (Some("daily"), Some("1000"), Some("0"))
+        (Some("daily"), Some(counted.as_str()), Some("0"))
     );
     assert!(env.run_ok(&["limits", "runaway"]).contains("pending"));
 

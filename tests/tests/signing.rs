@@ -96,15 +96,15 @@ async fn an_approved_transfer_is_signed_broadcast_and_confirmed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_test_account_never_signs_for_a_real_chain() {
+    // A node that really is chain 1 (Anvil with `--chain-id 1`): the published test key must never
+    // sign for it. Approving fails with a clear reason, and nothing is broadcast.
     let env = TestEnv::with_anvil();
+    let mainnet = assegai_e2e::Anvil::start_with(&["--chain-id", "1"]);
     let proxy = env.start_proxy();
-    // Even pointed at a local node, chain id 1 is a real network: the published test key must
-    // never sign for it. Approving fails with a clear reason, and nothing is broadcast.
-    let manifest =
-        json!({"name": "bold", "permissions": {"chains": ["eip155:1"], "rpcs": {"eip155:1": env.anvil().url}}});
+    let manifest = json!({"name": "bold", "permissions": {"chains": ["eip155:1"], "rpcs": {"eip155:1": mainnet.url}}});
     let (id, token) = env.add_agent("bold", Some(&manifest));
     let sdk = env.sdk(&proxy, &id, &token);
-    let block = env.anvil().rpc("eth_blockNumber", json!([])).await;
+    let block = mainnet.rpc("eth_blockNumber", json!([])).await;
     let request =
         TxRequest { chain: ChainId::eip155(1), to: RECIPIENT.into(), value: "1".into(), data: None, gas_limit: None };
     let call = tokio::spawn(async move { sdk.request_transaction(&request).await });
@@ -118,7 +118,31 @@ async fn the_test_account_never_signs_for_a_real_chain() {
         matches!(&err, assegai_sdk::Error::Server { status: 500, message, .. } if message.contains("No wallet configured for eip155:1")),
         "{err:?}"
     );
-    assert_eq!(env.anvil().rpc("eth_blockNumber", json!([])).await, block, "nothing was mined");
+    assert_eq!(mainnet.rpc("eth_blockNumber", json!([])).await, block, "nothing was mined");
     let txs: Value = serde_json::from_str(&env.run_ok(&["txs", "--json"])).unwrap();
     assert_eq!(txs[0]["status"], "failed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_is_another_chain_is_refused_before_anything_is_asked() {
+    // The manifest calls the local Anvil (chain id 31337) mainnet. The proxy asks the node what it
+    // is before anything else: refused with the node's answer, nothing queued, nothing sent.
+    let env = TestEnv::with_anvil();
+    let tap = assegai_e2e::rpc_tap::RpcTap::start(&env.anvil().url);
+    let proxy = env.start_proxy();
+    let manifest = json!({"name": "liar", "permissions": {"chains": ["eip155:1"], "rpcs": {"eip155:1": tap.url()}}});
+    let (id, token) = env.add_agent("liar", Some(&manifest));
+    let sdk = env.sdk(&proxy, &id, &token);
+    let request =
+        TxRequest { chain: ChainId::eip155(1), to: RECIPIENT.into(), value: "1".into(), data: None, gas_limit: None };
+    let err = sdk.request_transaction(&request).await.unwrap_err();
+    assert!(
+        matches!(&err, assegai_sdk::Error::Server { status: 502, message, .. }
+            if message.contains("RPC endpoint reports chain id 31337, not eip155:1")),
+        "{err:?}"
+    );
+    assert!(pending(&env).is_empty(), "nothing waits for a person");
+    let sent = tap.sent_text();
+    assert!(sent.contains("eth_chainId"), "the node was asked what it is: {sent}");
+    assert!(!sent.contains("eth_sendRawTransaction") && !sent.contains("eth_feeHistory"), "{sent}");
 }

@@ -249,6 +249,32 @@ fn names_field(msg: &str, field: &str) -> bool {
     msg.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').any(|w| w == field)
 }
 
+/// The worst-case fee the proxy fixed for a listed request (`max_fee_wei`), in wei.
+fn fee_of(entry: &Value) -> U256 {
+    let text = entry["max_fee_wei"].as_str().unwrap_or_else(|| panic!("a max_fee_wei in {entry}"));
+    text.parse().unwrap()
+}
+
+/// What the proxy fixes as the worst-case fee of a plain transfer on Anvil right now (the same for
+/// every transfer until a block is mined, and nothing here mines), learnt from one request that
+/// is then rejected.
+async fn transfer_fee(env: &TestEnv, proxy: &Proxy) -> U256 {
+    let probe = Agent::new(env, proxy, "fee-probe", local_manifest("fee-probe", json!({})));
+    let pending = expect_pending(env, &probe, &send(RECIPIENT, "1")).await;
+    let fee = fee_of(&pending.entry);
+    assert!(fee > U256::ZERO, "a transfer pays a fee: {}", pending.entry);
+    reject(env, pending).await;
+    fee
+}
+
+/// A chain that is what it says it is: Anvil with chain id 1, as the user's RPC for eip155:1
+/// (config.toml), so mainnet requests get real fees; the local chain stays the other Anvil.
+fn with_mainnet(env: &TestEnv) -> assegai_e2e::Anvil {
+    let mainnet = assegai_e2e::Anvil::start_with(&["--chain-id", "1"]);
+    env.write_config(&format!("[chains.\"{MAINNET}\"]\nrpc = \"{}\"\n", mainnet.url));
+    mainnet
+}
+
 const NOT_ZERO: &str = "ERC20 transfers must have a transaction value of 0";
 const EXCEEDS: &str = "Requested amount exceeds the configured allowance for this token";
 const TOTAL: &str = "Total spending limit exceeded";
@@ -344,6 +370,7 @@ async fn malformed_requests_are_refused_naming_the_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn erc20_transfers_are_held_to_the_allowance() {
     let env = TestEnv::with_anvil();
+    let _mainnet = with_mainnet(&env);
     let proxy = env.start_proxy();
     let agent = Agent::new(&env, &proxy, "trader", token_manifest("trader"));
 
@@ -386,6 +413,7 @@ async fn erc20_transfers_are_held_to_the_allowance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn token_approvals_count_against_the_allowance() {
     let env = TestEnv::with_anvil();
+    let _mainnet = with_mainnet(&env);
     let proxy = env.start_proxy();
     let agent = Agent::new(&env, &proxy, "approver", token_manifest("approver"));
     let owner = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
@@ -448,7 +476,8 @@ async fn calldata_goes_only_to_whitelisted_contracts() {
     let pending = expect_pending(&env, &agent, &body).await;
     let action = pending.entry["action"].as_str().expect("an action");
     assert_eq!(action.to_lowercase(), format!("Call 0x12345678 on {CONTRACT}").to_lowercase(), "{action}");
-    assert_eq!(pending.entry["gas_limit"], Value::Null, "estimated when signing");
+    let estimate = pending.entry["detail"]["gas"]["estimate"].as_u64().expect("an estimate");
+    assert_eq!(pending.entry["gas_limit"], estimate + estimate / 5, "fixed now: the estimate plus a fifth");
     reject(&env, pending).await;
 
     // The original SDK's default of 21000 cannot carry calldata: the node's estimate plus a fifth
@@ -474,15 +503,23 @@ async fn calldata_goes_only_to_whitelisted_contracts() {
 async fn the_per_transaction_limit_is_inclusive() {
     let env = TestEnv::with_anvil();
     let proxy = env.start_proxy();
+    let fee = transfer_fee(&env, &proxy).await;
     let agent =
         Agent::new(&env, &proxy, "capped", local_manifest("capped", json!({"per_transaction": "0.5", "daily": "10"})));
+    let limit: U256 = tenths(5).parse().unwrap();
 
-    let pending = expect_pending(&env, &agent, &send(RECIPIENT, &tenths(5))).await;
-    assert_eq!(pending.entry["value"], tenths(5));
+    // Value + worst-case fee up to the limit exactly.
+    let exact = (limit - fee).to_string();
+    let pending = expect_pending(&env, &agent, &send(RECIPIENT, &exact)).await;
+    assert_eq!(pending.entry["value"], exact.as_str());
+    assert_eq!(fee_of(&pending.entry), fee);
     reject(&env, pending).await;
 
-    let reply = agent.request(&send(RECIPIENT, "500000000000000001")).await;
+    let reply = agent.request(&send(RECIPIENT, &(limit - fee + U256::from(1)).to_string())).await;
     assert_error(&reply, StatusCode::FORBIDDEN, "POLICY_VIOLATION", "per-transaction");
+    // The value alone at the limit: its fee takes it over.
+    let reply = agent.request(&send(RECIPIENT, &tenths(5))).await;
+    assert_error(&reply, StatusCode::FORBIDDEN, "POLICY_VIOLATION", "plus its worst-case fee");
     // Value sent along with a call to a whitelisted contract counts too.
     let mut costly = call(LOCAL, CONTRACT, "0x12345678");
     costly["value"] = tenths(6).into();
@@ -498,17 +535,21 @@ async fn the_per_transaction_limit_is_inclusive() {
 async fn rolling_limits_count_pending_requests() {
     let env = TestEnv::with_anvil();
     let proxy = env.start_proxy();
+    // Every request counts its value plus its worst-case fee `f`.
+    let f = transfer_fee(&env, &proxy).await;
+    let eth = |tenths_of_eth: u64| U256::from(tenths_of_eth) * U256::from(100_000_000_000_000_000_u64);
+    let wei = |v: U256| v.to_string();
     let daily = json!({"per_transaction": "1.0", "daily": "1.0"});
     let a = Agent::new(&env, &proxy, "daily-a", local_manifest("daily-a", daily.clone()));
     let b = Agent::new(&env, &proxy, "daily-b", local_manifest("daily-b", daily));
 
     let first = expect_pending(&env, &a, &send(RECIPIENT, &tenths(6))).await;
     assert_policy(&a.request(&send(RECIPIENT, &tenths(5))).await, TOTAL);
-    // Up to the limit exactly is fine; one wei more is not.
-    let _second = expect_pending(&env, &a, &send(RECIPIENT, &tenths(4))).await;
+    // Up to the limit exactly is fine (0.6 + f, then 0.4 − 2f + f); one wei more is not.
+    let _second = expect_pending(&env, &a, &send(RECIPIENT, &wei(eth(4) - f - f))).await;
     assert_policy(&a.request(&send(RECIPIENT, "1")).await, TOTAL);
     // Another agent has its own limits.
-    let _other = expect_pending(&env, &b, &send(RECIPIENT, &tenths(10))).await;
+    let _other = expect_pending(&env, &b, &send(RECIPIENT, &wei(eth(10) - f))).await;
 
     // A rejected request no longer counts.
     reject(&env, first).await;
@@ -518,10 +559,10 @@ async fn rolling_limits_count_pending_requests() {
     // The weekly and monthly windows bind the same way.
     let weekly = Agent::new(&env, &proxy, "weekly", local_manifest("weekly", json!({"weekly": "0.7"})));
     let _w = expect_pending(&env, &weekly, &send(RECIPIENT, &tenths(5))).await;
-    assert_policy(&weekly.request(&send(RECIPIENT, &tenths(3))).await, TOTAL);
-    let _w2 = expect_pending(&env, &weekly, &send(RECIPIENT, &tenths(2))).await;
+    assert_policy(&weekly.request(&send(RECIPIENT, &tenths(2))).await, TOTAL);
+    let _w2 = expect_pending(&env, &weekly, &send(RECIPIENT, &wei(eth(2) - f - f))).await;
     let monthly = Agent::new(&env, &proxy, "monthly", local_manifest("monthly", json!({"monthly": "0.3"})));
-    let _m = expect_pending(&env, &monthly, &send(RECIPIENT, &tenths(3))).await;
+    let _m = expect_pending(&env, &monthly, &send(RECIPIENT, &wei(eth(3) - f))).await;
     assert_policy(&monthly.request(&send(RECIPIENT, "1")).await, TOTAL);
 }
 
@@ -529,6 +570,7 @@ async fn rolling_limits_count_pending_requests() {
 async fn fifty_concurrent_requests_cannot_overspend_the_daily_limit() {
     let env = TestEnv::with_anvil();
     let proxy = env.start_proxy();
+    let fee = transfer_fee(&env, &proxy).await;
     let agent =
         Agent::new(&env, &proxy, "racer", local_manifest("racer", json!({"per_transaction": "1.0", "daily": "1.0"})));
     let body = send(RECIPIENT, &tenths(1)).to_string();
@@ -549,21 +591,25 @@ async fn fifty_concurrent_requests_cannot_overspend_the_daily_limit() {
     for reply in &answered {
         assert_policy(reply.as_ref().expect("the proxy answers"), TOTAL);
     }
-    assert_eq!((pending.len(), answered.len()), (10, 40), "pending vs refused");
-    assert!(pending.iter().all(|e| e["value"] == tenths(1)));
+    // As many as value + fee fit into 1 ETH: 9, since ten would need 1 ETH plus ten fees.
+    let each = U256::from(100_000_000_000_000_000_u64) + fee;
+    let fit = (U256::from(1_000_000_000_000_000_000_u64) / each).to::<usize>();
+    assert_eq!(fit, 9);
+    assert_eq!((pending.len(), answered.len()), (fit, 50 - fit), "pending vs refused");
+    assert!(pending.iter().all(|e| e["value"] == tenths(1) && fee_of(e) == fee));
 
     for entry in &pending {
         env.run_ok(&["reject", &id_of(entry)]);
     }
-    let rejected = wait_until(Duration::from_secs(20), "the 10 held calls to be answered", || {
+    let rejected = wait_until(Duration::from_secs(20), "the held calls to be answered", || {
         answered.extend(rx.try_iter());
-        (answered.len() == 50).then(|| answered[40..].to_vec())
+        (answered.len() == 50).then(|| answered[50 - fit..].to_vec())
     });
     let expected: Value = serde_json::from_str(REJECTED_BODY).unwrap();
     for reply in rejected {
         assert_eq!(reply.expect("the proxy answers"), (StatusCode::FORBIDDEN, expected.clone()));
     }
-    assert_eq!(txs(&env, &["--agent", "racer", "--status", "rejected"]).len(), 10);
+    assert_eq!(txs(&env, &["--agent", "racer", "--status", "rejected"]).len(), fit);
     assert!(txs(&env, &["--agent", "racer", "--status", "pending"]).is_empty());
 }
 
@@ -627,9 +673,10 @@ async fn an_unanswered_request_expires_and_releases_the_limit() {
     );
 
     let started = Instant::now();
-    let pending = expect_pending(&env, &agent, &send(RECIPIENT, &tenths(10))).await;
-    // While it waits, it uses the whole daily limit.
-    assert_policy(&agent.request(&send(RECIPIENT, "1")).await, TOTAL);
+    // 0.9 ETH and its fee; what is left of the daily limit is less than another such request.
+    let pending = expect_pending(&env, &agent, &send(RECIPIENT, &tenths(9))).await;
+    // While it waits, it counts against the daily limit.
+    assert_policy(&agent.request(&send(RECIPIENT, &tenths(1))).await, TOTAL);
 
     let reply = outcome(pending.call).await.expect("the proxy answers");
     let waited = started.elapsed();
@@ -644,8 +691,8 @@ async fn an_unanswered_request_expires_and_releases_the_limit() {
     let (status, body) = agent.transaction(&id).await;
     assert_eq!((status, &body["status"]), (StatusCode::OK, &json!("expired")), "{body}");
 
-    // The expired request no longer counts: the whole limit is available again.
-    let again = expect_pending(&env, &agent, &send(RECIPIENT, &tenths(10))).await;
+    // The expired request no longer counts: the limit is available again.
+    let again = expect_pending(&env, &agent, &send(RECIPIENT, &tenths(9))).await;
     reject(&env, again).await;
 }
 
@@ -656,7 +703,7 @@ async fn a_restart_expires_what_was_pending() {
     let agent =
         Agent::new(&env, &proxy, "orphan", local_manifest("orphan", json!({"per_transaction": "1.0", "daily": "1.0"})));
 
-    let pending = expect_pending(&env, &agent, &send(RECIPIENT, &tenths(10))).await;
+    let pending = expect_pending(&env, &agent, &send(RECIPIENT, &tenths(9))).await;
     let status = Command::new("kill").args(["-KILL", &proxy.pid().to_string()]).status().expect("kill");
     assert!(status.success());
     drop(proxy); // reaps the killed process
@@ -675,7 +722,7 @@ async fn a_restart_expires_what_was_pending() {
     assert_eq!((status, &body["status"]), (StatusCode::OK, &json!("expired")), "{body}");
 
     // And it no longer counts against the limit.
-    let again = expect_pending(&env, &agent, &send(RECIPIENT, &tenths(10))).await;
+    let again = expect_pending(&env, &agent, &send(RECIPIENT, &tenths(9))).await;
     reject(&env, again).await;
 }
 
@@ -689,7 +736,7 @@ async fn a_clean_stop_answers_what_waits_instead_of_waiting_for_it() {
         "waiting",
         local_manifest("waiting", json!({"per_transaction": "1.0", "daily": "1.0"})),
     );
-    let pending = expect_pending(&env, &agent, &send(RECIPIENT, &tenths(10))).await;
+    let pending = expect_pending(&env, &agent, &send(RECIPIENT, &tenths(9))).await;
 
     // The approval timeout is 300 s; the stop must not wait for it.
     let started = Instant::now();

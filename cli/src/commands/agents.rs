@@ -1,7 +1,9 @@
 //! `assegai agents [list|show|add|remove|pause|resume]`.
 
 use anyhow::{Context, bail};
-use assegai_proxy::{agents, manifest::Manifest, sanitize::neutralize, store::now_ms, units::format_usd};
+use assegai_proxy::{
+    agents, ai::budget::Window, manifest::Manifest, sanitize::neutralize, store::now_ms, units::format_usd,
+};
 use assegai_sdk::{U256, wire::TxStatus};
 use comfy_table::{Table, presets::NOTHING};
 use console::style;
@@ -9,7 +11,7 @@ use serde_json::json;
 
 use crate::{
     cli::{AgentsAddArgs, AgentsArgs, AgentsCommand, AgentsPauseArgs, AgentsRemoveArgs, AgentsShowArgs, JsonFlag},
-    commands::allowance,
+    commands::{allowance, limits::bar, usage::in_flight},
     manifest_check::{self, Origin},
     printer::{Printer, chain_label, timestamp},
     settings::Settings,
@@ -19,7 +21,7 @@ pub async fn run(args: &AgentsArgs, settings: &Settings, printer: Printer) -> an
     match &args.command {
         None => list(&JsonFlag { json: false }, settings, printer),
         Some(AgentsCommand::List(json)) => list(json, settings, printer),
-        Some(AgentsCommand::Show(show_args)) => show(show_args, settings, printer),
+        Some(AgentsCommand::Show(show_args)) => show(show_args, settings, printer).await,
         Some(AgentsCommand::Add(add_args)) => add(add_args, settings, printer).await,
         Some(AgentsCommand::Remove(remove_args)) => remove(remove_args, settings, printer).await,
         Some(AgentsCommand::Pause(which)) => pause(which, true, settings, printer).await,
@@ -117,7 +119,7 @@ fn list(args: &JsonFlag, settings: &Settings, printer: Printer) -> anyhow::Resul
 /// How far back `agents show` sums AI usage.
 const USAGE_DAYS: i64 = 30;
 
-fn show(args: &AgentsShowArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
+async fn show(args: &AgentsShowArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
     let store = settings.store()?;
     let agent = agents::find(&store, &args.agent)?;
     let manifest = Manifest::parse(&agent.manifest, std::path::Path::new("(stored manifest)"))?;
@@ -126,6 +128,19 @@ fn show(args: &AgentsShowArgs, settings: &Settings, printer: Printer) -> anyhow:
     let usage = store.usage_summary(Some(&agent.id), now_ms() - USAGE_DAYS * 86_400_000)?;
     let (calls, unpriced) = usage.iter().fold((0, 0), |(c, u), r| (c + r.calls, u + r.unpriced_calls));
     let cost_nano: u64 = usage.iter().map(|r| r.cost_nano_usd).sum();
+    // The AI budget as `limits` shows spending: settled spend per window, plus what the calls in
+    // flight on the running proxy reserve (against every window at once).
+    let flying = in_flight(settings, printer).await.into_iter().find(|f| f.agent_id == agent.id);
+    let (flying_calls, reserved) = flying.map_or((0, 0), |f| (f.calls, f.reserved_nano_usd));
+    let mut budget_windows = Vec::new();
+    if let Some(b) = &manifest.ai_budget {
+        for window in Window::ALL {
+            let Some(limit) = window.limit(b) else { continue };
+            let spent = store.ai_spend_since(&agent.id, now_ms() - window.len_ms())?;
+            budget_windows.push((window.name(), spent, limit.base_units()));
+        }
+    }
+    let usd = |nano: u64| format_usd(U256::from(nano), 9);
 
     if args.json.json {
         let manifest_json: serde_json::Value = serde_json::from_str(&agent.manifest).unwrap_or_default();
@@ -135,6 +150,14 @@ fn show(args: &AgentsShowArgs, settings: &Settings, printer: Printer) -> anyhow:
             "allowances": allowances.iter().map(allowance::Entry::json).collect::<Vec<_>>(),
             "transactions": txs.iter().map(|(s, n)| (s.as_str().to_owned(), json!(n))).collect::<serde_json::Map<_, _>>(),
             "ai_usage_30d": {"calls": calls, "unpriced_calls": unpriced, "cost_usd": format_usd(U256::from(cost_nano), 9)},
+            "ai_budget": (!budget_windows.is_empty()).then(|| json!({
+                "in_flight_calls": flying_calls,
+                "reserved_usd": usd(reserved),
+                "windows": budget_windows.iter().map(|(name, spent, limit)| json!({
+                    "window": name, "spent_usd": usd(*spent), "reserved_usd": usd(reserved),
+                    "limit_usd": format_usd(*limit, 9),
+                })).collect::<Vec<_>>(),
+            })),
         }));
     }
 
@@ -170,18 +193,28 @@ fn show(args: &AgentsShowArgs, settings: &Settings, printer: Printer) -> anyhow:
     let contracts: Vec<String> = manifest.permissions.contracts.iter().map(|a| a.to_checksum(None)).collect();
     field("contracts", list_or(&contracts, "none: calls with data are refused (token transfers need an allowance)"));
     let apis: Vec<String> = manifest.permissions.apis.iter().map(|p| p.as_str().to_owned()).collect();
-    let budget = manifest.ai_budget.as_ref().map(|b| {
-        let per = |amount: &Option<assegai_proxy::manifest::UsdAmount>, period: &str| {
-            amount.as_ref().map(|a| format!("{} USD a {period}", a.as_str()))
-        };
-        [per(&b.daily_usd, "day"), per(&b.monthly_usd, "month")].into_iter().flatten().collect::<Vec<_>>().join(", ")
-    });
-    let ai = match (apis.is_empty(), budget.filter(|b| !b.is_empty())) {
+    let ai = match (apis.is_empty(), budget_windows.is_empty()) {
         (true, _) => "none: AI calls are refused".to_owned(),
-        (false, Some(b)) => format!("{}; budget {b}", apis.join(", ")),
-        (false, None) => format!("{}; no budget", apis.join(", ")),
+        (false, false) => format!("{}; budget below", apis.join(", ")),
+        (false, true) => format!("{}; no budget", apis.join(", ")),
     };
     field("AI", ai);
+    for (i, (name, spent, limit)) in budget_windows.iter().enumerate() {
+        let label = if i == 0 { "AI budget" } else { "" };
+        field(
+            label,
+            format!(
+                "{name:<8} {} {} + {} reserved of {} USD",
+                bar(U256::from(*spent), U256::from(reserved), *limit),
+                usd(*spent),
+                usd(reserved),
+                format_usd(*limit, 9)
+            ),
+        );
+    }
+    if flying_calls > 0 {
+        field("", format!("({flying_calls} AI call(s) in flight)"));
+    }
     let limits = manifest.spending_limits.clone().unwrap_or_default();
     let limit_text: Vec<String> = [
         ("per transaction", &limits.per_transaction),

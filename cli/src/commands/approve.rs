@@ -4,8 +4,9 @@
 //! requests until Ctrl-C.
 //!
 //! Every request is shown as a card: agent, chain, recipient, value in wei and in native units,
-//! the token amount for ERC-20 calls, the decoded action, the gas limit and what approving it does
-//! to the agent's rolling spending limits. Whatever an agent could have chosen (its name, anything
+//! the token amount for ERC-20 calls, the decoded action, the gas limit, the fee fixed when the
+//! request was made (what will be signed: max fee per gas, worst case, value + fee), the node that
+//! signs, and what approving it does to the agent's spending limits (which count value + fee). Whatever an agent could have chosen (its name, anything
 //! derived from its request) goes through [`neutralize`] first, so it cannot redraw the prompt.
 //! Decisions go to the running proxy over its admin socket; policy and signing live there.
 
@@ -17,7 +18,7 @@ use assegai_proxy::{
     manifest::Manifest,
     sanitize::neutralize,
     store::{Store, TxRow, now_ms},
-    tx::policy::native_symbol,
+    tx::{limits, policy::native_symbol},
     units::format_units,
 };
 use assegai_sdk::{ChainId, U256, wire::TxStatus};
@@ -36,7 +37,6 @@ use crate::{
 const POLL: Duration = Duration::from_millis(200);
 /// How long to wait for the proxy to sign and broadcast an approved request.
 const SIGNING_TIMEOUT: Duration = Duration::from_secs(120);
-const DAY_MS: i64 = 86_400_000;
 
 /// The queue's choices, in the order they are offered.
 const CHOICES: [&str; 4] = ["Approve & sign", "Reject", "Skip", "Reject all"];
@@ -404,6 +404,9 @@ fn gas_line(row: &TxRow) -> String {
         (Some(asked), Some(estimate), _) if asked < limit => {
             format!("{limit} limit (the agent asked {asked}; the node estimates {estimate}, plus a fifth)")
         }
+        (None, Some(estimate), _) if estimate < limit => {
+            format!("{limit} limit (the node estimates {estimate}, plus a fifth)")
+        }
         (_, _, Some(why)) => format!("{limit} limit (the node could not estimate it: {})", neutralize(why)),
         _ => format!("{limit} limit"),
     }
@@ -434,23 +437,14 @@ async fn reject(settings: &Settings, store: &Store, row: &TxRow, printer: Printe
 enum Impact {
     /// The manifest sets no native limit.
     NoLimits,
-    /// The limits, before and after this request.
-    Limits { per_transaction: Option<U256>, windows: Vec<Window> },
+    /// The limits, before and after this request (value + worst-case fee).
+    Limits { per_transaction: Option<U256>, windows: Vec<limits::Impact> },
     /// Cannot tell, and why.
     Unknown(String),
 }
 
-/// One rolling window: approved + pending value before and after this request, and the limit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Window {
-    name: &'static str,
-    before: U256,
-    after: U256,
-    limit: U256,
-}
-
-/// Reads the agent's limits and its spending so far. The store's pending figure already
-/// includes this request while it is pending.
+/// Reads the agent's limits and what its requests count against them so far. The store's
+/// pending figure already includes this request while it is pending.
 fn limit_impact(store: &Store, row: &TxRow) -> anyhow::Result<Impact> {
     let Ok(agent) = agents::find(store, &row.agent_id) else {
         return Ok(Impact::Unknown("the agent is no longer registered".into()));
@@ -459,31 +453,43 @@ fn limit_impact(store: &Store, row: &TxRow) -> anyhow::Result<Impact> {
         Ok(m) => m,
         Err(e) => return Ok(Impact::Unknown(format!("its stored manifest does not parse: {e}"))),
     };
-    let Some(limits) = manifest.spending_limits else { return Ok(Impact::NoLimits) };
-    let value = wei(&row.value_wei);
+    let Some(spending) = manifest.spending_limits else { return Ok(Impact::NoLimits) };
+    let cost = cost(row);
     let mut windows = Vec::new();
-    for (name, days, limit) in
-        [("daily", 1, &limits.daily), ("weekly", 7, &limits.weekly), ("monthly", 30, &limits.monthly)]
-    {
-        let Some(limit) = limit else { continue };
-        let (settled, pending) = store.spend_breakdown(&row.agent_id, row.chain_id, now_ms() - days * DAY_MS)?;
-        let total = settled.saturating_add(pending);
-        let (before, after) = if row.status == TxStatus::Pending {
-            (total.saturating_sub(value), total)
-        } else {
-            (total, total.saturating_add(value))
-        };
-        windows.push(Window { name, before, after, limit: limit.base_units() });
+    for w in limits::windows(Some(&spending)) {
+        let (settled, pending) = store.spend_breakdown(&row.agent_id, row.chain_id, w.window.since(now_ms()))?;
+        windows.push(limits::impact(w, settled.saturating_add(pending), cost, row.status == TxStatus::Pending));
     }
-    let per_transaction = limits.per_transaction.map(|l| l.base_units());
+    let per_transaction = spending.per_transaction.map(|l| l.base_units());
     if windows.is_empty() && per_transaction.is_none() {
         return Ok(Impact::NoLimits);
     }
     Ok(Impact::Limits { per_transaction, windows })
 }
 
+/// What the request counts against the limits at most: value + worst-case fee.
+fn cost(row: &TxRow) -> U256 {
+    let max_fee = row.max_fee_wei.as_deref().map(wei);
+    limits::counted(TxStatus::Pending, wei(&row.value_wei), max_fee, None)
+}
+
 fn wei(text: &str) -> U256 {
     U256::from_str_radix(text, 10).unwrap_or_default()
+}
+
+/// `max 2.5 gwei per gas (priority 0.1) → at most 0.0000525 ETH`, or why there is no fee.
+fn fee_line(row: &TxRow, symbol: &str) -> String {
+    let gwei = |text: &str| format_units(wei(text), 9);
+    let (Some(model), Some(per_gas), Some(max_fee)) = (&row.fee_model, &row.max_fee_per_gas, &row.max_fee_wei) else {
+        return "not fixed (requested before fees were recorded)".to_owned();
+    };
+    let worst = format_units(wei(max_fee), 18);
+    match (model.as_str(), &row.max_priority_fee_per_gas) {
+        ("eip1559", Some(priority)) => {
+            format!("max {} gwei per gas (priority {} gwei) → at most {worst} {symbol}", gwei(per_gas), gwei(priority))
+        }
+        _ => format!("gas price {} gwei → {worst} {symbol}", gwei(per_gas)),
+    }
 }
 
 /// Writes a request's card to the terminal the prompt is on (stderr), whatever `--quiet` says: a
@@ -523,7 +529,15 @@ fn card(row: &TxRow, impact: &Impact, position: Option<(usize, usize)>) -> Vec<S
         lines.push(field("Data", format!("{bytes} bytes of calldata")));
     }
     lines.push(field("Gas", gas_line(row)));
-    let mut limit_lines = impact_lines(impact, value, symbol).into_iter();
+    lines.push(field("Fee", fee_line(row, symbol)));
+    if row.max_fee_wei.is_some() {
+        let total = style(format!("at most {} {symbol}", format_units(cost(row), 18))).bold().for_stderr();
+        lines.push(field("Total", format!("{total} (value + fee)")));
+    }
+    if let Some(rpc) = row.detail.as_ref().and_then(|d| d["signing_rpc"].as_str()) {
+        lines.push(field("Signs at", neutralize(rpc)));
+    }
+    let mut limit_lines = impact_lines(impact, cost(row), symbol).into_iter();
     if let Some(first) = limit_lines.next() {
         lines.push(field("Limits", first));
     }
@@ -547,24 +561,26 @@ fn token_line(token: &serde_json::Value) -> String {
     format!("{shown}; allowance {} {symbol} at {}", text("allowance"), text("address"))
 }
 
-/// `daily 0.5 → 0.6 of 1 ETH`, one line per window that has a limit.
-fn impact_lines(impact: &Impact, value: U256, symbol: &str) -> Vec<String> {
+/// `daily 0.5 → 0.6 of 1 ETH (value + fee)`, one line per window that has a limit; `cost` is the
+/// request's value + worst-case fee.
+fn impact_lines(impact: &Impact, cost: U256, symbol: &str) -> Vec<String> {
     let eth = |v: U256| format_units(v, 18);
     match impact {
         Impact::NoLimits => vec!["no spending limits".to_owned()],
         Impact::Unknown(why) => vec![format!("unknown: {}", neutralize(why))],
         Impact::Limits { per_transaction, windows } => {
             let mut lines = Vec::new();
-            if value.is_zero() {
-                lines.push(format!("unchanged: no {symbol} is sent"));
+            if cost.is_zero() {
+                lines.push(format!("unchanged: no {symbol} is sent or paid"));
                 return lines;
             }
             if let Some(limit) = per_transaction {
-                lines.push(format!("per transaction {} of {} {symbol}", eth(value), eth(*limit)));
+                lines.push(format!("per transaction {} of {} {symbol} (value + fee)", eth(cost), eth(*limit)));
             }
             for w in windows {
-                let line = format!("{} {} → {} of {} {symbol}", w.name, eth(w.before), eth(w.after), eth(w.limit));
-                lines.push(if w.after > w.limit { style(line).red().for_stderr().to_string() } else { line });
+                let line =
+                    format!("{} {} → {} of {} {symbol}", w.window.name(), eth(w.before), eth(w.after), eth(w.limit));
+                lines.push(if w.exceeds() { style(line).red().for_stderr().to_string() } else { line });
             }
             lines
         }
@@ -593,6 +609,11 @@ mod tests {
             gas_limit: None,
             action: "Send 0.0001 ETH to 0xd8dA6BF26964aF9D7eEd9e03E53415D37aA96045".into(),
             detail: None,
+            fee_model: None,
+            max_fee_per_gas: None,
+            max_priority_fee_per_gas: None,
+            max_fee_wei: None,
+            fee_wei: None,
             status: TxStatus::Pending,
             tx_hash: None,
             error: None,
@@ -602,13 +623,14 @@ mod tests {
         }
     }
 
+    fn daily(before: U256, after: U256, limit: U256) -> limits::Impact {
+        limits::Impact { window: limits::Window::Daily, before, after, limit }
+    }
+
     #[test]
     fn a_transfer_card_shows_what_a_person_decides_on() {
         console::set_colors_enabled_stderr(false);
-        let impact = Impact::Limits {
-            per_transaction: None,
-            windows: vec![Window { name: "daily", before: eth(2), after: eth(3), limit: eth(10_000) }],
-        };
+        let impact = Impact::Limits { per_transaction: None, windows: vec![daily(eth(2), eth(3), eth(10_000))] };
         let lines = card(&row(), &impact, Some((1, 2)));
         assert_eq!(lines[0], "Request 1 of 2 tx_0011223344556677");
         let text = lines.join("\n");
@@ -620,10 +642,37 @@ mod tests {
             "Value    100000000000000 wei (0.0001 ETH)",
             "Action   Send 0.0001 ETH to 0xd8dA6BF26964aF9D7eEd9e03E53415D37aA96045",
             "Gas      estimated at signing",
+            "Fee      not fixed (requested before fees were recorded)",
             "Limits   daily 0.0002 → 0.0003 of 1 ETH",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn the_card_shows_the_fee_and_value_plus_fee() {
+        console::set_colors_enabled_stderr(false);
+        let mut r = row();
+        r.gas_limit = Some(21_000);
+        r.fee_model = Some("eip1559".into());
+        r.max_fee_per_gas = Some("2500000000".into());
+        r.max_priority_fee_per_gas = Some("100000000".into());
+        r.max_fee_wei = Some("52500000000000".into());
+        r.detail = Some(json!({"gas": {"estimate": 21000, "limit": 21000}, "signing_rpc": "127.0.0.1:8545"}));
+        let impact = Impact::Limits { per_transaction: Some(eth(1)), windows: vec![] };
+        let text = card(&r, &impact, None).join("\n");
+        for want in [
+            "Gas      21000 limit",
+            "Fee      max 2.5 gwei per gas (priority 0.1 gwei) → at most 0.0000525 ETH",
+            "Total    at most 0.0001525 ETH (value + fee)",
+            "Signs at 127.0.0.1:8545",
+            "Limits   per transaction 0.0001525 of 0.0001 ETH (value + fee)",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        r.fee_model = Some("legacy".into());
+        r.max_priority_fee_per_gas = None;
+        assert_eq!(fee_line(&r, "ETH"), "gas price 2.5 gwei → 0.0000525 ETH");
     }
 
     #[test]
@@ -661,7 +710,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Gas      60000 limit"), "{text}");
-        assert!(text.contains("Limits   unchanged: no ETH is sent"), "{text}");
+        assert!(text.contains("Limits   unchanged: no ETH is sent or paid"), "{text}");
     }
 
     #[test]
@@ -671,13 +720,18 @@ mod tests {
         let impact = Impact::Limits {
             per_transaction: Some(eth(5_000)),
             windows: vec![
-                Window { name: "daily", before: eth(5_000), after: eth(6_000), limit: eth(10_000) },
-                Window { name: "weekly", before: U256::ZERO, after: eth(1_000), limit: eth(50_000) },
+                daily(eth(5_000), eth(6_000), eth(10_000)),
+                limits::Impact {
+                    window: limits::Window::Weekly,
+                    before: U256::ZERO,
+                    after: eth(1_000),
+                    limit: eth(50_000),
+                },
             ],
         };
         assert_eq!(
             impact_lines(&impact, eth(1_000), "POL"),
-            ["per transaction 0.1 of 0.5 POL", "daily 0.5 → 0.6 of 1 POL", "weekly 0 → 0.1 of 5 POL"]
+            ["per transaction 0.1 of 0.5 POL (value + fee)", "daily 0.5 → 0.6 of 1 POL", "weekly 0 → 0.1 of 5 POL"]
         );
     }
 

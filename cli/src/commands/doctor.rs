@@ -59,6 +59,7 @@ pub async fn run(args: &JsonFlag, settings: &Settings, printer: Printer) -> anyh
     }
 
     checks.push(local_chain(settings).await);
+    checks.push(fee_caps(settings));
     checks.push(match crate::sandbox::probe() {
         support @ crate::sandbox::Support::Available { scoped: true } => {
             check("sandbox", Level::Ok, support.describe(), None)
@@ -136,6 +137,28 @@ pub async fn run(args: &JsonFlag, settings: &Settings, printer: Printer) -> anyh
         anyhow::bail!("some checks failed; see the fixes above");
     }
     Ok(())
+}
+
+/// The fee caps a request must stay under before a person sees it: the defaults, and each chain
+/// config.toml sets its own for.
+fn fee_caps(settings: &Settings) -> Check {
+    use assegai_proxy::{config, units::format_units};
+    let mut parts = vec![format!(
+        "default {} gwei per gas and {} per request",
+        config::DEFAULT_MAX_FEE_PER_GAS_GWEI,
+        config::DEFAULT_MAX_FEE_ETH
+    )];
+    for (chain, c) in &settings.config.chains {
+        if c.max_fee_per_gas_gwei.is_some() || c.max_fee_eth.is_some() {
+            let caps = settings.config.fee_caps(*chain);
+            parts.push(format!(
+                "{chain}: {} gwei per gas, {} per request",
+                format_units(caps.max_fee_per_gas, 9),
+                format_units(caps.max_fee, 18)
+            ));
+        }
+    }
+    check("fee caps", Level::Ok, parts.join("; "), None)
 }
 
 /// The next step for a key store that would not open, when its message does not already say one.

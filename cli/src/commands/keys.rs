@@ -5,7 +5,7 @@
 use std::io::Read;
 
 use anyhow::{Context, bail};
-use assegai_proxy::{keys, manifest::Provider, upstream::Upstream};
+use assegai_proxy::{ai::endpoints, keys, manifest::Provider, upstream::Upstream};
 use comfy_table::{Table, presets::NOTHING};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -121,17 +121,14 @@ async fn test(args: &KeysProviderArg, settings: &Settings, printer: Printer) -> 
     let Some(key) = store.get(provider.as_str())? else {
         bail!("no {} key is stored; run `assegai keys set {}` first", provider.display_name(), provider.as_str());
     };
-    let base = settings.config.providers.get(provider).base_url.trim_end_matches('/');
-    let url = match provider {
-        Provider::Deepseek => format!("{base}/models"),
-        _ => format!("{base}/v1/models"),
-    };
-    let mut req = hyper::Request::get(&url);
-    req = match provider {
-        Provider::Openai | Provider::Deepseek => req.header("authorization", format!("Bearer {}", key.expose())),
-        Provider::Anthropic => req.header("x-api-key", key.expose()).header("anthropic-version", "2023-06-01"),
-    };
-    let req = req.body(http_body_util::Full::new(bytes::Bytes::new())).context("building the request")?;
+    let config = settings.config.providers.get(provider);
+    let url = format!("{}{}", config.base_url.trim_end_matches('/'), endpoints::key_test_path(provider));
+    let mut req = hyper::Request::get(&url)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .context("building the request")?;
+    // The same headers and auth the gateway sends.
+    *req.headers_mut() = endpoints::request_headers(provider, config, &hyper::HeaderMap::new());
+    endpoints::set_auth(provider, key.expose(), req.headers_mut())?;
     let upstream = Upstream::new(&settings.config)?;
     let resp = upstream.send(req).await.with_context(|| format!("calling {url}"))?;
     let status = resp.status();

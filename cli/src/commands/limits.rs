@@ -1,8 +1,14 @@
 //! `assegai limits AGENT`: per chain, what the agent has spent (approved or confirmed) and has
-//! pending, against each of its native spending limits, as bars.
+//! pending, against each of its native spending limits, as bars. Fees count: value + worst-case
+//! fee while a request may still be sent, value + the fee paid once its receipt is in.
 
 use assegai_proxy::{
-    agents, manifest::Manifest, sanitize::neutralize, store::now_ms, tx::policy::native_symbol, units::format_units,
+    agents,
+    manifest::Manifest,
+    sanitize::neutralize,
+    store::now_ms,
+    tx::{limits::Window, policy::native_symbol},
+    units::format_units,
 };
 use assegai_sdk::U256;
 use console::style;
@@ -10,21 +16,18 @@ use serde_json::json;
 
 use crate::{cli::LimitsArgs, printer::Printer, settings::Settings};
 
-const DAY_MS: i64 = 86_400_000;
-
 pub fn run(args: &LimitsArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
     let store = settings.store()?;
     let agent = agents::find(&store, &args.agent)?;
     let manifest = Manifest::parse(&agent.manifest, std::path::Path::new("(stored manifest)"))?;
     let limits = manifest.spending_limits.clone().unwrap_or_default();
-    let windows = [("daily", 1, &limits.daily), ("weekly", 7, &limits.weekly), ("monthly", 30, &limits.monthly)];
     let mut out = Vec::new();
     for chain in &manifest.permissions.chains {
         let symbol = native_symbol(*chain);
         let mut rows = Vec::new();
-        for (name, days, limit) in windows {
-            let (settled, pending) = store.spend_breakdown(&agent.id, chain.id(), now_ms() - days * DAY_MS)?;
-            rows.push((name, settled, pending, limit.as_ref().map(|l| l.base_units())));
+        for window in Window::ALL {
+            let (settled, pending) = store.spend_breakdown(&agent.id, chain.id(), window.since(now_ms()))?;
+            rows.push((window.name(), settled, pending, window.limit(&limits)));
         }
         out.push((*chain, symbol, rows));
     }
@@ -53,6 +56,7 @@ pub fn run(args: &LimitsArgs, settings: &Settings, printer: Printer) -> anyhow::
         Some(l) => printer.data(format!("  per transaction: {} (native units)", l.as_str())),
         None => printer.data("  per transaction: no limit"),
     }
+    printer.data("  (amounts are value + fee: the worst case while pending, the fee paid once confirmed)");
     for (chain, symbol, rows) in &out {
         printer.data(format!("  {}", chain.name().map_or_else(|| chain.to_string(), |n| format!("{n} ({chain})"))));
         for (name, settled, pending, limit) in rows {
@@ -77,7 +81,7 @@ pub fn run(args: &LimitsArgs, settings: &Settings, printer: Printer) -> anyhow::
 }
 
 /// `[███▒▒·····]`: settled, then pending, then room, in 20 cells.
-fn bar(settled: U256, pending: U256, limit: U256) -> String {
+pub(crate) fn bar(settled: U256, pending: U256, limit: U256) -> String {
     const CELLS: u64 = 20;
     let cells = |v: U256| -> u64 {
         if limit.is_zero() {

@@ -25,7 +25,7 @@ pub async fn run(args: &LogsArgs, settings: &Settings, printer: Printer) -> anyh
         let rows = store.logs(&query)?;
         for row in &rows {
             if args.json.json {
-                printer.data(serde_json::to_string(row)?);
+                printer.json_line(row)?;
             } else {
                 printer.data(format_line(&row.agent_name, row.level, &row.message, row.data.as_ref(), row.created_at));
             }

@@ -87,6 +87,8 @@ fn row_json(r: &TxRow) -> Value {
         "chain": chain, "chain_name": chain.name(), "to": r.to, "value": r.value_wei,
         "value_display": format!("{} {}", format_units(value, 18), native_symbol(chain)),
         "data": r.data, "gas_limit": r.gas_limit, "action": r.action, "detail": r.detail,
+        "fee_model": r.fee_model, "max_fee_per_gas": r.max_fee_per_gas,
+        "max_priority_fee_per_gas": r.max_priority_fee_per_gas, "max_fee_wei": r.max_fee_wei, "fee_wei": r.fee_wei,
         "tx_hash": r.tx_hash, "error": r.error, "created_at": r.created_at, "decided_at": r.decided_at,
         "decided_by": r.decided_by,
     })

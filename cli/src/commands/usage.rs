@@ -1,14 +1,16 @@
-//! `assegai usage`: AI calls, tokens and cost per agent, provider and model, with totals. Costs of
-//! models without a known price are shown as unknown, never as 0.
+//! `assegai usage`: AI calls, tokens and cost per agent, provider and model, with totals: the
+//! settled spend, and what the calls in flight on the running proxy reserve against budgets. Costs
+//! of models without a known price are shown as unknown, never as 0; calls whose tokens are the
+//! proxy's estimate (their reply gave no final usage) get rows of their own, marked `estimated`.
 
 use anyhow::bail;
-use assegai_proxy::{agents, sanitize::neutralize, store::now_ms, units::format_usd};
+use assegai_proxy::{agents, ai::budget::InFlight, sanitize::neutralize, store::now_ms, units::format_usd};
 use comfy_table::{Table, presets::NOTHING};
 use serde_json::json;
 
 use crate::{cli::UsageArgs, printer::Printer, settings::Settings};
 
-pub fn run(args: &UsageArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
+pub async fn run(args: &UsageArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
     let since_ms = match parse_since(&args.since) {
         Some(ms) => now_ms() - ms,
         None if args.since == "all" => 0,
@@ -20,12 +22,21 @@ pub fn run(args: &UsageArgs, settings: &Settings, printer: Printer) -> anyhow::R
     let total_calls: u64 = rows.iter().map(|r| r.calls).sum();
     let total_cost: u64 = rows.iter().map(|r| r.cost_nano_usd).sum();
     let total_unpriced: u64 = rows.iter().map(|r| r.unpriced_calls).sum();
+    let total_estimated: u64 = rows.iter().filter(|r| r.estimated).map(|r| r.calls).sum();
+    let mut flying = in_flight(settings, printer).await;
+    if let Some(a) = &agent {
+        flying.retain(|f| f.agent_id == a.id);
+    }
+    let flying_calls: u64 = flying.iter().map(|f| u64::from(f.calls)).sum();
+    let reserved: u64 = flying.iter().map(|f| f.reserved_nano_usd).sum();
+    let name_of = |id: &str| store.agent(id).ok().flatten().map(|a| a.name).unwrap_or_else(|| id.to_owned());
     if args.json.json {
         let out: Vec<_> = rows
             .iter()
             .map(|r| {
                 json!({
                     "agent_id": r.agent_id, "agent": r.agent_name, "provider": r.provider, "model": r.model,
+                    "estimated": r.estimated,
                     "calls": r.calls, "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
                     "cache_read_tokens": r.cache_read_tokens, "cache_write_tokens": r.cache_write_tokens,
                     "cost_usd": cost_json(r.cost_nano_usd, r.unpriced_calls, r.calls),
@@ -33,16 +44,45 @@ pub fn run(args: &UsageArgs, settings: &Settings, printer: Printer) -> anyhow::R
                 })
             })
             .collect();
+        let flying_json: Vec<_> = flying
+            .iter()
+            .map(|f| {
+                json!({"agent_id": f.agent_id, "agent": name_of(&f.agent_id), "calls": f.calls,
+                       "reserved_usd": usd(f.reserved_nano_usd)})
+            })
+            .collect();
         return printer.json(&json!({
             "since_ms": since_ms,
             "rows": out,
-            "total": {"calls": total_calls, "cost_usd": cost_json(total_cost, total_unpriced, total_calls), "unpriced_calls": total_unpriced},
+            "in_flight": flying_json,
+            "total": {
+                "calls": total_calls, "cost_usd": cost_json(total_cost, total_unpriced, total_calls),
+                "unpriced_calls": total_unpriced, "estimated_calls": total_estimated,
+                "in_flight_calls": flying_calls, "reserved_usd": usd(reserved),
+            },
         }));
     }
+    let in_flight_line = || {
+        let who: Vec<String> = flying
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {} ({} USD)",
+                    neutralize(&name_of(&f.agent_id)),
+                    calls(u64::from(f.calls)),
+                    usd(f.reserved_nano_usd)
+                )
+            })
+            .collect();
+        format!("In flight: {} reserving {} USD: {}", calls(flying_calls), usd(reserved), who.join(", "))
+    };
     if rows.is_empty() {
         match args.since.as_str() {
             "all" => printer.info("No AI calls yet."),
             since => printer.info(format!("No AI calls in the last {since}.")),
+        }
+        if flying_calls > 0 {
+            printer.data(in_flight_line());
         }
         return Ok(());
     }
@@ -62,7 +102,10 @@ pub fn run(args: &UsageArgs, settings: &Settings, printer: Printer) -> anyhow::R
         table.add_row([
             neutralize(&r.agent_name),
             r.provider.clone(),
-            r.model.as_deref().map_or_else(|| "-".into(), neutralize),
+            match (r.model.as_deref().map_or_else(|| "-".into(), neutralize), r.estimated) {
+                (model, true) => format!("{model} (estimated)"),
+                (model, false) => model,
+            },
             r.calls.to_string(),
             r.input_tokens.to_string(),
             r.output_tokens.to_string(),
@@ -83,7 +126,37 @@ pub fn run(args: &UsageArgs, settings: &Settings, printer: Printer) -> anyhow::R
         cost_text(total_cost, total_unpriced, total_calls),
     ]);
     printer.data(table);
+    let estimated = match total_estimated {
+        0 => String::new(),
+        n => format!(" ({} estimated: their replies gave no final usage)", calls(n)),
+    };
+    let settled = match (total_unpriced, total_calls) {
+        (0, _) => format!("{} USD", usd(total_cost)),
+        (u, c) if u == c => "unknown (no call's model has a known price)".to_owned(),
+        (u, _) => format!("{} USD + {} of unknown cost", usd(total_cost), calls(u)),
+    };
+    printer.data(format!("Settled: {settled}{estimated}."));
+    printer.data(if flying_calls == 0 { "In flight: none.".to_owned() } else { in_flight_line() });
     Ok(())
+}
+
+/// The AI calls in flight on the running proxy (none when no proxy runs; a warning when it cannot
+/// be asked).
+pub async fn in_flight(settings: &Settings, printer: Printer) -> Vec<InFlight> {
+    match settings.admin().ai_in_flight().await {
+        Ok(list) => list.unwrap_or_default(),
+        Err(e) => {
+            printer.warn(format!(
+                "cannot ask the running proxy about AI calls in flight ({e}); showing settled spend only"
+            ));
+            Vec::new()
+        }
+    }
+}
+
+/// `1 call`, `3 calls`.
+fn calls(n: u64) -> String {
+    if n == 1 { "1 call".into() } else { format!("{n} calls") }
 }
 
 /// `30m`, `24h`, `7d`, `2w` → milliseconds.

@@ -1,59 +1,38 @@
 //! `ANY /api/{openai,anthropic,deepseek}/*`: the agent's request goes to the provider with the
 //! user's key, and the reply comes back as it arrives, while a copy is read for usage and cost.
 //!
-//! What never crosses: the agent's `Authorization`, `x-api-key` and `X-Assegai-*` headers (the
-//! proxy sets the provider's auth itself), hop-by-hop headers, and paths that try to leave the
-//! provider's API (`..`, encoded slashes, empty segments). Streams are not buffered: each upstream
-//! chunk is forwarded as soon as it is complete enough to forward (an SSE event when the proxy
-//! must hide the usage chunk it asked for, else the chunk itself).
+//! What never crosses: paths that try to leave the provider's API (`..`, encoded slashes, empty
+//! segments), endpoints other than the provider's inference ones, and any request header not on
+//! the allow-list (the agent's `Authorization`, `x-api-key`, `X-Assegai-*`, account and forwarding
+//! headers among them): [`endpoints`] decides both, and sets the provider's auth. Streams are not
+//! buffered: each upstream chunk is forwarded as soon as it is complete enough to forward (an SSE
+//! event when the proxy must hide the usage chunk it asked for, else the chunk itself).
+//!
+//! Before a call is forwarded its worst-case cost is reserved against the agent's AI budget
+//! ([`budget`]); from then on it is metered to the end of its reply, even if the agent goes away
+//! ([`meter`]).
 
 use std::{sync::Arc, time::Instant};
 
 use axum::{
     Extension,
     body::Body,
-    extract::{Path, Request, State},
-    http::{HeaderMap, HeaderName, HeaderValue, header},
+    extract::{Request, State},
+    http::{HeaderMap, HeaderValue, header},
     response::Response,
 };
-use bytes::Bytes;
-use futures_util::StreamExt;
-use http_body_util::{BodyExt, Full};
-use tokio::sync::mpsc;
+use http_body_util::Full;
 
 use crate::{
     Error, Result,
-    ai::{
-        pricing::Pricing,
-        usage::{self, StreamTap, Usage},
-    },
+    ai::{budget, endpoints, meter, usage},
     auth::Agent,
+    extract::ApiPath,
     manifest::Provider,
     ratelimit::Service,
     server::AppState,
-    store::{NewUsage, now_ms},
+    store::now_ms,
 };
-
-/// Largest non-streamed reply read for usage; bigger replies still pass through, unmetered.
-const MAX_METERED_BODY: usize = 64 * 1024 * 1024;
-
-/// Request headers that are the proxy's business, not the provider's.
-const DROPPED_REQUEST_HEADERS: &[&str] = &[
-    "authorization",
-    "x-api-key",
-    "host",
-    "content-length",
-    "connection",
-    "keep-alive",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "accept-encoding",
-    "cookie",
-];
 
 /// Response headers that describe the upstream connection, not the reply.
 const DROPPED_RESPONSE_HEADERS: &[&str] =
@@ -63,7 +42,7 @@ const DROPPED_RESPONSE_HEADERS: &[&str] =
 pub async fn forward(
     State(state): State<AppState>,
     Extension(agent): Extension<Arc<Agent>>,
-    Path((provider, _rest)): Path<(String, String)>,
+    ApiPath((provider, _rest)): ApiPath<(String, String)>,
     req: Request,
 ) -> Result<Response> {
     let started = Instant::now();
@@ -73,15 +52,19 @@ pub async fn forward(
     if !agent.manifest.permissions.apis.contains(&provider) {
         return Err(Error::ApiNotAllowed(provider));
     }
+    // What the key may reach is decided before anything is spent on the call.
+    let provider_config = state.config().providers.get(provider);
+    let prefix_len = "/api/".len() + provider.as_str().len();
+    let rest = req.uri().path().get(prefix_len..).unwrap_or("");
+    check_path(rest)?;
+    endpoints::check(provider, provider_config, req.method(), rest)?;
     state.limits().check(service(provider), &agent.id)?;
-    check_budget(&state, &agent).await?;
     let key = state.credentials().get(provider).await?;
 
     let (parts, body) = req.into_parts();
     let prefix_len = "/api/".len() + provider.as_str().len();
     let rest = parts.uri.path().get(prefix_len..).unwrap_or("");
-    check_path(rest)?;
-    let base = state.config().providers.get(provider).base_url.trim_end_matches('/');
+    let base = provider_config.base_url.trim_end_matches('/');
     let mut target = format!("{base}{rest}");
     if let Some(q) = parts.uri.query() {
         target.push('?');
@@ -89,69 +72,60 @@ pub async fn forward(
     }
 
     let limit = state.config().max_ai_body_bytes;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| Error::PayloadTooLarge { limit })?;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| crate::extract::body_read_error(&e, limit))?;
     let prepared = usage::prepare_request_bytes(provider, bytes);
+    // The call's worst case is reserved against the agent's AI budget (its output limit lowered
+    // to what the budget affords, if need be), or it is refused here.
+    let mut plan = budget::plan(
+        state.metering().ledger(),
+        &state.pricing(),
+        state.metering().plan_settings(),
+        &agent.id,
+        agent.manifest.ai_budget.as_ref(),
+        provider,
+        &parts.method,
+        rest,
+        &prepared,
+        now_ms(),
+    )?;
 
     let mut upstream_req = hyper::Request::builder()
         .method(parts.method.clone())
         .uri(&target)
-        .body(Full::new(prepared.body.clone()))
+        .body(Full::new(plan.body.take().unwrap_or_else(|| prepared.body.clone())))
         .map_err(|e| Error::BadRequest(format!("Cannot forward this request: {e}")))?;
     let headers = upstream_req.headers_mut();
-    copy_request_headers(&parts.headers, headers);
-    set_auth(provider, key.expose(), headers)?;
+    *headers = endpoints::request_headers(provider, provider_config, &parts.headers);
+    endpoints::set_auth(provider, key.expose(), headers)?;
 
-    let resp = state.upstream().send(upstream_req).await?;
-    let (mut head, incoming) = resp.into_parts();
-    strip(&mut head.headers, DROPPED_RESPONSE_HEADERS);
-    let is_sse = head
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("text/event-stream"));
-    if is_sse && prepared.injected_usage {
-        // The client gets the stream minus the usage chunk it did not ask for.
-        head.headers.remove(header::CONTENT_LENGTH);
-    }
-
-    let meter = Meter {
-        tap: Some(if is_sse {
-            Tap::Sse(StreamTap::new(provider, prepared.injected_usage, prepared.model.clone()))
-        } else {
-            Tap::Json { buf: Vec::new(), overflow: false }
-        }),
+    let call = meter::Call {
         provider,
         request_model: prepared.model,
         agent_id: agent.id.clone(),
         agent_name: agent.name.clone(),
-        status: head.status.as_u16(),
-        streamed: is_sse,
         started,
+        injected_usage: prepared.injected_usage,
+        billable: plan.billable,
+        budgeted: plan.budgeted,
+        input_tokens_bound: plan.input_tokens_bound,
+        charge: plan.charge,
         pricing: state.pricing(),
         sink: state.usage_sink().clone(),
     };
-    let body = futures_util::stream::unfold(Some((incoming.into_data_stream(), meter)), |st| async move {
-        let (mut data, mut meter) = st?;
-        loop {
-            match data.next().await {
-                Some(Ok(chunk)) => {
-                    let out = meter.push(chunk);
-                    if !out.is_empty() {
-                        return Some((Ok::<Bytes, std::io::Error>(out), Some((data, meter))));
-                    }
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "upstream stream broke off");
-                    return Some((Err(std::io::Error::other(e)), None));
-                }
-                None => {
-                    let rest = meter.finish();
-                    return (!rest.is_empty()).then_some((Ok(rest), None));
-                }
-            }
-        }
-    });
-    Ok(Response::from_parts(head, Body::from_stream(body)))
+    // From here on the call is metered to its end even if the agent goes away.
+    let (resp, call) = state.metering().send(state.upstream(), upstream_req, call).await?;
+    let (mut head, incoming) = resp.into_parts();
+    strip(&mut head.headers, DROPPED_RESPONSE_HEADERS);
+    let is_sse = meter::is_sse(&head.headers);
+    if is_sse && prepared.injected_usage {
+        // The client gets the stream minus the usage chunk it did not ask for.
+        head.headers.remove(header::CONTENT_LENGTH);
+    }
+    if let Some(limit) = plan.output_limit {
+        head.headers.insert(budget::OUTPUT_LIMIT_HEADER, HeaderValue::from(limit));
+    }
+    let body = state.metering().body(incoming, call.meter(head.status.as_u16(), is_sse));
+    Ok(Response::from_parts(head, Body::new(body)))
 }
 
 fn service(provider: Provider) -> Service {
@@ -193,157 +167,9 @@ fn check_path(rest: &str) -> Result<()> {
     Ok(())
 }
 
-fn copy_request_headers(from: &HeaderMap, to: &mut HeaderMap) {
-    for (name, value) in from {
-        let n = name.as_str();
-        if DROPPED_REQUEST_HEADERS.contains(&n) || n.starts_with("x-assegai-") {
-            continue;
-        }
-        to.append(name.clone(), value.clone());
-    }
-    // Usage is read from the reply, so it must not come back compressed.
-    to.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
-}
-
-fn set_auth(provider: Provider, key: &str, headers: &mut HeaderMap) -> Result<()> {
-    let bad_key = || {
-        Error::KeyStoreUnavailable(format!("the stored {} key is not a valid header value", provider.display_name()))
-    };
-    match provider {
-        Provider::Openai | Provider::Deepseek => {
-            let mut v = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| bad_key())?;
-            v.set_sensitive(true);
-            headers.insert(header::AUTHORIZATION, v);
-        }
-        Provider::Anthropic => {
-            let mut v = HeaderValue::from_str(key).map_err(|_| bad_key())?;
-            v.set_sensitive(true);
-            headers.insert(HeaderName::from_static("x-api-key"), v);
-            headers
-                .entry(HeaderName::from_static("anthropic-version"))
-                .or_insert(HeaderValue::from_static("2023-06-01"));
-        }
-    }
-    Ok(())
-}
-
 fn strip(headers: &mut HeaderMap, names: &[&str]) {
     for n in names {
         headers.remove(*n);
-    }
-}
-
-async fn check_budget(state: &AppState, agent: &Agent) -> Result<()> {
-    let Some(budget) = agent.manifest.ai_budget.clone() else { return Ok(()) };
-    let windows = [(budget.daily_usd, 1, "daily"), (budget.monthly_usd, 30, "monthly")];
-    for (limit, days, name) in windows {
-        let Some(limit) = limit else { continue };
-        let store = state.store().clone();
-        let id = agent.id.clone();
-        let since = now_ms() - i64::from(days) * 86_400_000;
-        let spent = tokio::task::spawn_blocking(move || store.ai_spend_since(&id, since))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))??;
-        if alloy_primitives::U256::from(spent) >= limit.base_units() {
-            return Err(Error::BudgetExceeded(format!("{name} limit {} USD", limit.as_str())));
-        }
-    }
-    Ok(())
-}
-
-/// What is being read from the reply for usage.
-enum Tap {
-    Sse(StreamTap),
-    Json { buf: Vec<u8>, overflow: bool },
-}
-
-/// Meters one reply and records its usage exactly once: at the end of the body, or when the
-/// client goes away first (drop).
-struct Meter {
-    tap: Option<Tap>,
-    provider: Provider,
-    request_model: Option<String>,
-    agent_id: String,
-    agent_name: String,
-    status: u16,
-    streamed: bool,
-    started: Instant,
-    pricing: Arc<Pricing>,
-    sink: mpsc::UnboundedSender<NewUsage>,
-}
-
-impl Meter {
-    fn push(&mut self, chunk: Bytes) -> Bytes {
-        match &mut self.tap {
-            Some(Tap::Sse(tap)) => tap.push_bytes(chunk),
-            Some(Tap::Json { buf, overflow }) => {
-                if !*overflow {
-                    if buf.len() + chunk.len() > MAX_METERED_BODY {
-                        *overflow = true;
-                        buf.clear();
-                    } else {
-                        buf.extend_from_slice(&chunk);
-                    }
-                }
-                chunk
-            }
-            None => chunk,
-        }
-    }
-
-    fn finish(&mut self) -> Bytes {
-        let (rest, usage) = match self.tap.take() {
-            Some(Tap::Sse(tap)) => tap.finish(),
-            Some(Tap::Json { buf, overflow }) => {
-                let usage = (!overflow)
-                    .then(|| usage::from_json_body(self.provider, &buf, self.request_model.as_deref()))
-                    .flatten();
-                (Bytes::new(), usage)
-            }
-            None => return Bytes::new(),
-        };
-        self.record(usage);
-        rest
-    }
-
-    fn record(&self, usage: Option<Usage>) {
-        // A reply without usage is still a call worth counting. An error reply is not billed; a
-        // successful one whose usage never came (a cut stream, an unknown shape) has an unknown
-        // cost, which must not read as free.
-        let (usage, cost) = match usage {
-            Some(u) => {
-                let cost = self.pricing.cost_nano_usd(self.provider, &u);
-                (u, cost)
-            }
-            None => {
-                let cost = (!(200..300).contains(&self.status)).then_some(0);
-                (Usage { model: self.request_model.clone(), ..Usage::default() }, cost)
-            }
-        };
-        let row = NewUsage {
-            agent_id: self.agent_id.clone(),
-            agent_name: self.agent_name.clone(),
-            provider: self.provider.as_str(),
-            model: usage.model.clone().or_else(|| self.request_model.clone()),
-            input_tokens: usage.input_tokens,
-            output_tokens: usage.output_tokens,
-            cache_read_tokens: usage.cache_read_tokens,
-            cache_write_tokens: usage.cache_write_tokens,
-            cost_nano_usd: cost,
-            latency_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            status: self.status,
-            streamed: self.streamed,
-            created_at: now_ms(),
-        };
-        let _ = self.sink.send(row);
-    }
-}
-
-impl Drop for Meter {
-    fn drop(&mut self) {
-        if self.tap.is_some() {
-            let _ = self.finish();
-        }
     }
 }
 

@@ -1,8 +1,11 @@
 //! The AI gateway: forwarding to OpenAI, Anthropic and DeepSeek with the user's key
-//! ([`forward`]), the keys as the proxy holds them ([`credentials`]), and what each call used and
-//! cost ([`usage`], [`pricing`]).
+//! ([`forward`]), only to the endpoints and with the headers [`endpoints`] allows; the keys as the
+//! proxy holds them ([`credentials`]); and what each call used and cost ([`usage`], [`pricing`]).
 
+pub mod budget;
 pub mod credentials;
+pub mod endpoints;
 pub mod forward;
+pub mod meter;
 pub mod pricing;
 pub mod usage;

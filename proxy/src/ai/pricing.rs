@@ -2,15 +2,16 @@
 //!
 //! # The embedded snapshot
 //!
-//! `model_prices.json` (next to this file, 33,782 bytes, 162 entries for 156
+//! `model_prices.json` (next to this file, 38,277 bytes, 162 entries for 156
 //! distinct model ids) is LiteLLM's
 //! `litellm/model_prices_and_context_window_backup.json` from the PyPI wheel **litellm 1.109.1**
 //! (`litellm-1.109.1-cp310-abi3-manylinux_2_28_x86_64.whl`), trimmed to the entries whose
 //! `litellm_provider` is `openai`, `anthropic` or `deepseek` and whose `mode` is `chat` or
 //! `responses` and that have both token prices, keeping only `litellm_provider`, `mode`,
 //! `input_cost_per_token`, `output_cost_per_token`, `cache_read_input_token_cost`,
-//! `cache_creation_input_token_cost` and their long-context tiers (`…_above_<N>k_tokens`). Numbers
-//! are copied as written (no float round trip); keys are sorted. Regenerate by running the same
+//! `cache_creation_input_token_cost` and their long-context tiers (`…_above_<N>k_tokens`), and
+//! `max_output_tokens` (appended last, where the entry has one: 158 do). Numbers are copied as
+//! written (no float round trip); keys are sorted. Regenerate by running the same
 //! filter over a newer file; nothing is fetched at run time. `assegai pricing update --file PATH`
 //! installs a full, newer file instead (see [`Pricing::install`]); the loader applies the same
 //! filter except for `mode`, so e.g. embedding models are priced too.
@@ -77,6 +78,8 @@ pub struct ModelPrice {
     pub base: Rates,
     /// Long-context tiers, by ascending threshold.
     pub tiers: Vec<Tier>,
+    /// The most output tokens one call can produce (`max_output_tokens`), when the file says.
+    pub max_output_tokens: Option<u64>,
 }
 
 /// Per-token prices in atto-USD; `None` where the file gives none.
@@ -455,7 +458,10 @@ fn parse_entry(key: &str, raw: &RawValue) -> Option<ModelPrice> {
         }
     }
     tiers.sort_by_key(|t| t.above_tokens);
-    Some(ModelPrice { key: key.to_owned(), provider, base, tiers })
+    // Informational: a missing or odd maximum (a float, a string) is only unknown, never a reason
+    // to drop the prices.
+    let max_output_tokens = field("max_output_tokens").and_then(|v| v.get().parse::<u64>().ok()).filter(|&n| n > 0);
+    Some(ModelPrice { key: key.to_owned(), provider, base, tiers, max_output_tokens })
 }
 
 /// `input_cost_per_token_above_272k_tokens` → (`input_cost_per_token`, 272000). Service-tier
@@ -757,6 +763,28 @@ mod tests {
         assert!(p.price(OPENAI, "broken-price").is_none());
         assert!(p.price(OPENAI, "negative").is_none());
         assert_eq!(p.price(ANTHROPIC, "claude-x").unwrap().base.cache_read, None);
+    }
+
+    #[test]
+    fn max_output_tokens_are_read_where_usable() {
+        let text = r#"{
+            "a": {"litellm_provider": "openai", "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06, "max_output_tokens": 4096},
+            "b": {"litellm_provider": "openai", "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06, "max_output_tokens": 1.5},
+            "c": {"litellm_provider": "openai", "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06, "max_output_tokens": "x"},
+            "d": {"litellm_provider": "openai", "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06, "max_tokens": 8192}
+        }"#;
+        let p = Pricing::from_json(text).unwrap();
+        let max = |m: &str| p.price(OPENAI, m).unwrap().max_output_tokens;
+        assert_eq!(
+            (max("a"), max("b"), max("c"), max("d")),
+            (Some(4096), None, None, None),
+            "odd values: unknown, still priced"
+        );
+        let e = embedded();
+        assert_eq!(e.price(OPENAI, "gpt-4o").unwrap().max_output_tokens, Some(16_384));
+        assert_eq!(e.price(ANTHROPIC, "claude-sonnet-4-5").unwrap().max_output_tokens, Some(64_000));
+        assert_eq!(e.price(DEEPSEEK, "deepseek-chat").unwrap().max_output_tokens, Some(8_192));
+        assert_eq!(e.models().iter().filter(|(_, m)| m.max_output_tokens.is_some()).count(), 152);
     }
 
     #[test]

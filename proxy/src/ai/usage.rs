@@ -65,6 +65,33 @@ pub struct Prepared {
     /// `stream_options.include_usage = true` was added on the client's behalf: the response must go
     /// through a [`StreamTap`] created with `injected_usage = true`, which hides the extra usage.
     pub injected_usage: bool,
+    /// The output limits the request sets (non-negative integers only).
+    pub limits: OutputLimits,
+    /// How many answers the request asks for (`n`, or a legacy completion's `best_of`, whichever
+    /// is larger; 1 when absent): the output limit applies to each.
+    pub choices: u64,
+}
+
+/// The output limits a request body sets, by the name each API gives them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutputLimits {
+    /// `max_tokens` (Anthropic, DeepSeek, OpenAI's legacy fields).
+    pub max_tokens: Option<u64>,
+    /// `max_completion_tokens` (OpenAI Chat Completions).
+    pub max_completion_tokens: Option<u64>,
+    /// `max_output_tokens` (OpenAI Responses).
+    pub max_output_tokens: Option<u64>,
+}
+
+impl OutputLimits {
+    /// The names of the limit fields, in the order of the struct.
+    pub const FIELDS: [&'static str; 3] = ["max_tokens", "max_completion_tokens", "max_output_tokens"];
+
+    /// The tightest limit set, if any (a request with two is refused by the provider, or bound by
+    /// the smaller).
+    pub fn tightest(&self) -> Option<u64> {
+        [self.max_tokens, self.max_completion_tokens, self.max_output_tokens].into_iter().flatten().min()
+    }
 }
 
 /// Inspects a request body and, for an OpenAI-style streamed completion that did not ask for usage,
@@ -85,11 +112,25 @@ pub fn prepare_request(provider: Provider, body: &[u8]) -> Prepared {
 /// [`prepare_request`] for a body already held as [`Bytes`]: an unchanged body is returned without
 /// a copy.
 pub fn prepare_request_bytes(provider: Provider, body: Bytes) -> Prepared {
-    let mut prepared = Prepared { body: body.clone(), stream: false, model: None, injected_usage: false };
+    let mut prepared = Prepared {
+        body: body.clone(),
+        stream: false,
+        model: None,
+        injected_usage: false,
+        limits: OutputLimits::default(),
+        choices: 1,
+    };
     let Ok(text) = std::str::from_utf8(&body) else { return prepared };
     let Some(members) = Members::parse(text) else { return prepared };
     prepared.stream = members.get("stream").is_some_and(|v| v.get() == "true");
     prepared.model = members.get("model").and_then(json_string);
+    let count = |name: &str| members.get(name).and_then(|v| v.get().parse::<u64>().ok());
+    prepared.limits = OutputLimits {
+        max_tokens: count("max_tokens"),
+        max_completion_tokens: count("max_completion_tokens"),
+        max_output_tokens: count("max_output_tokens"),
+    };
+    prepared.choices = count("n").max(count("best_of")).unwrap_or(1).max(1);
     if !prepared.stream || provider == Provider::Anthropic || !accepts_include_usage(&members) {
         return prepared;
     }
@@ -139,6 +180,34 @@ fn with_include_usage(text: &str, members: &Members<'_>) -> Option<String> {
     };
     let start = offset_in(text, raw);
     Some(format!("{}{replacement}{}", &text[..start], &text[start + raw.len()..]))
+}
+
+/// The body with its output limit set to `value`: every limit field it has
+/// ([`OutputLimits::FIELDS`]) gets `value`, and when it has none, `field` is added (as the first
+/// member). Everything else stays byte for byte. `None` when the body is not a JSON object.
+pub fn with_output_limit(body: &[u8], field: &str, value: u64) -> Option<Bytes> {
+    let text = std::str::from_utf8(body).ok()?;
+    let members = Members::parse(text)?;
+    let mut present: Vec<&RawValue> =
+        members.0.iter().filter(|(key, _)| OutputLimits::FIELDS.contains(&&*key.0)).map(|(_, v)| *v).collect();
+    if present.is_empty() {
+        let open = offset_in(text, text.trim_start()) + 1;
+        let rest = &text[open..];
+        let comma = if rest.trim_start().starts_with('}') { "" } else { "," };
+        let field = serde_json::to_string(field).ok()?;
+        return Some(Bytes::from(format!("{}{field}:{value}{comma}{rest}", &text[..open])));
+    }
+    present.sort_by_key(|v| offset_in(text, v.get()));
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut at = 0;
+    for raw in present {
+        let start = offset_in(text, raw.get());
+        out.push_str(&text[at..start]);
+        out.push_str(&value.to_string());
+        at = start + raw.get().len();
+    }
+    out.push_str(&text[at..]);
+    Some(Bytes::from(out))
 }
 
 /// Usage from a non-streamed JSON response body; `None` when the body is not JSON or reports no
@@ -204,8 +273,29 @@ impl StreamTap {
     /// Ends the stream: returns the bytes still held back (an unterminated last event is completed
     /// as if its blank line had arrived) and the usage the stream reported, `None` if none.
     pub fn finish(self) -> (Bytes, Option<Usage>) {
+        let (rest, report) = self.finish_report();
+        (rest, report.usage)
+    }
+
+    /// [`StreamTap::finish`], with everything else the stream showed: whether its usage is final
+    /// and how much content it carried (for an estimate when it is not).
+    pub fn finish_report(self) -> (Bytes, StreamReport) {
         self.0.finish()
     }
+}
+
+/// What a stream reported, read at its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamReport {
+    /// The usage reported, `None` if none.
+    pub usage: Option<Usage>,
+    /// Whether that usage is the provider's final count: OpenAI's and DeepSeek's usage chunk, the
+    /// Responses API's `response.completed` (or `.incomplete`, `.failed`), Anthropic's
+    /// `message_delta`. Anthropic's `message_start` alone is not (its output count is 1).
+    pub final_usage: bool,
+    /// UTF-8 bytes of generated text in the stream's deltas (content, reasoning, refusals, tool-call
+    /// arguments): no fewer than the output tokens they encode, since every token is at least a byte.
+    pub content_bytes: u64,
 }
 
 /// The tap's state (boxed: a response future carrying a tap stays small).
@@ -295,7 +385,7 @@ impl TapState {
         self.acc.usage(self.request_model.as_deref())
     }
 
-    fn finish(mut self) -> (Bytes, Option<Usage>) {
+    fn finish(mut self) -> (Bytes, StreamReport) {
         if self.line_start < self.pos {
             let line = std::mem::take(&mut self.line);
             let overflow = self.line_overflow;
@@ -311,8 +401,12 @@ impl TapState {
         } else {
             Bytes::new()
         };
-        let usage = self.usage();
-        (rest, usage)
+        let report = StreamReport {
+            usage: self.usage(),
+            final_usage: self.acc.final_usage,
+            content_bytes: self.acc.content_bytes,
+        };
+        (rest, report)
     }
 
     /// Splits a chunk into lines and lines into events.
@@ -497,6 +591,7 @@ enum Verdict {
 
 /// Records the usage an event's data reports and decides what the client sees of it.
 fn observe_event(provider: Provider, data: &[u8], acc: &mut Accumulator, injected: bool) -> Verdict {
+    acc.content_bytes = acc.content_bytes.saturating_add(content_bytes(data));
     if !contains(data, br#""usage""#) {
         return Verdict::Keep; // most events: content deltas, pings, `[DONE]`
     }
@@ -515,11 +610,14 @@ fn observe_event(provider: Provider, data: &[u8], acc: &mut Accumulator, injecte
             acc.model = Some(model);
         }
         if let Some(usage) = inner.get("usage") {
-            acc.apply(provider, usage);
+            // The Responses API's last event carries the final usage in `response`; Anthropic's
+            // `message_start` only the input (its output count is a placeholder).
+            let applied = acc.apply(provider, usage);
+            acc.final_usage |= applied && provider != Provider::Anthropic;
         }
     }
     let Some(usage) = members.get("usage") else { return Verdict::Keep };
-    acc.apply(provider, usage);
+    acc.final_usage |= acc.apply(provider, usage);
     if !injected {
         return Verdict::Keep;
     }
@@ -529,10 +627,103 @@ fn observe_event(provider: Provider, data: &[u8], acc: &mut Accumulator, injecte
     members.member_range(text, "usage").map_or(Verdict::Keep, |(from, to)| Verdict::Cut(from, to))
 }
 
+/// Bytes of generated text in one event's data (see [`StreamReport::content_bytes`]): OpenAI and
+/// DeepSeek `choices[].delta.{content, reasoning_content, refusal, tool_calls[].function.arguments}`
+/// and legacy `choices[].text`; the Responses API's `*.delta` strings; Anthropic's
+/// `delta.{text, partial_json, thinking}`. Data that is not JSON (`[DONE]`) counts nothing; a JSON
+/// object of an unexpected shape counts its whole length, so the count stays an upper bound.
+fn content_bytes(data: &[u8]) -> u64 {
+    let trimmed = data.trim_ascii_start();
+    if trimmed.first() != Some(&b'{') {
+        return 0;
+    }
+    // Most events carry no text at all (pings, stops, usage); skip parsing those.
+    const KEYS: [&[u8]; 6] =
+        [br#""content""#, br#""delta""#, br#""text""#, br#""arguments""#, br#""partial_json""#, br#""thinking""#];
+    if !KEYS.iter().any(|k| contains(data, k)) {
+        return 0;
+    }
+    let Ok(event) = serde_json::from_slice::<ContentEvent<'_>>(trimmed) else { return data.len() as u64 };
+    let len = |s: &Option<Cow<'_, str>>| s.as_ref().map_or(0, |s| s.len() as u64);
+    let delta_len = |d: &ContentDelta<'_>| {
+        len(&d.content)
+            + len(&d.reasoning_content)
+            + len(&d.refusal)
+            + len(&d.text)
+            + len(&d.partial_json)
+            + len(&d.thinking)
+            + d.tool_calls.iter().flatten().filter_map(|c| c.function.as_ref()).map(|f| len(&f.arguments)).sum::<u64>()
+    };
+    let mut total = 0;
+    for choice in event.choices.iter().flatten() {
+        total += len(&choice.text) + choice.delta.as_ref().map_or(0, delta_len);
+    }
+    if let Some(delta) = event.delta {
+        let raw = delta.get();
+        if raw.starts_with('"') {
+            total += serde_json::from_str::<Cow<'_, str>>(raw).map_or(raw.len(), |s| s.len()) as u64;
+        } else if raw.starts_with('{') {
+            total += serde_json::from_str::<ContentDelta<'_>>(raw).map_or(raw.len() as u64, |d| delta_len(&d));
+        }
+    }
+    total
+}
+
+/// The parts of a stream event that carry generated text.
+#[derive(serde::Deserialize)]
+struct ContentEvent<'a> {
+    #[serde(default, borrow)]
+    choices: Option<Vec<ContentChoice<'a>>>,
+    #[serde(default, borrow)]
+    delta: Option<&'a RawValue>,
+}
+
+#[derive(serde::Deserialize)]
+struct ContentChoice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<ContentDelta<'a>>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ContentDelta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    refusal: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    partial_json: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tool_calls: Option<Vec<ToolCallDelta<'a>>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ToolCallDelta<'a> {
+    #[serde(default, borrow)]
+    function: Option<FunctionDelta<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct FunctionDelta<'a> {
+    #[serde(default, borrow)]
+    arguments: Option<Cow<'a, str>>,
+}
+
 /// Usage fields seen so far; each is overwritten by a later report, never added to.
 #[derive(Debug, Default)]
 struct Accumulator {
     seen: bool,
+    /// A report that ends the count was seen (see [`StreamReport::final_usage`]).
+    final_usage: bool,
+    /// See [`StreamReport::content_bytes`].
+    content_bytes: u64,
     model: Option<String>,
     input: Option<u64>,
     output: Option<u64>,
@@ -541,12 +732,18 @@ struct Accumulator {
 }
 
 impl Accumulator {
-    fn apply(&mut self, provider: Provider, raw: &RawValue) {
-        let Ok(Value::Object(usage)) = serde_json::from_str::<Value>(raw.get()) else { return };
+    /// Applies a `usage` object; returns whether it reported anything.
+    fn apply(&mut self, provider: Provider, raw: &RawValue) -> bool {
+        let Ok(Value::Object(usage)) = serde_json::from_str::<Value>(raw.get()) else { return false };
+        let before = self.seen;
+        self.seen = false;
         match provider {
             Provider::Anthropic => self.apply_anthropic(&usage),
             Provider::Openai | Provider::Deepseek => self.apply_openai(&usage),
         }
+        let applied = self.seen;
+        self.seen |= before;
+        applied
     }
 
     /// Anthropic: `input_tokens` excludes the cache classes; a stream's later reports are
@@ -1224,5 +1421,114 @@ pub(crate) mod tests {
         out.extend_from_slice(&rest);
         assert_eq!(out, stream.as_bytes());
         assert_eq!(got, None);
+    }
+
+    // ---- output limits, choices, stream reports ----
+
+    #[test]
+    fn limits_and_choices_are_read_from_the_request() {
+        let p = prepare_request(OPENAI, br#"{"model":"gpt-4o","max_completion_tokens":300,"max_tokens":500,"n":3}"#);
+        assert_eq!(
+            p.limits,
+            OutputLimits { max_tokens: Some(500), max_completion_tokens: Some(300), max_output_tokens: None }
+        );
+        assert_eq!((p.limits.tightest(), p.choices), (Some(300), 3));
+        let p = prepare_request(OPENAI, br#"{"model":"gpt-3.5-turbo-instruct","prompt":"x","best_of":5,"n":2}"#);
+        assert_eq!((p.limits.tightest(), p.choices), (None, 5));
+        // Not a count: ignored (the provider refuses such a request anyway).
+        let p = prepare_request(ANTHROPIC, br#"{"model":"c","max_tokens":-1,"n":0}"#);
+        assert_eq!((p.limits.tightest(), p.choices), (None, 1));
+        let p = prepare_request(OPENAI, br#"{"model":"gpt-5","max_output_tokens":64.5}"#);
+        assert_eq!(p.limits.tightest(), None);
+        assert_eq!(prepare_request(OPENAI, b"not json").choices, 1);
+    }
+
+    #[test]
+    fn output_limits_are_set_in_place_or_added() {
+        let set = |body: &str, field: &str, value: u64| {
+            with_output_limit(body.as_bytes(), field, value).map(|b| String::from_utf8(b.to_vec()).unwrap())
+        };
+        // Every limit field present is replaced where it stands, duplicates included.
+        assert_eq!(
+            set(
+                r#"{"model":"m", "max_tokens" : 4000,"x":{"max_tokens":9},"max_completion_tokens":1,"max_tokens":7}"#,
+                "max_tokens",
+                42
+            )
+            .unwrap(),
+            r#"{"model":"m", "max_tokens" : 42,"x":{"max_tokens":9},"max_completion_tokens":42,"max_tokens":42}"#
+        );
+        // None present: the named field is added first.
+        assert_eq!(
+            set(r#"  {"model":"m","messages":[]}"#, "max_completion_tokens", 16).unwrap(),
+            r#"  {"max_completion_tokens":16,"model":"m","messages":[]}"#
+        );
+        assert_eq!(set("{ }", "max_output_tokens", 16).unwrap(), r#"{"max_output_tokens":16 }"#);
+        assert_eq!(set("[1]", "max_tokens", 1), None);
+        assert_eq!(set("nope", "max_tokens", 1), None);
+        // What the provider will read is what the budget was planned for.
+        let out = set(r#"{"model":"m","max_tokens":"lots"}"#, "max_tokens", 5).unwrap();
+        assert_eq!(json(out.as_bytes())["max_tokens"], 5);
+    }
+
+    fn report(tap: StreamTap, stream: &str) -> StreamReport {
+        let mut tap = tap;
+        for piece in stream.as_bytes().chunks(7) {
+            let _ = tap.push(piece);
+        }
+        tap.finish_report().1
+    }
+
+    #[test]
+    fn stream_reports_say_whether_usage_is_final_and_how_much_text_came() {
+        let text = "Héllo \"usage\" 🌍";
+        let r = report(injected_openai(), OPENAI_UPSTREAM_STREAM);
+        assert_eq!((r.usage, r.final_usage, r.content_bytes), (Some(openai_stream_usage()), true, text.len() as u64));
+        // Cut before the usage chunk: no usage, but the text seen.
+        let r = report(StreamTap::new(OPENAI, false, None), OPENAI_CLIENT_STREAM);
+        assert_eq!((r.usage, r.final_usage, r.content_bytes), (None, false, text.len() as u64));
+        // Anthropic: `message_start` gives the input only; the `message_delta` makes it final.
+        let start = ANTHROPIC_STREAM.split("event: message_delta").next().unwrap();
+        let r = report(StreamTap::new(ANTHROPIC, false, None), start);
+        assert_eq!((r.final_usage, r.usage.unwrap().output_tokens), (false, 1));
+        assert_eq!(r.content_bytes, "Héllo, \"usage\": 🌍".len() as u64);
+        let r = report(StreamTap::new(ANTHROPIC, false, None), ANTHROPIC_STREAM);
+        assert!(r.final_usage);
+        // Responses API: `response.created` carries `usage: null` (not final), `.completed` does.
+        let created = concat!(
+            "event: response.created\n",
+            "data: {\"type\":\"response.created\",\"response\":{\"model\":\"gpt-5\",\"usage\":null}}\n\n",
+            "event: response.output_text.delta\n",
+            "data: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi \\u00e9\"}\n\n",
+            "event: response.output_text.done\n",
+            "data: {\"type\":\"response.output_text.done\",\"text\":\"Hi \\u00e9\"}\n\n",
+        );
+        let r = report(StreamTap::new(OPENAI, false, None), created);
+        assert_eq!((r.final_usage, r.content_bytes), (false, "Hi é".len() as u64), "deltas only, decoded");
+        let completed = format!(
+            "{created}data: {{\"type\":\"response.completed\",\"response\":{{\"usage\":{{\"input_tokens\":3,\"output_tokens\":2}}}}}}\n\n"
+        );
+        let r = report(StreamTap::new(OPENAI, false, None), &completed);
+        assert!(r.final_usage);
+    }
+
+    #[test]
+    fn content_is_counted_in_every_delta_kind() {
+        let cases: [(&str, u64); 9] = [
+            (r#"{"choices":[{"delta":{"content":"abc"}},{"delta":{"content":"de"}}]}"#, 5),
+            (r#"{"choices":[{"delta":{"reasoning_content":"think","content":null}}]}"#, 5),
+            (r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"a\":1}"}}]}}]}"#, 7),
+            (r#"{"choices":[{"text":"legacy","index":0}]}"#, 6),
+            (r#"{"type":"content_block_delta","delta":{"type":"thinking_delta","thinking":"hmm"}}"#, 3),
+            (r#"{"type":"content_block_delta","delta":{"type":"input_json_delta","partial_json":"{\"x\""}}"#, 4),
+            (r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":3}}"#, 0),
+            (r#"{"type":"ping"}"#, 0),
+            // An unexpected shape counts whole: the estimate stays an upper bound.
+            (r#"{"choices":[{"delta":{"content":["odd"]}}]}"#, 43),
+        ];
+        for (data, bytes) in cases {
+            assert_eq!(content_bytes(data.as_bytes()), bytes, "{data}");
+        }
+        assert_eq!(content_bytes(b"[DONE]"), 0);
     }
 }

@@ -1,7 +1,9 @@
 //! Chain access: which RPC endpoint serves an agent's chain, and forwarding reads to it.
 //!
-//! The method policy lives in [`policy`]; this module resolves URLs and talks to nodes.
+//! What agents send is parsed by [`jsonrpc`] and checked by [`policy`]; this module resolves URLs
+//! and talks to nodes, which only ever get the proxy's own serialisation of a checked request.
 
+pub mod jsonrpc;
 pub mod policy;
 
 use std::{
@@ -62,9 +64,24 @@ impl ChainClient {
             .permissions
             .rpcs
             .get(&chain)
-            .or_else(|| self.config.chains.get(&chain).map(|c| &c.rpc))
+            .or_else(|| self.config.chains.get(&chain).and_then(|c| c.rpc.as_ref()))
             .or_else(|| chain.is_local().then_some(&self.config.local_rpc_url))
             .ok_or(Error::RpcNotConfigured(chain))?;
+        self.uri(text)
+    }
+
+    /// The RPC that signs, and fixes nonces and fees, for `chain`: the user's own
+    /// (`[chains."…"] rpc` in config.toml) when it is set — an agent's manifest must not choose
+    /// the node that tells the user what to pay — else the one that serves the agent's reads.
+    pub fn signing_rpc_url(&self, manifest: &Manifest, chain: ChainId) -> Result<Uri> {
+        match self.config.user_rpc(chain) {
+            Some(text) if manifest.allows_chain(chain) => self.uri(text),
+            _ => self.rpc_url(manifest, chain),
+        }
+    }
+
+    /// `text` as a URI, parsed once.
+    fn uri(&self, text: &str) -> Result<Uri> {
         if let Some(uri) = self.parsed.read().unwrap_or_else(|p| p.into_inner()).get(text) {
             return Ok(uri.clone());
         }
@@ -80,7 +97,7 @@ impl ChainClient {
         if parsed.len() > 1024 {
             parsed.clear();
         }
-        parsed.insert(text.clone(), uri.clone());
+        parsed.insert(text.to_owned(), uri.clone());
         Ok(uri)
     }
 
@@ -93,8 +110,9 @@ impl ChainClient {
         let reply: Reply<'_> =
             serde_json::from_slice(&reply).map_err(|_| Error::BadUpstream("the node's reply is not JSON".into()))?;
         if let Some(err) = reply.error.filter(|e| !e.is_null()) {
+            // A node's text is shown to agents and people: short and inert like any other.
             let message = err.get("message").and_then(Value::as_str).map_or_else(|| err.to_string(), str::to_owned);
-            return Err(Error::Rpc(message));
+            return Err(Error::Rpc(crate::sanitize::quote(&message, 500)));
         }
         match reply.result {
             Some(result) => Ok(result.to_owned()),
@@ -102,10 +120,10 @@ impl ChainClient {
         }
     }
 
-    /// Forwards a raw JSON-RPC body (already checked by [`policy::check_body`]) and returns the
-    /// node's status and body unchanged.
-    pub async fn forward(&self, uri: Uri, body: Bytes) -> Result<(StatusCode, Bytes)> {
-        self.post(uri, body).await
+    /// Sends the proxy's serialisation of a checked JSON-RPC body and returns the node's status and
+    /// body unchanged.
+    pub async fn forward(&self, uri: Uri, body: &jsonrpc::RpcBody) -> Result<(StatusCode, Bytes)> {
+        self.post(uri, body.to_bytes()).await
     }
 
     async fn post(&self, uri: Uri, body: Bytes) -> Result<(StatusCode, Bytes)> {
@@ -132,7 +150,10 @@ mod tests {
     #[test]
     fn url_resolution_order() {
         let mut config = Config::default();
-        config.chains.insert(ChainId::eip155(1), crate::config::ChainConfig { rpc: "https://eth.example/".into() });
+        config.chains.insert(
+            ChainId::eip155(1),
+            crate::config::ChainConfig { rpc: Some("https://eth.example/".into()), ..Default::default() },
+        );
         let http = Upstream::new(&config).unwrap();
         let client = ChainClient::new(http, Arc::new(config));
         let m = manifest(

@@ -5,9 +5,7 @@
 //! administration (`anvil_*`, `hardhat_*`, `evm_*`, `tenderly_*`, `admin_*`, `miner_*`, `debug_*`
 //! other than tracing) are therefore never forwarded.
 
-use serde_json::Value;
-
-use crate::{Error, Result};
+use crate::{Error, Result, sanitize::quote};
 
 /// Exact method names that only read.
 const READ_METHODS: &[&str] = &[
@@ -57,36 +55,12 @@ pub fn is_read_method(method: &str) -> bool {
 
 /// Refuses `method` unless it is a read.
 pub fn check_method(method: &str) -> Result<()> {
-    if is_read_method(method) { Ok(()) } else { Err(Error::MethodNotAllowed(printable(method))) }
-}
-
-/// Checks a raw JSON-RPC body (one call or a batch): every element must be a call to a read
-/// method, or the whole body is refused.
-pub fn check_body(body: &Value) -> Result<()> {
-    match body {
-        Value::Object(_) => check_call(body),
-        Value::Array(calls) if calls.is_empty() => Err(Error::BadRequest("Empty JSON-RPC batch".into())),
-        Value::Array(calls) => calls.iter().try_for_each(check_call),
-        _ => Err(Error::BadRequest("A JSON-RPC request must be an object or an array of objects".into())),
-    }
-}
-
-fn check_call(call: &Value) -> Result<()> {
-    match call.get("method") {
-        Some(Value::String(m)) => check_method(m),
-        _ => Err(Error::BadRequest("Each JSON-RPC request needs a string `method`".into())),
-    }
-}
-
-/// Method names come from agents; keep what we echo back short and plain.
-fn printable(method: &str) -> String {
-    method.chars().take(64).map(|c| if c.is_ascii_graphic() { c } else { '?' }).collect()
+    if is_read_method(method) { Ok(()) } else { Err(Error::MethodNotAllowed(quote(method, 64))) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn list_is_sorted_for_binary_search() {
@@ -146,13 +120,8 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_with_one_write_is_refused_whole() {
-        let ok = json!([{"method": "eth_chainId"}, {"method": "eth_blockNumber"}]);
-        check_body(&ok).unwrap();
-        let bad = json!([{"method": "eth_chainId"}, {"method": "anvil_setBalance"}]);
-        assert!(matches!(check_body(&bad), Err(Error::MethodNotAllowed(m)) if m == "anvil_setBalance"));
-        assert!(matches!(check_body(&json!([])), Err(Error::BadRequest(_))));
-        assert!(matches!(check_body(&json!([1])), Err(Error::BadRequest(_))));
-        assert!(matches!(check_body(&json!("x")), Err(Error::BadRequest(_))));
+    fn refused_names_are_quoted_inert() {
+        let e = check_method("anvil_\u{202e}x\x1b[2J").unwrap_err().to_string();
+        assert!(e.contains("anvil_\\u{202e}x\\x1b[2J"), "{e}");
     }
 }

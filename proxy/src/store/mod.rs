@@ -17,6 +17,11 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations};
 use serde::Serialize;
 
+use crate::tx::{
+    fees::TxFees,
+    limits::{self, SpendWindow},
+};
+
 /// A database failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -64,6 +69,9 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up_with_hook(include_str!("migrations/0005_spend_hours.sql"), |t: &rusqlite::Transaction<'_>| {
             rebuild_spend_hours(t).map_err(rusqlite_migration::HookError::RusqliteError)
         }),
+        // Rows before it have no fees: what they count is unchanged, so the buckets stand.
+        M::up(include_str!("migrations/0006_tx_fees.sql")),
+        M::up(include_str!("migrations/0007_usage_estimated.sql")),
     ])
 });
 
@@ -189,6 +197,8 @@ pub struct NewUsage {
     pub status: u16,
     /// Whether the reply was a stream.
     pub streamed: bool,
+    /// Whether the tokens are the proxy's estimate (the reply gave no final usage).
+    pub estimated: bool,
     /// When it finished (ms).
     pub created_at: i64,
 }
@@ -204,6 +214,8 @@ pub struct UsageSummary {
     pub provider: String,
     /// The model (`null` when none was reported).
     pub model: Option<String>,
+    /// Whether these calls' tokens are the proxy's estimates (estimated calls get rows of their own).
+    pub estimated: bool,
     /// Number of calls.
     pub calls: u64,
     /// Sum of uncached input tokens.
@@ -237,8 +249,10 @@ pub struct NewTx {
     pub value_wei: U256,
     /// `0x`-hex calldata.
     pub data: String,
-    /// Gas limit, if the agent gave one.
+    /// Gas limit (always fixed by the request path; `None` only for rows written without fees).
     pub gas_limit: Option<u64>,
+    /// The fees fixed at request time.
+    pub fees: Option<TxFees>,
     /// What it does, for people.
     pub action: String,
     /// Structured detail for the approver.
@@ -281,6 +295,16 @@ pub struct TxRow {
     pub data: String,
     /// Gas limit, if given.
     pub gas_limit: Option<u64>,
+    /// `eip1559` or `legacy` (then `max_fee_per_gas` is the gas price), if fees were fixed.
+    pub fee_model: Option<String>,
+    /// Max fee per gas (legacy: the gas price), wei, decimal.
+    pub max_fee_per_gas: Option<String>,
+    /// Max priority fee per gas, wei, decimal (EIP-1559 only).
+    pub max_priority_fee_per_gas: Option<String>,
+    /// The worst-case fee, gas limit × max fee per gas, wei, decimal.
+    pub max_fee_wei: Option<String>,
+    /// The fee paid (gas used × effective gas price), wei, decimal, once the receipt is in.
+    pub fee_wei: Option<String>,
     /// What it does, for people.
     pub action: String,
     /// Structured detail for the approver.
@@ -299,24 +323,12 @@ pub struct TxRow {
     pub decided_by: Option<String>,
 }
 
-/// A rolling spending window: the limit on approved + pending value within `window_ms`.
-#[derive(Debug, Clone, Copy)]
-pub struct SpendWindow {
-    /// `daily`, `weekly` or `monthly`.
-    pub name: &'static str,
-    /// Window length.
-    pub window_ms: i64,
-    /// The limit, in wei.
-    pub limit: U256,
-}
+/// Statuses whose requests may count against spending limits (see [`limits::counted`]); the
+/// others count nothing.
+const SPENDING_STATUSES: &str = "('pending', 'approved', 'confirmed', 'reverted')";
 
-/// Statuses whose value counts against spending limits.
-const SPENDING_STATUSES: &str = "('pending', 'approved', 'confirmed')";
-
-/// Whether a request in `status` counts against spending limits (as [`SPENDING_STATUSES`]).
-fn counts_against_limits(status: TxStatus) -> bool {
-    matches!(status, TxStatus::Pending | TxStatus::Approved | TxStatus::Confirmed)
-}
+/// The statuses of migration 0005, before fees: only value counted, and not for a revert.
+const VALUE_STATUSES: &str = "('pending', 'approved', 'confirmed')";
 
 /// The database.
 #[derive(Debug)]
@@ -579,8 +591,9 @@ impl Store {
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT INTO api_usage (agent_id, agent_name, provider, model, input_tokens, output_tokens,
-                       cache_read_tokens, cache_write_tokens, cost_nano_usd, latency_ms, status, streamed, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                       cache_read_tokens, cache_write_tokens, cost_nano_usd, latency_ms, status, streamed, created_at,
+                       estimated)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 )
                 .map_err(|e| self.err(e))?;
             for u in rows {
@@ -598,7 +611,8 @@ impl Store {
                     big(u.latency_ms),
                     u.status,
                     u.streamed,
-                    u.created_at
+                    u.created_at,
+                    u.estimated
                 ])
                 .map_err(|e| self.err(e))?;
             }
@@ -613,9 +627,9 @@ impl Store {
             .prepare_cached(
                 "SELECT agent_id, MAX(agent_name), provider, model, COUNT(*), SUM(input_tokens), SUM(output_tokens),
                         SUM(cache_read_tokens), SUM(cache_write_tokens), COALESCE(SUM(cost_nano_usd), 0),
-                        SUM(cost_nano_usd IS NULL)
+                        SUM(cost_nano_usd IS NULL), estimated
                  FROM api_usage WHERE created_at >= ?1 AND (?2 IS NULL OR agent_id = ?2)
-                 GROUP BY agent_id, provider, model ORDER BY MAX(agent_name), provider, model",
+                 GROUP BY agent_id, provider, model, estimated ORDER BY MAX(agent_name), provider, model, estimated",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -626,6 +640,7 @@ impl Store {
                     agent_name: r.get(1)?,
                     provider: r.get(2)?,
                     model: r.get(3)?,
+                    estimated: r.get(11)?,
                     calls: n(4)?,
                     input_tokens: n(5)?,
                     output_tokens: n(6)?,
@@ -634,6 +649,24 @@ impl Store {
                     cost_nano_usd: n(9)?,
                     unpriced_calls: n(10)?,
                 })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Known AI spend per agent and minute since `since_ms`: `(agent id, the minute's start in ms,
+    /// nano-USD)`, by agent then time (what the budget ledger starts from).
+    pub fn ai_spend_by_minute(&self, since_ms: i64) -> Result<Vec<(String, i64, u64)>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT agent_id, created_at / 60000, SUM(cost_nano_usd) FROM api_usage
+                 WHERE created_at >= ?1 AND cost_nano_usd IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([since_ms], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? * 60_000, r.get::<_, i64>(2)?.max(0) as u64))
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
@@ -653,66 +686,82 @@ impl Store {
 
     /// Checks `tx` against the rolling `windows` and stores it as pending, as one step: the
     /// check runs inside an immediate (write-locked) transaction, so two racing requests can
-    /// never both fit under a limit. Returns the window that would be exceeded, if any.
+    /// never both fit under a limit. What it counts is its value plus its worst-case fee
+    /// ([`limits::counted`]). Returns the window that would be exceeded, if any.
     pub fn insert_pending_tx(&self, tx: &NewTx, windows: &[SpendWindow]) -> Result<Option<SpendWindow>> {
+        let max_fee = tx.fees.map(|f| f.max_fee_wei);
+        let cost = limits::counted(TxStatus::Pending, tx.value_wei, max_fee, None);
+        let gas_limit = tx
+            .gas_limit
+            .map(|g| i64::try_from(g).map_err(|_| StoreError::Corrupt(format!("gas limit {g} does not fit a row"))))
+            .transpose()?;
         let mut conn = self.conn();
         let t = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
         for w in windows {
-            let spent = sum_wei(&t, &tx.agent_id, tx.chain_id, tx.created_at - w.window_ms).map_err(|e| self.err(e))?;
-            let total = spent.checked_add(tx.value_wei);
-            if total.is_none_or(|total| total > w.limit) {
+            let since = w.window.since(tx.created_at);
+            let spent = sum_wei(&t, &tx.agent_id, tx.chain_id, since).map_err(|e| self.err(e))?;
+            if tx.value_wei.checked_add(max_fee.unwrap_or_default()).is_none() || !limits::fits(spent, cost, w.limit) {
                 return Ok(Some(*w));
             }
         }
+        let fees = tx.fees;
         t.execute(
             "INSERT INTO transactions (id, agent_id, agent_name, chain_id, to_address, value_wei, data, gas_limit, action,
-               detail, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', ?11)",
+               detail, status, created_at, fee_model, max_fee_per_gas, max_priority_fee_per_gas, max_fee_wei)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', ?11, ?12, ?13, ?14, ?15)",
             params![
                 tx.id,
                 tx.agent_id,
                 tx.agent_name,
-                i64::try_from(tx.chain_id).unwrap_or(i64::MAX),
+                i64::try_from(tx.chain_id).map_err(|_| StoreError::Corrupt(format!("chain id {}", tx.chain_id)))?,
                 tx.to,
                 tx.value_wei.to_string(),
                 tx.data,
-                tx.gas_limit.map(|g| i64::try_from(g).unwrap_or(i64::MAX)),
+                gas_limit,
                 tx.action,
                 tx.detail.as_ref().map(|d| d.to_string()),
-                tx.created_at
+                tx.created_at,
+                fees.map(|f| f.model.as_str()),
+                fees.map(|f| f.max_fee_per_gas.to_string()),
+                fees.and_then(|f| f.max_priority_fee_per_gas).map(|v| v.to_string()),
+                fees.map(|f| f.max_fee_wei.to_string()),
             ],
         )
         .map_err(|e| self.err(e))?;
-        add_spend(&t, &tx.agent_id, tx.chain_id, tx.created_at, tx.value_wei, true).map_err(|e| self.err(e))?;
+        add_spend(&t, &tx.agent_id, tx.chain_id, tx.created_at, cost, true).map_err(|e| self.err(e))?;
         insert_audit(&t, &tx.agent_id, "tx.requested", Some(&tx.agent_id), Some(&serde_json::json!({"tx": tx.id})))
             .map_err(|e| self.err(e))?;
         t.commit().map_err(|e| self.err(e))?;
         Ok(None)
     }
 
-    /// (approved + confirmed, pending) value of an agent on a chain since `since_ms`.
+    /// (settled, pending) of what an agent's requests on a chain since `since_ms` count against
+    /// its limits (value and fees, see [`limits::counted`]): settled is approved, confirmed and
+    /// reverted, pending is what still waits for a person.
     pub fn spend_breakdown(&self, agent_id: &str, chain_id: u64, since_ms: i64) -> Result<(U256, U256)> {
         let total = self.spent_since(agent_id, chain_id, since_ms)?;
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT value_wei FROM transactions WHERE agent_id = ?1 AND chain_id = ?2 AND created_at >= ?3
+                "SELECT value_wei, max_fee_wei FROM transactions WHERE agent_id = ?1 AND chain_id = ?2 AND created_at >= ?3
                  AND status = 'pending'",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(params![agent_id, i64::try_from(chain_id).unwrap_or(i64::MAX), since_ms], |r| {
-                r.get::<_, String>(0)
+                Ok((parse_wei(&r.get::<_, String>(0)?)?, r.get::<_, Option<String>>(1)?))
             })
             .map_err(|e| self.err(e))?;
         let mut pending = U256::ZERO;
-        for v in rows {
-            let v = v.map_err(|e| self.err(e))?;
-            pending = pending.saturating_add(U256::from_str_radix(&v, 10).unwrap_or_default());
+        for row in rows {
+            let (value, max_fee) = row.map_err(|e| self.err(e))?;
+            let max_fee = max_fee.as_deref().map(parse_wei).transpose().map_err(|e| self.err(e))?;
+            pending = pending.saturating_add(limits::counted(TxStatus::Pending, value, max_fee, None));
         }
         Ok((total.saturating_sub(pending), pending))
     }
 
-    /// Approved + pending + confirmed value of an agent on a chain since `since_ms`.
+    /// What an agent's requests on a chain since `since_ms` count against its limits.
     pub fn spent_since(&self, agent_id: &str, chain_id: u64, since_ms: i64) -> Result<U256> {
         sum_wei(&self.conn(), agent_id, chain_id, since_ms).map_err(|e| self.err(e))
     }
@@ -720,34 +769,66 @@ impl Store {
     /// Moves a request from `from` to `to` (with an error text and who decided), and records the
     /// decision as an audit event. Returns false when it was not in `from` any more.
     pub fn decide_tx(&self, id: &str, from: TxStatus, to: TxStatus, error: Option<&str>, by: &str) -> Result<bool> {
+        self.move_tx(id, from, to, error, None, by)
+    }
+
+    /// Records a request's receipt: `to` is confirmed or reverted, `fee_wei` what it paid (gas
+    /// used × effective gas price), which then counts instead of its worst case.
+    pub fn settle_tx(&self, id: &str, to: TxStatus, fee_wei: U256, error: Option<&str>) -> Result<bool> {
+        self.move_tx(id, TxStatus::Approved, to, error, Some(fee_wei), "proxy")
+    }
+
+    /// One status change with its bookkeeping: the hour bucket moves by what the request counts
+    /// after minus before, and an audit event records it, in the same SQL transaction.
+    fn move_tx(
+        &self,
+        id: &str,
+        from: TxStatus,
+        to: TxStatus,
+        error: Option<&str>,
+        fee: Option<U256>,
+        by: &str,
+    ) -> Result<bool> {
         let mut conn = self.conn();
         let t = conn.transaction().map_err(|e| self.err(e))?;
         let n = t
             .execute(
-                "UPDATE transactions SET status = ?3, error = COALESCE(?4, error), decided_at = ?5, decided_by = ?6
+                "UPDATE transactions SET status = ?3, error = COALESCE(?4, error), decided_at = ?5, decided_by = ?6,
+                   fee_wei = COALESCE(?7, fee_wei)
                  WHERE id = ?1 AND status = ?2",
-                params![id, from.as_str(), to.as_str(), error, now_ms(), by],
+                params![id, from.as_str(), to.as_str(), error, now_ms(), by, fee.map(|f| f.to_string())],
             )
             .map_err(|e| self.err(e))?;
         if n > 0 {
-            let row: Option<(String, i64, i64, String)> = t
+            type Row = (String, i64, i64, String, Option<String>, Option<String>);
+            let row: Option<Row> = t
                 .query_row(
-                    "SELECT agent_id, chain_id, created_at, value_wei FROM transactions WHERE id = ?1",
+                    "SELECT agent_id, chain_id, created_at, value_wei, max_fee_wei, fee_wei FROM transactions WHERE id = ?1",
                     [id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
                 )
                 .optional()
                 .map_err(|e| self.err(e))?;
-            if let Some((agent, chain, created_at, value)) = &row
-                && counts_against_limits(from) != counts_against_limits(to)
-            {
-                let wei =
-                    U256::from_str_radix(value, 10).map_err(|e| StoreError::Corrupt(format!("value_wei: {e}")))?;
+            if let Some((agent, chain, created_at, value, max_fee, paid)) = &row {
+                let wei = |t: &str| U256::from_str_radix(t, 10).map_err(|e| StoreError::Corrupt(format!("wei: {e}")));
+                let value = wei(value)?;
+                let max_fee = max_fee.as_deref().map(wei).transpose()?;
+                let paid = paid.as_deref().map(wei).transpose()?;
+                // Before: the same row as it was (no receipt fee yet when it settles now).
+                let before = limits::counted(from, value, max_fee, if fee.is_some() { None } else { paid });
+                let after = limits::counted(to, value, max_fee, paid);
                 let chain = u64::try_from(*chain).unwrap_or_default();
-                add_spend(&t, agent, chain, *created_at, wei, counts_against_limits(to)).map_err(|e| self.err(e))?;
+                if after > before {
+                    add_spend(&t, agent, chain, *created_at, after - before, true).map_err(|e| self.err(e))?;
+                } else if before > after {
+                    add_spend(&t, agent, chain, *created_at, before - after, false).map_err(|e| self.err(e))?;
+                }
             }
             let agent = row.map(|r| r.0);
-            let detail = serde_json::json!({"tx": id, "from": from.as_str(), "to": to.as_str(), "error": error});
+            let mut detail = serde_json::json!({"tx": id, "from": from.as_str(), "to": to.as_str(), "error": error});
+            if let Some(fee) = fee {
+                detail["fee_wei"] = fee.to_string().into();
+            }
             insert_audit(&t, by, &format!("tx.{}", to.as_str()), agent.as_deref(), Some(&detail))
                 .map_err(|e| self.err(e))?;
         }
@@ -906,7 +987,8 @@ impl Store {
 
 const TX_SELECT: &str =
     "SELECT id, agent_id, agent_name, chain_id, to_address, value_wei, data, gas_limit, action, detail,
-     status, tx_hash, error, created_at, decided_at, decided_by FROM transactions";
+     status, tx_hash, error, created_at, decided_at, decided_by, fee_model, max_fee_per_gas,
+     max_priority_fee_per_gas, max_fee_wei, fee_wei FROM transactions";
 
 fn tx_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TxRow> {
     let detail: Option<String> = r.get(9)?;
@@ -930,6 +1012,11 @@ fn tx_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TxRow> {
         created_at: r.get(13)?,
         decided_at: r.get(14)?,
         decided_by: r.get(15)?,
+        fee_model: r.get(16)?,
+        max_fee_per_gas: r.get(17)?,
+        max_priority_fee_per_gas: r.get(18)?,
+        max_fee_wei: r.get(19)?,
+        fee_wei: r.get(20)?,
     })
 }
 
@@ -958,11 +1045,21 @@ fn sum_wei(conn: &Connection, agent_id: &str, chain_id: u64, since_ms: i64) -> r
         add(v?)?;
     }
     let mut edge = conn.prepare_cached(&format!(
-        "SELECT value_wei FROM transactions WHERE agent_id = ?1 AND created_at >= ?2 AND created_at < ?3
-         AND chain_id = ?4 AND status IN {SPENDING_STATUSES}"
+        "SELECT status, value_wei, max_fee_wei, fee_wei FROM transactions WHERE agent_id = ?1 AND created_at >= ?2
+         AND created_at < ?3 AND chain_id = ?4 AND status IN {SPENDING_STATUSES}"
     ))?;
-    for v in edge.query_map(params![agent_id, since_ms, next_hour * HOUR_MS, chain], |r| r.get::<_, String>(0))? {
-        add(v?)?;
+    let rows = edge.query_map(params![agent_id, since_ms, next_hour * HOUR_MS, chain], |r| {
+        let status: String = r.get(0)?;
+        let status = status
+            .parse::<TxStatus>()
+            .map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))?;
+        let opt = |i: usize| -> rusqlite::Result<Option<U256>> {
+            r.get::<_, Option<String>>(i)?.as_deref().map(parse_wei).transpose()
+        };
+        Ok(limits::counted(status, parse_wei(&r.get::<_, String>(1)?)?, opt(2)?, opt(3)?))
+    })?;
+    for counted in rows {
+        total = total.saturating_add(counted?);
     }
     Ok(total)
 }
@@ -1000,7 +1097,7 @@ fn add_spend(
 fn rebuild_spend_hours(t: &Connection) -> rusqlite::Result<()> {
     t.execute("DELETE FROM spend_hours", [])?;
     let mut stmt = t.prepare(&format!(
-        "SELECT agent_id, chain_id, created_at, value_wei FROM transactions WHERE status IN {SPENDING_STATUSES}"
+        "SELECT agent_id, chain_id, created_at, value_wei FROM transactions WHERE status IN {VALUE_STATUSES}"
     ))?;
     let rows = stmt.query_map([], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?))
@@ -1092,6 +1189,85 @@ mod tests {
         assert!(s.list_agents().unwrap().is_empty());
     }
 
+    /// With fees: pending and approved requests count value and worst-case fee, confirmed ones
+    /// value and the fee paid, reverted ones the fee alone; the buckets agree with a full scan
+    /// through inserts, decisions and receipts.
+    #[test]
+    fn rolling_sums_with_fees_match_a_full_scan() {
+        fn scan(s: &Store, agent: &str, since: i64) -> U256 {
+            let conn = s.conn();
+            let mut stmt = conn
+                .prepare(
+                    "SELECT status, value_wei, max_fee_wei, fee_wei FROM transactions WHERE agent_id = ?1
+                     AND created_at >= ?2",
+                )
+                .unwrap();
+            let rows = stmt
+                .query_map(params![agent, since], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
+                })
+                .unwrap();
+            let wei = |t: &str| U256::from_str_radix(t, 10).unwrap();
+            rows.map(Result::unwrap).fold(U256::ZERO, |a, (status, v, max, fee)| {
+                a + limits::counted(status.parse().unwrap(), wei(&v), max.as_deref().map(wei), fee.as_deref().map(wei))
+            })
+        }
+        let (_d, s) = store();
+        let base = 1_700_000_000_000_i64;
+        let mut seed = 11_u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        for i in 0..300 {
+            let gwei = U256::from(1_000_000_000_u64);
+            let max_fee_per_gas = U256::from(1 + next() % 100) * gwei;
+            let fees = TxFees {
+                model: crate::tx::fees::FeeModel::Eip1559,
+                max_fee_per_gas,
+                max_priority_fee_per_gas: Some(gwei),
+                max_fee_wei: max_fee_per_gas * U256::from(21_000),
+            };
+            let tx = NewTx {
+                id: format!("tx_{i}"),
+                agent_id: "ag_a".into(),
+                agent_name: "a".into(),
+                chain_id: 31337,
+                to: "0x0".into(),
+                value_wei: U256::from(next() % 1_000_000) * gwei,
+                data: "0x".into(),
+                gas_limit: Some(21_000),
+                fees: Some(fees),
+                action: "send".into(),
+                detail: None,
+                created_at: base + (next() % (48 * HOUR_MS as u64)) as i64,
+            };
+            assert!(s.insert_pending_tx(&tx, &[]).unwrap().is_none());
+            match next() % 4 {
+                0 => {}
+                1 => assert!(s.decide_tx(&tx.id, TxStatus::Pending, TxStatus::Rejected, None, "t").unwrap()),
+                _ => {
+                    assert!(s.decide_tx(&tx.id, TxStatus::Pending, TxStatus::Approved, None, "t").unwrap());
+                    let paid = fees.max_fee_wei / U256::from(1 + next() % 4);
+                    match next() % 3 {
+                        0 => {}
+                        1 => assert!(s.settle_tx(&tx.id, TxStatus::Confirmed, paid, None).unwrap()),
+                        _ => assert!(s.settle_tx(&tx.id, TxStatus::Reverted, paid, Some("reverted")).unwrap()),
+                    }
+                }
+            }
+        }
+        for _ in 0..100 {
+            let since = base - HOUR_MS + (next() % (50 * HOUR_MS as u64)) as i64;
+            assert_eq!(s.spent_since("ag_a", 31337, since).unwrap(), scan(&s, "ag_a", since), "{since}");
+        }
+    }
+
     /// The hour buckets give exactly what a full scan of `transactions` gives, for windows that
     /// start anywhere within an hour, through inserts and every kind of decision.
     #[test]
@@ -1101,7 +1277,7 @@ mod tests {
             let mut stmt = conn
                 .prepare(&format!(
                     "SELECT value_wei FROM transactions WHERE agent_id = ?1 AND chain_id = ?2 AND created_at >= ?3
-                     AND status IN {SPENDING_STATUSES}"
+                     AND status IN {VALUE_STATUSES}"
                 ))
                 .unwrap();
             let rows = stmt.query_map(params![agent, chain as i64, since], |r| r.get::<_, String>(0)).unwrap();
@@ -1127,6 +1303,7 @@ mod tests {
                 value_wei: U256::from(next() % 1_000_000) * U256::from(1_000_000_000_000_u64),
                 data: "0x".into(),
                 gas_limit: None,
+                fees: None,
                 action: "send".into(),
                 detail: None,
                 created_at: base + (next() % (72 * HOUR_MS as u64)) as i64,
@@ -1224,6 +1401,7 @@ mod tests {
             latency_ms: 3,
             status: 200,
             streamed: false,
+            estimated: false,
             created_at: at,
         };
         let now = now_ms();
@@ -1242,6 +1420,18 @@ mod tests {
         assert_eq!((mystery.cost_nano_usd, mystery.unpriced_calls), (0, 1));
         assert_eq!(s.ai_spend_since("ag_1", now - 1000).unwrap(), 150);
         assert_eq!(s.ai_spend_since("ag_1", 0).unwrap(), 157);
+        // Estimated calls are counted in a row of their own, and spent all the same.
+        let mut estimate = row("gpt-4o", Some(40), now);
+        estimate.estimated = true;
+        s.insert_usage(&[estimate]).unwrap();
+        let sum = s.usage_summary(Some("ag_1"), now - 1000).unwrap();
+        let flags: Vec<_> = sum.iter().map(|r| (r.model.as_deref(), r.estimated, r.calls)).collect();
+        assert_eq!(flags, [(Some("gpt-4o"), false, 2), (Some("gpt-4o"), true, 1), (Some("mystery"), false, 1)]);
+        assert_eq!(s.ai_spend_since("ag_1", now - 1000).unwrap(), 190);
+        // Per minute, for the budget ledger: the unpriced row is not spend.
+        let minute = now.div_euclid(60_000) * 60_000;
+        assert_eq!(s.ai_spend_by_minute(1).unwrap(), [("ag_1".to_owned(), minute, 190)]);
+        assert_eq!(s.ai_spend_by_minute(0).unwrap(), [("ag_1".to_owned(), 0, 7), ("ag_1".to_owned(), minute, 190)]);
     }
 
     #[test]

@@ -1,8 +1,14 @@
-//! Transactions: an agent asks, the policy checks ([`policy`], with [`decode`] reading calldata
-//! and [`tokens`] naming known tokens), the request waits for a person ([`Approvals`]), and once
-//! approved the user's wallet signs and broadcasts it ([`signer`]); a watcher records the receipt.
+//! Transactions, top to bottom: an agent asks; the policy checks the request's shape, chain and
+//! calldata ([`policy`], with [`decode`] reading calldata and [`tokens`] naming known tokens); the
+//! signing RPC's chain id, gas limit and fees are fixed and capped ([`fees`]); value + worst-case
+//! fee is checked against the per-transaction limit and, atomically with the insert, the rolling
+//! windows ([`limits`]); the request waits for a person ([`Approvals`]); once approved the user's
+//! wallet signs exactly what was shown and broadcasts it ([`signer`]); a watcher records the
+//! receipt and the fee paid.
 
 pub mod decode;
+pub mod fees;
+pub mod limits;
 pub mod policy;
 pub mod signer;
 pub mod tokens;
@@ -15,6 +21,7 @@ use std::{
 
 use alloy_primitives::B256;
 use assegai_sdk::wire::{TxRequest, TxStatus};
+use hyper::Uri;
 use rand::TryRngCore;
 use tokio::sync::oneshot;
 
@@ -91,7 +98,26 @@ fn new_tx_id() -> String {
 /// that an agent that hangs up does not stop the timeout from expiring its request.
 /// Returns the request's id and the broadcast transaction's hash.
 pub async fn request(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Result<(String, B256)> {
-    let checked = policy::check(state, agent, &req).await?;
+    let mut checked = policy::check(state, agent, &req).await?;
+    let rpc = state.chain().signing_rpc_url(&agent.manifest, checked.chain)?;
+    let ask = fees::Ask {
+        chain: checked.chain,
+        from: state.wallet().address_for(checked.chain).await.ok(),
+        to: checked.to,
+        value: checked.value,
+        data: &checked.data,
+        gas_limit: checked.gas_limit,
+    };
+    let provider = signer::read_provider(state.upstream(), rpc.clone());
+    let fixed = fees::fix(&provider, ask, state.config().fee_caps(checked.chain)).await?;
+    let spending = agent.manifest.spending_limits.as_ref();
+    if let Some(breach) = limits::per_transaction(spending, checked.value, fixed.fees.max_fee_wei) {
+        return Err(Error::Policy(breach_message(breach, checked.chain, checked.value)));
+    }
+    checked.detail["gas"] = fixed.detail["gas"].clone();
+    checked.detail["base_fee_per_gas"] = fixed.detail["base_fee_per_gas"].clone();
+    // Where it will be signed, without a path or query (a user's RPC URL may carry an API key).
+    checked.detail["signing_rpc"] = rpc.authority().map(|a| a.to_string()).into();
     let id = new_tx_id();
     let row = NewTx {
         id: id.clone(),
@@ -101,7 +127,8 @@ pub async fn request(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Re
         to: checked.to.to_checksum(None),
         value_wei: checked.value,
         data: format!("0x{}", hex::encode(&checked.data)),
-        gas_limit: checked.gas_limit,
+        gas_limit: Some(fixed.gas_limit),
+        fees: Some(fixed.fees),
         action: checked.action.clone(),
         detail: Some(checked.detail.clone()),
         created_at: now_ms(),
@@ -109,7 +136,7 @@ pub async fn request(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Re
     // Registered before the row exists, so a decision made the instant it appears is not lost.
     let decision = state.approvals().register(&id);
     let store = state.store().clone();
-    let windows = checked.windows.clone();
+    let windows = limits::windows(spending);
     let exceeded = tokio::task::spawn_blocking(move || store.insert_pending_tx(&row, &windows))
         .await
         .map_err(|e| Error::Internal(e.to_string()))?;
@@ -117,7 +144,7 @@ pub async fn request(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Re
         Ok(None) => {}
         Ok(Some(window)) => {
             state.approvals().forget(&id);
-            tracing::info!(agent = %agent.id, window = window.name, "spending limit reached");
+            tracing::info!(agent = %agent.id, window = window.name(), "spending limit reached");
             return Err(Error::Policy("Total spending limit exceeded".into()));
         }
         Err(e) => {
@@ -125,25 +152,52 @@ pub async fn request(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Re
             return Err(e.into());
         }
     }
+    let signing = signer::Signing {
+        chain: checked.chain,
+        to: checked.to,
+        value: checked.value,
+        data: checked.data,
+        gas_limit: fixed.gas_limit,
+        fees: fixed.fees,
+    };
     let timeout = state.config().approval_timeout();
-    let waiter = tokio::spawn(wait(state.clone(), agent.clone(), id.clone(), decision, timeout, checked));
+    let waiter = tokio::spawn(wait(state.clone(), id.clone(), decision, timeout, signing, rpc));
     let hash = waiter.await.map_err(|e| Error::Internal(e.to_string()))??;
     Ok((id, hash))
 }
 
+/// What the agent is told when value + worst-case fee breaks a per-transaction limit.
+fn breach_message(breach: limits::Breach, chain: assegai_sdk::ChainId, value: alloy_primitives::U256) -> String {
+    use crate::units::format_units;
+    let symbol = policy::native_symbol(chain);
+    match breach {
+        limits::Breach::PerTransaction { cost, limit } => format!(
+            "Transaction value {} {symbol} plus its worst-case fee ({} {symbol} in all) exceeds the per-transaction limit of {} {symbol}",
+            format_units(value, 18),
+            cost.map_or_else(|| "more than any amount".to_owned(), |c| format_units(c, 18)),
+            format_units(limit, 18)
+        ),
+        limits::Breach::Fee { max_fee, cap } => format!(
+            "Transaction fee exceeds the agent's `max_fee_per_transaction` ({} {symbol} worst case, limit {} {symbol})",
+            format_units(max_fee, 18),
+            format_units(cap, 18)
+        ),
+    }
+}
+
 async fn wait(
     state: AppState,
-    agent: Arc<Agent>,
     id: String,
     decision: oneshot::Receiver<Decision>,
     timeout: Duration,
-    checked: policy::Checked,
+    signing: signer::Signing,
+    rpc: Uri,
 ) -> Result<B256> {
     let outcome = tokio::time::timeout(timeout, decision).await;
     state.approvals().forget(&id);
     match outcome {
         Ok(Ok(Decision::Rejected(_))) => Err(Error::Rejected),
-        Ok(Ok(Decision::Approved)) => match sign_and_send(&state, &agent, &checked).await {
+        Ok(Ok(Decision::Approved)) => match sign_and_send(&state, &signing, rpc).await {
             Ok(sent) => {
                 let hash = sent.hash;
                 let store = state.store().clone();
@@ -195,23 +249,31 @@ async fn mark(state: &AppState, id: &str, from: TxStatus, to: TxStatus, why: &st
         .map_err(|e| Error::Internal(e.to_string()))??)
 }
 
-async fn sign_and_send(state: &AppState, agent: &Agent, checked: &policy::Checked) -> Result<signer::Sent> {
-    let rpc = state.chain().rpc_url(&agent.manifest, checked.chain)?;
-    let signer = state.wallet().signer_for(checked.chain).await?;
-    state.signer().send(state.upstream(), rpc, signer, checked).await
+/// Signs exactly what was approved, through the RPC its fees were read from.
+async fn sign_and_send(state: &AppState, signing: &signer::Signing, rpc: Uri) -> Result<signer::Sent> {
+    let signer = state.wallet().signer_for(signing.chain).await?;
+    state.signer().send(state.upstream(), rpc, signer, signing).await
 }
 
-/// Records `confirmed` or `reverted` once the receipt is in.
+/// Records `confirmed` or `reverted` once the receipt is in, with the fee paid, which then counts
+/// against the limits instead of the worst case.
 async fn watch(state: AppState, id: String, sent: signer::Sent) {
-    let (to, why) = match sent.outcome().await {
-        Ok(true) => (TxStatus::Confirmed, None),
-        Ok(false) => (TxStatus::Reverted, Some("the transaction reverted".to_owned())),
+    let outcome = match sent.outcome().await {
+        Ok(outcome) => outcome,
         Err(e) => {
             tracing::warn!(tx = %id, error = %e, "no receipt");
             return;
         }
     };
-    if let Err(e) = mark(&state, &id, TxStatus::Approved, to, why.as_deref().unwrap_or("")).await {
+    let (to, why) = if outcome.succeeded {
+        (TxStatus::Confirmed, None)
+    } else {
+        (TxStatus::Reverted, Some("the transaction reverted"))
+    };
+    let store = state.store().clone();
+    let key = id.clone();
+    let settled = tokio::task::spawn_blocking(move || store.settle_tx(&key, to, outcome.fee_wei, why)).await;
+    if let Ok(Err(e)) | Err(e) = settled.map_err(|e| crate::store::StoreError::Corrupt(e.to_string())) {
         tracing::warn!(tx = %id, error = %e, "cannot record the receipt");
     }
 }

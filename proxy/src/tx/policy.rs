@@ -1,5 +1,6 @@
-//! Whether an agent may make a transaction: the checks of SPEC §3.4, in that order. The rolling
-//! spending windows are only described here; the store checks them atomically with the insert.
+//! Whether an agent may make a transaction: the shape, chain and calldata checks of SPEC §3.4.
+//! What it may spend is [`super::limits`]' (value + fee, once [`super::fees`] has fixed the fee);
+//! the store checks the rolling windows atomically with the insert.
 
 use alloy_primitives::{Address, Bytes, U256};
 use assegai_sdk::{ChainId, wire::TxRequest};
@@ -8,8 +9,8 @@ use serde_json::{Value, json};
 use crate::{
     Error, Result,
     auth::Agent,
+    sanitize::quote,
     server::AppState,
-    store::SpendWindow,
     tx::{
         decode::{self, TokenCall},
         tokens,
@@ -17,7 +18,7 @@ use crate::{
     units::{format_units, parse_base_units, parse_units},
 };
 
-/// A request that passed every check but the rolling windows.
+/// A request that passed the shape, chain and calldata checks (fees and limits come next).
 #[derive(Debug, Clone)]
 pub struct Checked {
     /// The chain.
@@ -34,11 +35,7 @@ pub struct Checked {
     pub action: String,
     /// Structured detail for the approver (token, amounts…).
     pub detail: Value,
-    /// The rolling limits the store must check.
-    pub windows: Vec<SpendWindow>,
 }
-
-const DAY_MS: i64 = 86_400_000;
 
 /// Runs the checks. Token decimals for unknown tokens are read from the chain.
 pub async fn check(state: &AppState, agent: &Agent, req: &TxRequest) -> Result<Checked> {
@@ -62,7 +59,7 @@ pub async fn check(state: &AppState, agent: &Agent, req: &TxRequest) -> Result<C
             Ok(n) if n >= 21_000 && g.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
             _ => Err(Error::BadRequest(format!(
                 "Invalid `gasLimit`: `{}` is not a decimal gas amount of at least 21000",
-                printable(g)
+                quote(g, 80)
             ))),
         })
         .transpose()?;
@@ -94,33 +91,7 @@ pub async fn check(state: &AppState, agent: &Agent, req: &TxRequest) -> Result<C
         None => format!("Send {} {symbol} to {to}", format_units(value, 18)),
     };
 
-    // 4. Native value limits.
-    let mut windows = Vec::new();
-    if let Some(limits) = &manifest.spending_limits {
-        if let Some(per_tx) = &limits.per_transaction
-            && value > per_tx.base_units()
-        {
-            return Err(Error::Policy(format!(
-                "Transaction value {} {symbol} exceeds the per-transaction limit of {} {symbol}",
-                format_units(value, 18),
-                per_tx.as_str()
-            )));
-        }
-        for (name, days, limit) in
-            [("daily", 1, &limits.daily), ("weekly", 7, &limits.weekly), ("monthly", 30, &limits.monthly)]
-        {
-            if let Some(limit) = limit {
-                windows.push(SpendWindow { name, window_ms: days * DAY_MS, limit: limit.base_units() });
-            }
-        }
-    }
-    let gas_limit = match gas_limit {
-        Some(asked) if !data.is_empty() => {
-            Some(fit_gas(state, agent, req.chain, (to, value, &data), asked, &mut detail).await)
-        }
-        other => other,
-    };
-    Ok(Checked { chain: req.chain, to, value, data, gas_limit, action, detail, windows })
+    Ok(Checked { chain: req.chain, to, value, data, gas_limit, action, detail })
 }
 
 async fn token_action(
@@ -184,45 +155,6 @@ async fn token_action(
     })
 }
 
-/// The gas limit for a call the agent gave a limit for. The original SDK always sends 21000, even
-/// with calldata, which is certain to run out of gas: when the node's estimate is higher, the
-/// estimate plus a fifth is used, and both figures go to the approver (`detail.gas`).
-async fn fit_gas(
-    state: &AppState,
-    agent: &Agent,
-    chain: ChainId,
-    (to, value, data): (Address, U256, &Bytes),
-    asked: u64,
-    detail: &mut Value,
-) -> u64 {
-    let mut call = json!({"to": to, "value": format!("{value:#x}"), "data": format!("0x{}", hex::encode(data))});
-    if let Ok(from) = state.wallet().address_for(chain).await {
-        call["from"] = json!(from);
-    }
-    let estimate = async {
-        let url = state.chain().rpc_url(&agent.manifest, chain)?;
-        let raw = state.chain().query(url, "eth_estimateGas", &json!([call])).await?;
-        let hex: String = serde_json::from_str(raw.get()).map_err(|e| Error::BadUpstream(e.to_string()))?;
-        u64::from_str_radix(hex.trim_start_matches("0x"), 16).map_err(|e| Error::BadUpstream(e.to_string()))
-    };
-    match estimate.await {
-        Ok(estimate) if estimate > asked => {
-            let limit = estimate.saturating_add(estimate / 5);
-            detail["gas"] = json!({"requested": asked, "estimate": estimate, "limit": limit});
-            limit
-        }
-        Ok(estimate) => {
-            detail["gas"] = json!({"requested": asked, "estimate": estimate, "limit": asked});
-            asked
-        }
-        Err(e) => {
-            // The call would likely revert; the person sees why before deciding.
-            detail["gas"] = json!({"requested": asked, "estimate_error": e.to_string(), "limit": asked});
-            asked
-        }
-    }
-}
-
 /// The agent's allowance for `token`: one set with `assegai allowance set` wins over the
 /// manifest's, so a person can change it without editing files.
 async fn allowance_for(state: &AppState, agent: &Agent, chain: ChainId, token: Address) -> Result<Option<String>> {
@@ -251,7 +183,7 @@ async fn read_decimals(state: &AppState, agent: &Agent, chain: ChainId, token: A
 
 /// Parses an address; mixed case must be a valid EIP-55 checksum (a typo, otherwise).
 pub fn parse_address(text: &str) -> std::result::Result<Address, String> {
-    let shown = printable(text);
+    let shown = quote(text, 80);
     let hex =
         text.strip_prefix("0x").ok_or_else(|| format!("`{shown}` is not an address (0x followed by 40 hex digits)"))?;
     if hex.len() != 40 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -266,21 +198,14 @@ pub fn parse_address(text: &str) -> std::result::Result<Address, String> {
     }
 }
 
-fn parse_hex(text: &str) -> std::result::Result<Bytes, String> {
-    let shown = printable(text);
+/// Parses `0x`-prefixed hex calldata.
+pub fn parse_hex(text: &str) -> std::result::Result<Bytes, String> {
+    let shown = quote(text, 80);
     let hex = text.strip_prefix("0x").ok_or_else(|| format!("`{shown}` must start with 0x"))?;
     if hex.len() % 2 != 0 {
         return Err(format!("`{shown}` has an odd number of hex digits"));
     }
     hex::decode(hex).map(Bytes::from).map_err(|_| format!("`{shown}` is not hex"))
-}
-
-fn printable(text: &str) -> String {
-    let mut s: String = text.chars().take(80).map(|c| if c.is_control() { '?' } else { c }).collect();
-    if text.chars().count() > 80 {
-        s.push('…');
-    }
-    s
 }
 
 /// The native currency's ticker.

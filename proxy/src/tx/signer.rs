@@ -1,5 +1,7 @@
-//! Signing and broadcasting an approved request with the user's wallet, through alloy: its
-//! fillers estimate gas, set EIP-1559 fees, the chain id and the nonce; nothing is hand-rolled.
+//! Signing and broadcasting an approved request with the user's wallet, through alloy: exactly the
+//! gas limit, fee fields and chain id the person approved (fixed at request time, see
+//! [`super::fees`]); alloy's fillers add only the nonce. If the node wants more than the approved
+//! fee, the send fails with its words: it never pays more than the card said.
 //!
 //! Nonces: alloy's cached nonce manager keeps counting after a failed send, leaving a gap that
 //! blocks every later transaction. Here each send asks the node for the pending count (simple
@@ -32,7 +34,37 @@ use assegai_sdk::ChainId;
 use bytes::Bytes;
 use hyper::Uri;
 
-use crate::{Error, Result, tx::policy::Checked, upstream::Upstream};
+use alloy_primitives::{Bytes as Calldata, U256};
+
+use crate::{
+    Error, Result,
+    tx::fees::{FeeModel, TxFees},
+    upstream::Upstream,
+};
+
+/// What is signed: the approved request, every field fixed.
+#[derive(Debug, Clone)]
+pub struct Signing {
+    /// The chain (and so the chain id signed).
+    pub chain: ChainId,
+    /// Recipient or contract.
+    pub to: Address,
+    /// Native value.
+    pub value: U256,
+    /// Calldata.
+    pub data: Calldata,
+    /// Gas limit.
+    pub gas_limit: u64,
+    /// Fee fields.
+    pub fees: TxFees,
+}
+
+/// A provider for reads (chain id, blocks, fees) over the proxy's upstream client.
+pub fn read_provider(upstream: &Upstream, rpc: Uri) -> impl Provider + use<> {
+    let is_local = rpc.host().is_some_and(|h| h == "127.0.0.1" || h == "localhost" || h == "::1");
+    let client = RpcClient::new(UpstreamTransport { upstream: upstream.clone(), uri: rpc }, is_local);
+    ProviderBuilder::new().disable_recommended_fillers().connect_client(client)
+}
 
 /// JSON-RPC over the proxy's upstream client.
 #[derive(Clone, Debug)]
@@ -79,37 +111,52 @@ pub struct Signer {
 pub struct Sent {
     /// Its hash.
     pub hash: B256,
-    receipt: Box<dyn std::future::Future<Output = Result<bool>> + Send + Unpin>,
+    receipt: Box<dyn std::future::Future<Output = Result<Outcome>> + Send + Unpin>,
+}
+
+/// What the receipt says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// Status 1 (false: it reverted).
+    pub succeeded: bool,
+    /// What it paid: gas used × effective gas price, wei.
+    pub fee_wei: U256,
 }
 
 impl Sent {
-    /// Waits for the receipt: `true` for status 1, `false` for a revert.
-    pub async fn outcome(self) -> Result<bool> {
+    /// Waits for the receipt.
+    pub async fn outcome(self) -> Result<Outcome> {
         self.receipt.await
     }
 }
 
 impl Signer {
     /// Signs `tx` with `signer` and broadcasts it through `rpc`.
-    pub async fn send(&self, upstream: &Upstream, rpc: Uri, signer: PrivateKeySigner, tx: &Checked) -> Result<Sent> {
+    pub async fn send(&self, upstream: &Upstream, rpc: Uri, signer: PrivateKeySigner, tx: &Signing) -> Result<Sent> {
         let from = signer.address();
         let is_local = rpc.host().is_some_and(|h| h == "127.0.0.1" || h == "localhost" || h == "::1");
         let client = RpcClient::new(UpstreamTransport { upstream: upstream.clone(), uri: rpc }, is_local);
         let provider = ProviderBuilder::new()
             .disable_recommended_fillers()
-            .with_gas_estimation()
             .with_simple_nonce_management()
             .with_chain_id(tx.chain.id())
             .wallet(EthereumWallet::from(signer))
             .connect_client(client);
+        let wide = |v: U256, what: &str| {
+            u128::try_from(v).map_err(|_| Error::TxFailed(format!("the approved {what} does not fit a transaction")))
+        };
         let mut request = TransactionRequest::default()
             .with_from(from)
             .with_to(tx.to)
             .with_value(tx.value)
-            .with_input(tx.data.clone());
-        if let Some(gas) = tx.gas_limit {
-            request = request.with_gas_limit(gas);
-        }
+            .with_input(tx.data.clone())
+            .with_gas_limit(tx.gas_limit);
+        request = match (tx.fees.model, tx.fees.max_priority_fee_per_gas) {
+            (FeeModel::Eip1559, Some(priority)) => request
+                .with_max_fee_per_gas(wide(tx.fees.max_fee_per_gas, "max fee per gas")?)
+                .with_max_priority_fee_per_gas(wide(priority, "priority fee")?),
+            _ => request.with_gas_price(wide(tx.fees.max_fee_per_gas, "gas price")?),
+        };
         let lock = self.lock(from, tx.chain);
         let pending = {
             let _held = lock.lock().await;
@@ -122,7 +169,8 @@ impl Signer {
                 .get_receipt()
                 .await
                 .map_err(|e| Error::TxFailed(format!("no receipt for {hash}: {e}")))?;
-            Ok(receipt.status())
+            let fee_wei = U256::from(receipt.gas_used).saturating_mul(U256::from(receipt.effective_gas_price));
+            Ok(Outcome { succeeded: receipt.status(), fee_wei })
         });
         Ok(Sent { hash, receipt: Box::new(receipt) })
     }
@@ -132,9 +180,7 @@ impl Signer {
     }
 }
 
-/// The node's own words for a failed send (insufficient funds, nonce too low…), without the
-/// transport's wrapping.
+/// The node's own words for a failed send (insufficient funds, fee too low…).
 fn describe(e: &TransportError) -> String {
-    let text = e.as_error_resp().map_or_else(|| e.to_string(), |resp| resp.message.to_string());
-    text.chars().take(300).collect()
+    super::fees::describe(e)
 }
