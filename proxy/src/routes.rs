@@ -136,6 +136,7 @@ pub async fn transaction(
             max_fee_wei: row.max_fee_wei.clone(),
             fee_wei: row.fee_wei.clone(),
         },
+        simulation: row.detail.as_ref().map(|d| d["simulation"].clone()).filter(|s| !s.is_null()),
     }))
 }
 

@@ -172,6 +172,10 @@ pub struct TxInfo {
     /// The fees fixed when it was requested (what is signed), and what it paid.
     #[serde(flatten)]
     pub fees: TxFeeInfo,
+    /// What simulating it predicted for the user's wallet (`native_wei`, `tokens`), or null when
+    /// it was not simulated.
+    #[serde(default)]
+    pub simulation: Option<serde_json::Value>,
 }
 
 /// A request's gas and fee figures, as decimal strings (wei, or gas for `gas_limit`); absent on

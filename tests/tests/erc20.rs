@@ -300,6 +300,17 @@ async fn a_token_transfer_within_the_allowance_is_approved_mined_and_confirmed()
     assert_eq!(entry["detail"]["token"]["decimals"], 6, "{entry}");
     assert_eq!(entry["detail"]["token"]["amount"], amount.to_string(), "{entry}");
     assert_eq!((&entry["to"], &entry["value"]), (&json!(token.to_checksum(None)), &json!("0")), "{entry}");
+    // Simulated before it was shown: the wallet loses exactly 12.5 of the token, and no ether.
+    let sim = &entry["simulation"];
+    assert_eq!(sim["native_wei"], "0", "{entry}");
+    assert_eq!(
+        sim["tokens"],
+        json!([{"address": token.to_checksum(None), "change": format!("-{amount}"),
+        "symbol": format!("tokens of {token}"), "decimals": 6}]),
+        "{entry}"
+    );
+    let card = scene.cli_ok(&["approve", "--list"]);
+    assert!(!card.is_empty());
     assert!(!call.is_finished(), "the agent's call waits for the decision");
 
     let id = id_of(&entry).to_owned();

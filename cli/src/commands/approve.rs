@@ -477,6 +477,35 @@ fn wei(text: &str) -> U256 {
     U256::from_str_radix(text, 10).unwrap_or_default()
 }
 
+/// The wallet's predicted balance changes (`−0.0001 ETH, −25 USDC`), or why there are none; `None`
+/// for requests from before simulation.
+fn simulation_line(row: &TxRow, symbol: &str) -> Option<String> {
+    let detail = row.detail.as_ref()?;
+    let sim = &detail["simulation"];
+    if sim.is_null() {
+        return detail["simulation_note"].as_str().map(neutralize);
+    }
+    let signed = |text: &str, decimals: u8, unit: &str| -> Option<String> {
+        let (sign, digits) = match text.as_bytes().first() {
+            Some(b'-') => ("−", &text[1..]),
+            Some(b'+') => ("+", &text[1..]),
+            _ => ("", text),
+        };
+        let n = U256::from_str_radix(digits, 10).ok()?;
+        (!n.is_zero()).then(|| format!("{sign}{} {unit}", format_units(n, decimals)))
+    };
+    let mut parts: Vec<String> = sim["native_wei"].as_str().and_then(|n| signed(n, 18, symbol)).into_iter().collect();
+    for token in sim["tokens"].as_array().into_iter().flatten() {
+        let change = token["change"].as_str().unwrap_or("0");
+        let part = match (token["symbol"].as_str(), token["decimals"].as_u64().and_then(|d| u8::try_from(d).ok())) {
+            (Some(sym), Some(decimals)) => signed(change, decimals, &neutralize(sym)),
+            _ => signed(change, 0, &format!("base units of {}", neutralize(token["address"].as_str().unwrap_or("?")))),
+        };
+        parts.extend(part);
+    }
+    Some(if parts.is_empty() { "no balance changes for your wallet".to_owned() } else { parts.join(", ") })
+}
+
 /// `max 2.5 gwei per gas (priority 0.1) → at most 0.0000525 ETH`, or why there is no fee.
 fn fee_line(row: &TxRow, symbol: &str) -> String {
     let gwei = |text: &str| format_units(wei(text), 9);
@@ -533,6 +562,9 @@ fn card(row: &TxRow, impact: &Impact, position: Option<(usize, usize)>) -> Vec<S
     if row.max_fee_wei.is_some() {
         let total = style(format!("at most {} {symbol}", format_units(cost(row), 18))).bold().for_stderr();
         lines.push(field("Total", format!("{total} (value + fee)")));
+    }
+    if let Some(line) = simulation_line(row, symbol) {
+        lines.push(field("Effect", line));
     }
     if let Some(rpc) = row.detail.as_ref().and_then(|d| d["signing_rpc"].as_str()) {
         lines.push(field("Signs at", neutralize(rpc)));
@@ -673,6 +705,25 @@ mod tests {
         r.fee_model = Some("legacy".into());
         r.max_priority_fee_per_gas = None;
         assert_eq!(fee_line(&r, "ETH"), "gas price 2.5 gwei → 0.0000525 ETH");
+    }
+
+    #[test]
+    fn the_simulation_reads_as_balance_changes() {
+        let mut r = row();
+        r.detail = Some(json!({"simulation": {"native_wei": "-100000000000000", "tokens": [
+            {"address": "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48", "change": "-25000000", "symbol": "USDC", "decimals": 6},
+            {"address": "0x0000000000000000000000000000000000000001", "change": "+7"},
+        ]}}));
+        assert_eq!(
+            simulation_line(&r, "ETH").unwrap(),
+            "−0.0001 ETH, −25 USDC, +7 base units of 0x0000000000000000000000000000000000000001"
+        );
+        r.detail = Some(json!({"simulation": null, "simulation_note": "not simulated: no wallet signs on this chain"}));
+        assert_eq!(simulation_line(&r, "ETH").unwrap(), "not simulated: no wallet signs on this chain");
+        r.detail = Some(json!({"simulation": {"native_wei": "0", "tokens": []}}));
+        assert_eq!(simulation_line(&r, "ETH").unwrap(), "no balance changes for your wallet");
+        r.detail = None;
+        assert_eq!(simulation_line(&r, "ETH"), None);
     }
 
     #[test]

@@ -89,6 +89,7 @@ fn row_json(r: &TxRow) -> Value {
         "data": r.data, "gas_limit": r.gas_limit, "action": r.action, "detail": r.detail,
         "fee_model": r.fee_model, "max_fee_per_gas": r.max_fee_per_gas,
         "max_priority_fee_per_gas": r.max_priority_fee_per_gas, "max_fee_wei": r.max_fee_wei, "fee_wei": r.fee_wei,
+        "simulation": r.detail.as_ref().map_or(&Value::Null, |d| &d["simulation"]),
         "tx_hash": r.tx_hash, "error": r.error, "created_at": r.created_at, "decided_at": r.decided_at,
         "decided_by": r.decided_by,
     })

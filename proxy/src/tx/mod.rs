@@ -2,7 +2,8 @@
 //! calldata ([`policy`], with [`decode`] reading calldata and [`tokens`] naming known tokens); the
 //! signing RPC's chain id, gas limit and fees are fixed and capped ([`fees`]); value + worst-case
 //! fee is checked against the per-transaction limit and, atomically with the insert, the rolling
-//! windows ([`limits`]); the request waits for a person ([`Approvals`]); once approved the user's
+//! windows ([`limits`]); it is simulated, and refused if it would revert ([`simulate`]); the
+//! request waits for a person ([`Approvals`]); once approved the user's
 //! wallet signs exactly what was shown and broadcasts it ([`signer`]); a watcher records the
 //! receipt and the fee paid.
 
@@ -11,6 +12,7 @@ pub mod fees;
 pub mod limits;
 pub mod policy;
 pub mod signer;
+pub mod simulate;
 pub mod tokens;
 
 use std::{
@@ -100,9 +102,10 @@ fn new_tx_id() -> String {
 pub async fn request(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Result<(String, B256)> {
     let mut checked = policy::check(state, agent, &req).await?;
     let rpc = state.chain().signing_rpc_url(&agent.manifest, checked.chain)?;
+    let from = state.wallet().address_for(checked.chain).await.ok();
     let ask = fees::Ask {
         chain: checked.chain,
-        from: state.wallet().address_for(checked.chain).await.ok(),
+        from,
         to: checked.to,
         value: checked.value,
         data: &checked.data,
@@ -113,6 +116,14 @@ pub async fn request(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Re
     let spending = agent.manifest.spending_limits.as_ref();
     if let Some(breach) = limits::per_transaction(spending, checked.value, fixed.fees.max_fee_wei) {
         return Err(Error::Policy(breach_message(breach, checked.chain, checked.value)));
+    }
+    let call =
+        simulate::Call { from, to: checked.to, value: checked.value, data: &checked.data, gas_limit: fixed.gas_limit };
+    let (mut simulation, note) = simulate::simulate(&provider, call).await?;
+    name_tokens(checked.chain, &mut simulation, &checked.detail);
+    checked.detail["simulation"] = simulation;
+    if let Some(note) = note {
+        checked.detail["simulation_note"] = note.into();
     }
     checked.detail["gas"] = fixed.detail["gas"].clone();
     checked.detail["base_fee_per_gas"] = fixed.detail["base_fee_per_gas"].clone();
@@ -164,6 +175,24 @@ pub async fn request(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Re
     let waiter = tokio::spawn(wait(state.clone(), id.clone(), decision, timeout, signing, rpc));
     let hash = waiter.await.map_err(|e| Error::Internal(e.to_string()))??;
     Ok((id, hash))
+}
+
+/// Adds symbol and decimals to the simulated token changes the proxy can name: known tokens, and
+/// the token the request itself calls (whose decimals the policy read).
+fn name_tokens(chain: assegai_sdk::ChainId, simulation: &mut serde_json::Value, detail: &serde_json::Value) {
+    let Some(changes) = simulation.get_mut("tokens").and_then(|t| t.as_array_mut()) else { return };
+    for change in changes {
+        let Some(address) = change["address"].as_str().and_then(|a| a.parse::<alloy_primitives::Address>().ok()) else {
+            continue;
+        };
+        if let Some(t) = tokens::known(chain, address) {
+            change["symbol"] = t.symbol.into();
+            change["decimals"] = t.decimals.into();
+        } else if detail["token"]["address"].as_str().and_then(|a| a.parse().ok()) == Some(address) {
+            change["symbol"] = detail["token"]["symbol"].clone();
+            change["decimals"] = detail["token"]["decimals"].clone();
+        }
+    }
 }
 
 /// What the agent is told when value + worst-case fee breaks a per-transaction limit.
