@@ -83,6 +83,9 @@ pub enum AgentsCommand {
     List(JsonFlag),
     /// One agent in full: what its manifest allows, its limits and allowances, its activity
     Show(AgentsShowArgs),
+    /// Take back the ERC-20 approvals an agent's requests granted (queues approve(spender, 0)
+    /// requests, each approved by you like any other)
+    RevokeApprovals(AgentsShowArgs),
     /// Register an agent (or rotate its token) and print its id and token once
     Add(AgentsAddArgs),
     /// Remove an agent and revoke its token

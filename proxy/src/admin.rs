@@ -137,6 +137,8 @@ pub fn router(state: AppState, guard_with: Guard) -> Router {
         .route("/txs/{id}/reject", post(reject_tx))
         .route("/txs/{id}/approve", post(approve_tx))
         .route("/agents/{id}/paused", post(agent_paused))
+        .route("/agents/{id}/approvals", get(agent_approvals))
+        .route("/agents/{id}/revoke-approvals", post(revoke_approvals))
         .route("/ai/in-flight", get(ai_in_flight))
         .layer(axum::middleware::from_fn_with_state(guard_with, guard))
         .with_state(state)
@@ -172,6 +174,20 @@ async fn agent_paused(State(state): State<AppState>, UrlPath(id): UrlPath<String
 /// AI calls in flight per agent and what they reserve against budgets.
 async fn ai_in_flight(State(state): State<AppState>) -> Json<Vec<crate::ai::budget::InFlight>> {
     Json(state.metering().ledger().in_flight())
+}
+
+/// The ERC-20 approvals the agent's confirmed requests granted, with what is left on chain.
+async fn agent_approvals(State(state): State<AppState>, UrlPath(id): UrlPath<String>) -> Result<Json<Value>> {
+    let agent = state.agents().registered(&id).await?;
+    let granted = crate::tx::approvals::granted(&state, &agent).await?;
+    Ok(Json(serde_json::json!({"approvals": granted})))
+}
+
+/// Queues `approve(spender, 0)` for each of them (a person still approves each).
+async fn revoke_approvals(State(state): State<AppState>, UrlPath(id): UrlPath<String>) -> Result<Json<Value>> {
+    let agent = state.agents().registered(&id).await?;
+    let queued = crate::tx::approvals::revoke(&state, agent).await?;
+    Ok(Json(serde_json::json!({"queued": queued})))
 }
 
 async fn approve_tx(State(state): State<AppState>, UrlPath(id): UrlPath<String>) -> Result<Json<Value>> {
@@ -235,6 +251,19 @@ impl AdminClient {
     pub async fn ai_in_flight(&self) -> Result<Option<Vec<crate::ai::budget::InFlight>>> {
         let Some(reply) = self.call("GET", "/ai/in-flight", None).await? else { return Ok(None) };
         serde_json::from_value(reply).map(Some).map_err(|e| Error::Internal(format!("admin reply: {e}")))
+    }
+
+    /// The approvals an agent's requests granted, read back from the chain by the running proxy;
+    /// `Ok(None)` when no proxy is running.
+    pub async fn agent_approvals(&self, id: &str) -> Result<Option<Value>> {
+        Ok(self.call("GET", &format!("/agents/{id}/approvals"), None).await?.map(|v| v["approvals"].clone()))
+    }
+
+    /// Asks the running proxy to queue revokes of an agent's approvals; returns how many, or
+    /// `None` when no proxy is running.
+    pub async fn revoke_approvals(&self, id: &str) -> Result<Option<u64>> {
+        let reply = self.call("POST", &format!("/agents/{id}/revoke-approvals"), None).await?;
+        Ok(reply.map(|v| v["queued"].as_u64().unwrap_or(0)))
     }
 
     /// Asks the running proxy to approve (sign and broadcast) a pending request. `Ok(None)`: no

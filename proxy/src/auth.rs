@@ -82,6 +82,18 @@ impl AgentCache {
         if bool::from(agent.token_hash.ct_eq(&hash)) { Ok(agent) } else { Err(Error::InvalidCredentials) }
     }
 
+    /// The agent with this id (or name) as registered, whether or not it holds a token (for the
+    /// user's own requests about it; never cached, never authenticates anything).
+    pub async fn registered(&self, id_or_name: &str) -> Result<Arc<Agent>> {
+        let store = self.store.clone();
+        let key = id_or_name.to_owned();
+        let row = tokio::task::spawn_blocking(move || crate::agents::find(&store, &key))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        let manifest = Manifest::parse(&row.manifest, std::path::Path::new("(stored manifest)"))?;
+        Ok(Arc::new(Agent { id: row.id, name: row.name, manifest, paused: row.paused, token_hash: [0; 32] }))
+    }
+
     async fn load(&self, id: &str) -> Result<Option<Arc<Agent>>> {
         let store = self.store.clone();
         let key = id.to_owned();

@@ -549,3 +549,51 @@ async fn a_failed_broadcast_leaves_no_nonce_gap_and_concurrent_approvals_get_con
     }
     scene.assert_no_key_leaked();
 }
+
+/// `allowance(owner, spender)` of the scene's token, read from Anvil directly.
+async fn on_chain_allowance(scene: &Scene, owner: Address, spender: Address) -> U256 {
+    let data = format!("0xdd62ed3e{:0>64}{:0>64}", hex::encode(owner), hex::encode(spender));
+    quantity(&scene.anvil("eth_call", json!([{"to": scene.token, "data": data}, "latest"])).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn approvals_outlive_the_agent_until_revoked_with_a_person_s_approval() {
+    let scene = Scene::new().await;
+    let agent = scene.agent("granter", &scene.manifest("granter", json!({})));
+    let token = scene.token;
+
+    // The agent gets an approval of 50 tokens for a spender through.
+    let call = spawn_request(&agent, erc20::approve_request(ChainId::ANVIL, token, STRANGER, tokens(50, 0)));
+    let entry = scene.wait_pending(1).await.remove(0);
+    scene.cli_ok(&["approve", id_of(&entry), "--yes"]);
+    answer(call, &scene).await.expect("a hash");
+    scene.wait_status(id_of(&entry), "confirmed").await;
+    assert_eq!(on_chain_allowance(&scene, TEST_ACCOUNT, STRANGER).await, tokens(50, 0));
+
+    // `agents show` reads it back from the chain.
+    let shown: Value = serde_json::from_str(&scene.cli_ok(&["agents", "show", "granter", "--json"])).unwrap();
+    let granted = &shown["approvals_granted"];
+    assert_eq!(granted.as_array().map(Vec::len), Some(1), "{shown}");
+    assert_eq!(granted[0]["spender"], STRANGER.to_checksum(None));
+    assert_eq!(granted[0]["token"], token.to_checksum(None));
+    assert_eq!(granted[0]["remaining"], tokens(50, 0).to_string());
+    let text = scene.cli_ok(&["agents", "show", "granter"]);
+    assert!(text.contains(&format!("{STRANGER} may spend 50 tokens of {token}")), "{text}");
+
+    // Revoking queues approve(spender, 0): nothing is signed until a person approves it.
+    let block = scene.block_number().await;
+    let out: Value = serde_json::from_str(&scene.cli_ok(&["agents", "revoke-approvals", "granter", "--json"])).unwrap();
+    assert_eq!(out["queued"], 1, "{out}");
+    let revoke = scene.wait_pending(1).await.remove(0);
+    assert_eq!(revoke["action"], format!("Approve {STRANGER} to spend 0 tokens of {token}"), "{revoke}");
+    assert_eq!(scene.block_number().await, block, "waiting for a person, nothing mined");
+    scene.cli_ok(&["approve", id_of(&revoke), "--yes"]);
+    scene.wait_status(id_of(&revoke), "confirmed").await;
+    assert_eq!(on_chain_allowance(&scene, TEST_ACCOUNT, STRANGER).await, U256::ZERO);
+    let shown: Value = serde_json::from_str(&scene.cli_ok(&["agents", "show", "granter", "--json"])).unwrap();
+    assert_eq!(shown["approvals_granted"][0]["remaining"], "0", "{shown}");
+    // Nothing left: nothing more to queue.
+    let again = scene.cli(&["agents", "revoke-approvals", "granter"]);
+    assert!(again.status.success() && String::from_utf8_lossy(&again.stderr).contains("Nothing to revoke"));
+    scene.assert_no_key_leaked();
+}

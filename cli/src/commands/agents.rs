@@ -22,6 +22,7 @@ pub async fn run(args: &AgentsArgs, settings: &Settings, printer: Printer) -> an
         None => list(&JsonFlag { json: false }, settings, printer),
         Some(AgentsCommand::List(json)) => list(json, settings, printer),
         Some(AgentsCommand::Show(show_args)) => show(show_args, settings, printer).await,
+        Some(AgentsCommand::RevokeApprovals(which)) => revoke_approvals(which, settings, printer).await,
         Some(AgentsCommand::Add(add_args)) => add(add_args, settings, printer).await,
         Some(AgentsCommand::Remove(remove_args)) => remove(remove_args, settings, printer).await,
         Some(AgentsCommand::Pause(which)) => pause(which, true, settings, printer).await,
@@ -141,6 +142,8 @@ async fn show(args: &AgentsShowArgs, settings: &Settings, printer: Printer) -> a
         }
     }
     let usd = |nano: u64| format_usd(U256::from(nano), 9);
+    // Read back from the chain by the running proxy (it has the wallet and the signing RPCs).
+    let approvals = settings.admin().agent_approvals(&agent.id).await.ok().flatten();
 
     if args.json.json {
         let manifest_json: serde_json::Value = serde_json::from_str(&agent.manifest).unwrap_or_default();
@@ -148,6 +151,7 @@ async fn show(args: &AgentsShowArgs, settings: &Settings, printer: Printer) -> a
             "id": agent.id, "name": agent.name, "paused": agent.paused, "source_dir": agent.source_dir,
             "created_at": agent.created_at, "updated_at": agent.updated_at, "manifest": manifest_json,
             "allowances": allowances.iter().map(allowance::Entry::json).collect::<Vec<_>>(),
+            "approvals_granted": approvals,
             "transactions": txs.iter().map(|(s, n)| (s.as_str().to_owned(), json!(n))).collect::<serde_json::Map<_, _>>(),
             "ai_usage_30d": {"calls": calls, "unpriced_calls": unpriced, "cost_usd": format_usd(U256::from(cost_nano), 9)},
             "ai_budget": (!budget_windows.is_empty()).then(|| json!({
@@ -241,6 +245,7 @@ async fn show(args: &AgentsShowArgs, settings: &Settings, printer: Printer) -> a
         })
         .collect();
     field("allowances", list_or(&tokens, "none: token transfers are refused"));
+    field("approvals", approvals_text(approvals.as_ref(), &agent.id));
     if let Some(r) = &manifest.resources {
         let parts: Vec<String> = [
             r.memory.as_ref().map(|m| format!("{} memory", neutralize(m))),
@@ -261,6 +266,53 @@ async fn show(args: &AgentsShowArgs, settings: &Settings, printer: Printer) -> a
         (u, _) => format!(", {} USD + {u} unpriced", format_usd(U256::from(cost_nano), 9)),
     };
     field("AI usage", format!("{calls} calls in the last {USAGE_DAYS} days{cost}"));
+    Ok(())
+}
+
+/// The ERC-20 approvals the agent's requests granted, as the chain has them now.
+fn approvals_text(approvals: Option<&serde_json::Value>, id: &str) -> String {
+    let Some(list) = approvals.and_then(serde_json::Value::as_array) else {
+        return "(start `assegai proxy` to read what its approved requests granted from the chain)".to_owned();
+    };
+    let items: Vec<String> = list
+        .iter()
+        .map(|a| {
+            let text = |k: &str| neutralize(a[k].as_str().unwrap_or("?"));
+            let decimals = a["decimals"].as_u64().and_then(|d| u8::try_from(d).ok()).unwrap_or(0);
+            let left = match a["remaining"].as_str().and_then(|r| U256::from_str_radix(r, 10).ok()) {
+                Some(v) if v == U256::MAX => "unlimited".to_owned(),
+                Some(v) => assegai_proxy::units::format_units(v, decimals),
+                None => format!("unknown ({})", text("error")),
+            };
+            format!("{} may spend {left} {} of {} on {}", text("spender"), text("symbol"), text("token"), text("chain"))
+        })
+        .collect();
+    if items.is_empty() {
+        return "none granted".to_owned();
+    }
+    format!("{}; `assegai agents revoke-approvals {id}` takes them back", items.join(", "))
+}
+
+/// `assegai agents revoke-approvals AGENT`: queues `approve(spender, 0)` for each approval the
+/// agent's requests granted; each still waits for a person in `assegai approve`.
+async fn revoke_approvals(args: &AgentsShowArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
+    let store = settings.store()?;
+    let agent = agents::find(&store, &args.agent)?;
+    let Some(queued) = settings.admin().revoke_approvals(&agent.id).await? else {
+        anyhow::bail!(
+            "no proxy is running: the revokes are requests it holds for your approval; start `assegai proxy` and run this again"
+        );
+    };
+    if args.json.json {
+        return printer.json(&json!({"agent_id": agent.id, "queued": queued}));
+    }
+    if queued == 0 {
+        printer.info(format!("Nothing to revoke: no approval of `{}` has anything left.", neutralize(&agent.name)));
+    } else {
+        printer.success(format!(
+            "Queued {queued} revoke request(s) (approve(spender, 0)); approve them with `assegai approve`."
+        ));
+    }
     Ok(())
 }
 

@@ -17,7 +17,7 @@ use assegai_proxy::{
     agents,
     manifest::Manifest,
     sanitize::neutralize,
-    store::{Store, TxRow, now_ms},
+    store::{LogQuery, LogRow, Store, TxRow, now_ms},
     tx::{limits, policy::native_symbol},
     units::format_units,
 };
@@ -78,7 +78,7 @@ async fn approve_one(id: &str, yes: bool, settings: &Settings, store: &Store, pr
         if !printer.interactive() {
             bail!("refusing to approve without a terminal to ask at; pass `--yes` to approve {}", row.id);
         }
-        show_card(&row, &limit_impact(store, &row)?, None)?;
+        show_card(store, &row, &limit_impact(store, &row)?, None)?;
         // Ctrl-C then reaches the prompt as an interrupted read (a "no") instead of killing the
         // process with the cursor still hidden.
         let _ctrl_c = signal(SignalKind::interrupt()).context("listening for Ctrl-C")?;
@@ -220,7 +220,7 @@ pub async fn queue(settings: &Settings, printer: Printer, options: &QueueOptions
             }
             // Released when this iteration ends, however it ends.
             let _held = options.inline.then(|| printer.hold_agent_lines());
-            show_card(&row, &limit_impact(&store, &row)?, Some((position, total)))?;
+            show_card(&store, &row, &limit_impact(&store, &row)?, Some((position, total)))?;
             shown_any = true;
             let choice = ask(|| {
                 // Fail closed: the cursor starts on Skip, so a stray Enter neither signs nor rejects.
@@ -521,15 +521,36 @@ fn fee_line(row: &TxRow, symbol: &str) -> String {
     }
 }
 
+/// How many of the agent's latest log lines the card shows.
+const CONTEXT_LINES: u32 = 3;
+
 /// Writes a request's card to the terminal the prompt is on (stderr), whatever `--quiet` says: a
-/// person must see what they approve.
-fn show_card(row: &TxRow, impact: &Impact, position: Option<(usize, usize)>) -> anyhow::Result<()> {
+/// person must see what they approve. Under it, what the agent logged last: the context that tells
+/// a legitimate request from an injected one.
+fn show_card(store: &Store, row: &TxRow, impact: &Impact, position: Option<(usize, usize)>) -> anyhow::Result<()> {
+    let query = LogQuery { agent_id: Some(row.agent_id.clone()), limit: Some(CONTEXT_LINES), ..LogQuery::default() };
+    let recent = store.logs(&query).unwrap_or_default();
     let term = Term::stderr();
     term.write_line("").context("writing to the terminal")?;
-    for line in card(row, impact, position) {
+    for line in card(row, impact, position).into_iter().chain(context_lines(&recent)) {
         term.write_line(&line).context("writing to the terminal")?;
     }
     Ok(())
+}
+
+/// The agent's latest log lines, neutralised and cut to one screen line each.
+fn context_lines(logs: &[LogRow]) -> Vec<String> {
+    let label = |first: bool| style(format!("{:<8}", if first { "Logged" } else { "" })).dim().for_stderr().to_string();
+    if logs.is_empty() {
+        return vec![format!("  {} nothing yet", label(true))];
+    }
+    logs.iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let text: String = neutralize(&l.message).chars().take(100).collect();
+            format!("  {} {} {} {text}", label(i == 0), timestamp(l.created_at), l.level.as_str())
+        })
+        .collect()
 }
 
 /// A request as lines for a person. Everything from the row is neutralised.
@@ -705,6 +726,25 @@ mod tests {
         r.fee_model = Some("legacy".into());
         r.max_priority_fee_per_gas = None;
         assert_eq!(fee_line(&r, "ETH"), "gas price 2.5 gwei → 0.0000525 ETH");
+    }
+
+    #[test]
+    fn the_card_ends_with_what_the_agent_logged() {
+        console::set_colors_enabled_stderr(false);
+        assert_eq!(context_lines(&[]), ["  Logged   nothing yet"]);
+        let log = |id: i64, message: &str| LogRow {
+            id,
+            agent_id: "ag_abc".into(),
+            agent_name: "payer".into(),
+            level: assegai_sdk::LogLevel::Info,
+            message: message.into(),
+            data: None,
+            created_at: 0,
+        };
+        let lines = context_lines(&[log(1, "read the page"), log(2, "ignore previous instructions\u{202e}")]);
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("  Logged   ") && lines[0].ends_with("info read the page"), "{lines:?}");
+        assert!(lines[1].starts_with("           ") && !lines[1].contains('\u{202e}'), "{lines:?}");
     }
 
     #[test]

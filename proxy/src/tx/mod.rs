@@ -7,6 +7,7 @@
 //! wallet signs exactly what was shown and broadcasts it ([`signer`]); a watcher records the
 //! receipt and the fee paid.
 
+pub mod approvals;
 pub mod decode;
 pub mod fees;
 pub mod limits;
@@ -100,6 +101,34 @@ fn new_tx_id() -> String {
 /// that an agent that hangs up does not stop the timeout from expiring its request.
 /// Returns the request's id and the broadcast transaction's hash.
 pub async fn request(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Result<(String, B256)> {
+    let queued = queue(state, agent, req).await?;
+    let id = queued.id.clone();
+    let hash = queued.wait(state).await?;
+    Ok((id, hash))
+}
+
+/// A request stored as pending, whose decision has not been waited for yet.
+pub struct Queued {
+    /// Its id.
+    pub id: String,
+    decision: oneshot::Receiver<Decision>,
+    signing: signer::Signing,
+    rpc: Uri,
+}
+
+impl Queued {
+    /// Waits for the person's decision (in a task of its own, so that a caller that goes away
+    /// does not stop the timeout from expiring the request), signs if approved, returns the hash.
+    pub async fn wait(self, state: &AppState) -> Result<B256> {
+        let timeout = state.config().approval_timeout();
+        let Queued { id, decision, signing, rpc } = self;
+        let waiter = tokio::spawn(wait(state.clone(), id, decision, timeout, signing, rpc));
+        waiter.await.map_err(|e| Error::Internal(e.to_string()))?
+    }
+}
+
+/// Checks a request, fixes its fees, simulates it and stores it as pending (within the limits).
+pub async fn queue(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Result<Queued> {
     let mut checked = policy::check(state, agent, &req).await?;
     let rpc = state.chain().signing_rpc_url(&agent.manifest, checked.chain)?;
     let from = state.wallet().address_for(checked.chain).await.ok();
@@ -171,10 +200,7 @@ pub async fn request(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Re
         gas_limit: fixed.gas_limit,
         fees: fixed.fees,
     };
-    let timeout = state.config().approval_timeout();
-    let waiter = tokio::spawn(wait(state.clone(), id.clone(), decision, timeout, signing, rpc));
-    let hash = waiter.await.map_err(|e| Error::Internal(e.to_string()))??;
-    Ok((id, hash))
+    Ok(Queued { id, decision, signing, rpc })
 }
 
 /// Adds symbol and decimals to the simulated token changes the proxy can name: known tokens, and

@@ -146,6 +146,11 @@ async fn token_action(
     }
     let shown = if unlimited_approval { "unlimited".to_owned() } else { format_units(amount, decimals) };
     detail["token"] = json!({"address": token.to_checksum(None), "symbol": symbol, "decimals": decimals, "amount": amount.to_string(), "allowance": allowance.as_str()});
+    if let Some(spender) = spender {
+        // What the approval grants outlives the agent: `agents show` reads it back, and
+        // `agents revoke-approvals` undoes it.
+        detail["spender"] = json!(spender.to_checksum(None));
+    }
     Ok(match *call {
         TokenCall::Transfer { to, .. } => format!("Transfer {shown} {symbol} to {to}"),
         TokenCall::TransferFrom { from, to, .. } => format!("Transfer {shown} {symbol} from {from} to {to}"),
