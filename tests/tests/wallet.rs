@@ -196,9 +196,11 @@ fn bad_keys_are_refused_without_being_echoed() {
 async fn cli_allowances_win_over_the_manifest() {
     let env = TestEnv::with_anvil();
     let proxy = env.start_proxy();
+    // A node that really is chain 1, so the request's fees can be fixed.
+    let mainnet = assegai_e2e::Anvil::start_with(&["--chain-id", "1"]);
     let manifest = json!({
         "name": "spender",
-        "permissions": {"chains": ["eip155:31337", "eip155:1"], "rpcs": {"eip155:1": env.anvil().url}},
+        "permissions": {"chains": ["eip155:31337", "eip155:1"], "rpcs": {"eip155:1": mainnet.url}},
         "allowances": {"eip155:1": {USDC: "1000"}},
     });
     let (id, token) = env.add_agent("spender", Some(&manifest));
