@@ -129,7 +129,9 @@ impl Queued {
 
 /// Checks a request, fixes its fees, simulates it and stores it as pending (within the limits).
 pub async fn queue(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Result<Queued> {
-    let mut checked = policy::check(state, agent, &req).await?;
+    let parsed = policy::parse(&agent.manifest, &req)?;
+    let facts = token_facts(state, agent, &parsed).await?;
+    let mut checked = policy::check(&agent.manifest, parsed, facts)?;
     let rpc = state.chain().signing_rpc_url(&agent.manifest, checked.chain)?;
     let from = state.wallet().address_for(checked.chain).await.ok();
     let ask = fees::Ask {
@@ -201,6 +203,51 @@ pub async fn queue(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Resu
         fees: fixed.fees,
     };
     Ok(Queued { id, decision, signing, rpc })
+}
+
+/// The facts the policy needs for a token call: the allowance in force (one set with `assegai
+/// allowance set` wins over the manifest's, so a person can change it without editing files), and
+/// — when there is one — the token's symbol and decimals (known, or `decimals()` from the chain).
+async fn token_facts(state: &AppState, agent: &Agent, parsed: &policy::Parsed) -> Result<policy::Facts> {
+    let Some(token) = parsed.token() else { return Ok(policy::Facts::default()) };
+    let chain = parsed.chain;
+    let store = state.store().clone();
+    let (id, key) = (agent.id.clone(), token.to_checksum(None));
+    let set = tokio::task::spawn_blocking(move || store.allowance(&id, chain.id(), &key))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+    let allowance = set.map(|row| row.amount).or_else(|| {
+        agent.manifest.allowances.get(&chain).and_then(|tokens| tokens.get(&token)).map(|a| a.as_str().to_owned())
+    });
+    // Without an allowance the request is refused whatever the token is: nothing to read.
+    let token_info = match (&allowance, tokens::known(chain, token)) {
+        (None, _) => None,
+        (Some(_), Some(t)) => Some(Ok((t.symbol.to_owned(), t.decimals))),
+        (Some(_), None) => {
+            Some(read_decimals(state, agent, chain, token).await.map(|d| (format!("tokens of {token}"), d)))
+        }
+    };
+    Ok(policy::Facts { allowance, token: token_info })
+}
+
+/// `decimals()` of a token the proxy does not know, from the agent's RPC for that chain.
+async fn read_decimals(
+    state: &AppState,
+    agent: &Agent,
+    chain: assegai_sdk::ChainId,
+    token: alloy_primitives::Address,
+) -> Result<u8> {
+    let url = state.chain().rpc_url(&agent.manifest, chain)?;
+    let params = serde_json::json!([{"to": token, "data": "0x313ce567"}, "latest"]);
+    let raw = state.chain().query(url, "eth_call", &params).await?;
+    let hex: String =
+        serde_json::from_str(raw.get()).map_err(|_| Error::BadUpstream("decimals() returned no hex".into()))?;
+    let n = alloy_primitives::U256::from_str_radix(hex.trim_start_matches("0x"), 16)
+        .ok()
+        .filter(|n| *n <= alloy_primitives::U256::from(77));
+    n.map(|n| n.to::<u8>()).ok_or_else(|| {
+        Error::Policy(format!("Cannot read the decimals of {token} on {chain}: is it an ERC-20 token contract?"))
+    })
 }
 
 /// Adds symbol and decimals to the simulated token changes the proxy can name: known tokens, and
