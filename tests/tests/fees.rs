@@ -223,3 +223,31 @@ async fn a_call_that_would_revert_is_refused_with_its_reason_and_a_transfer_show
     env.run_ok(&["reject", entry["id"].as_str().unwrap()]);
     let _ = tokio::time::timeout(Duration::from_secs(10), call).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_user_s_rpc_signs_whatever_the_manifest_names() {
+    let env = TestEnv::with_anvil();
+    let (agents_node, users_node) = (RpcTap::start(&env.anvil().url), RpcTap::start(&env.anvil().url));
+    env.write_config(&format!("[chains.\"eip155:31337\"]\nrpc = \"{}\"\n", users_node.url()));
+    let proxy = env.start_proxy();
+    let sdk = agent(&env, &proxy, "routed", &agents_node.url(), json!({}));
+    // Reads go where the manifest says.
+    sdk.block_number(ChainId::ANVIL).await.unwrap();
+    assert!(agents_node.sent_text().contains("eth_blockNumber"));
+    agents_node.clear();
+
+    let call = {
+        let sdk = sdk.clone();
+        tokio::spawn(async move { sdk.request_transaction(&transfer(SMALL, None)).await })
+    };
+    let entry = wait_until(Duration::from_secs(15), "the request to be pending", || pending(&env).pop());
+    let signs_at = users_node.url().trim_start_matches("http://").to_owned();
+    assert_eq!(entry["detail"]["signing_rpc"], signs_at.as_str(), "{entry}");
+    env.run_ok(&["approve", entry["id"].as_str().unwrap(), "--yes"]);
+    tokio::time::timeout(Duration::from_secs(30), call).await.unwrap().unwrap().unwrap();
+    let (theirs, ours) = (agents_node.sent_text(), users_node.sent_text());
+    for method in ["eth_feeHistory", "eth_estimateGas", "eth_simulateV1", "eth_sendRawTransaction"] {
+        assert!(ours.contains(method), "{method} went to the user's node: {ours}");
+        assert!(!theirs.contains(method), "{method} reached the agent's node: {theirs}");
+    }
+}
