@@ -1,25 +1,18 @@
 //! Request extractors whose failures are our JSON errors: 413 over the size limit, 408 for a body
-//! that stopped arriving, 400 with what is wrong (and where) for malformed JSON, fields or path
-//! parameters; and the middleware that closes a connection whose request body was left unread.
-
-use std::{
-    pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    task::{Context, Poll},
-};
+//! that does not arrive within [`BODY_READ_TIMEOUT`], 400 with what is wrong (and where) for
+//! malformed JSON, fields or path parameters.
 
 use axum::{
     body::Bytes,
     extract::{FromRequest, FromRequestParts, Path, Request, rejection::BytesRejection},
-    http::{HeaderValue, StatusCode, header, request::Parts},
+    http::{StatusCode, request::Parts},
 };
-use hyper::body::Body as _;
 use serde::de::DeserializeOwned;
 
-use crate::{Error, server::AppState};
+use crate::{
+    Error,
+    server::{AppState, BODY_READ_TIMEOUT},
+};
 
 /// A JSON body of type `T`.
 pub struct ApiJson<T>(pub T);
@@ -46,7 +39,11 @@ impl FromRequest<AppState> for RawBody {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
-        Bytes::from_request(req, state).await.map(RawBody).map_err(|r| body_error(&r, state))
+        // The deadline's timer is only armed if the body is not all there when first read.
+        match tokio::time::timeout(BODY_READ_TIMEOUT, Bytes::from_request(req, state)).await {
+            Ok(read) => read.map(RawBody).map_err(|r| body_error(&r, state)),
+            Err(_) => Err(Error::RequestTimeout),
+        }
     }
 }
 
@@ -60,80 +57,26 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
 }
 
 fn body_error(rejection: &BytesRejection, state: &AppState) -> Error {
-    if is_timeout(rejection) {
-        Error::RequestTimeout
-    } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         Error::PayloadTooLarge { limit: state.config().max_body_bytes }
     } else {
         Error::BadRequest(format!("Cannot read the request body: {rejection}"))
     }
 }
 
-/// Middleware: a reply sent before the request's body was read to its end (a refusal, a 401, a
-/// 408 for a stalled body) says `Connection: close`. hyper cannot reuse such a connection and
-/// closes it after the reply; without the header the client would put it back in its pool and
-/// send its next request into a closing socket.
-pub async fn close_if_body_unread(req: Request, next: axum::middleware::Next) -> axum::response::Response {
-    if req.body().is_end_stream() {
-        return next.run(req).await;
-    }
-    let read = Arc::new(AtomicBool::new(false));
-    let req = req.map(|body| axum::body::Body::new(Tracked { body, read: read.clone() }));
-    let mut resp = next.run(req).await;
-    if !read.load(Ordering::Relaxed) {
-        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    resp
-}
-
-/// A request body that notes when it has been read to its end.
-struct Tracked {
-    body: axum::body::Body,
-    read: Arc<AtomicBool>,
-}
-
-impl hyper::body::Body for Tracked {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, axum::Error>>> {
-        let frame = Pin::new(&mut self.body).poll_frame(cx);
-        if matches!(frame, Poll::Ready(None)) || self.body.is_end_stream() {
-            self.read.store(true, Ordering::Relaxed);
-        }
-        frame
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.body.size_hint()
-    }
-}
-
-/// Why reading a body of at most `limit` bytes failed: it stalled (the server's body read
-/// timeout), it was too large, or the connection broke.
-pub fn body_read_error(e: &axum::Error, limit: usize) -> Error {
-    if is_timeout(e) {
-        Error::RequestTimeout
-    } else if is_too_large(e) {
-        Error::PayloadTooLarge { limit }
-    } else {
-        Error::BadRequest(format!("Cannot read the request body: {e}"))
+/// Reads a whole body of at most `limit` bytes, within [`BODY_READ_TIMEOUT`] (408 after it: a
+/// body that stops arriving must not hold its connection).
+pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, Error> {
+    match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await {
+        Err(_) => Err(Error::RequestTimeout),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) if is_too_large(&e) => Err(Error::PayloadTooLarge { limit }),
+        Ok(Err(e)) => Err(Error::BadRequest(format!("Cannot read the request body: {e}"))),
     }
 }
 
 fn causes<'a>(e: &'a (dyn std::error::Error + 'static)) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
     std::iter::successors(Some(e), |e| e.source())
-}
-
-fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
-    causes(e).any(|e| e.is::<tower_http::timeout::TimeoutError>())
 }
 
 fn is_too_large(e: &(dyn std::error::Error + 'static)) -> bool {

@@ -5,8 +5,10 @@
 //! [`HEADER_READ_TIMEOUT`] of a connection opening. hyper starts the same timer when a keep-alive
 //! connection goes idle, so an idle connection is closed after those 10 s too — sooner than the
 //! 60 s SPEC §8 allows ([`IDLE_TIMEOUT`]), which clients cope with as they do with any server that
-//! closes idle connections. A request body that stops arriving for [`BODY_READ_TIMEOUT`] is a 408
-//! (tower-http's body timeout). At most `max_connections` (config.toml, default 1024) agent
+//! closes idle connections. A request body not read within [`BODY_READ_TIMEOUT`] is a 408: a
+//! `tokio::time::timeout` around the one place bodies are read ([`crate::extract`]), which, unlike
+//! tower-http's per-frame body timeout, arms no timer for a body that is already there (the AI
+//! gateway benchmark sees the difference). Error replies say `Connection: close`. At most `max_connections` (config.toml, default 1024) agent
 //! connections are open at once; past it, a few more are let in to answer `/health` (anything else
 //! there is 503 `TOO_MANY_CONNECTIONS`) with a short header timeout and no keep-alive, and past
 //! those, new connections are closed as soon as they are accepted.
@@ -16,6 +18,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use axum::{
     Router,
     extract::DefaultBodyLimit,
+    http::{HeaderValue, header},
     middleware,
     routing::{any, get, post},
 };
@@ -29,7 +32,7 @@ use tokio::{
     sync::{Semaphore, watch},
     task::JoinHandle,
 };
-use tower_http::timeout::RequestBodyTimeout;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::{
     Error, Result, admin,
@@ -53,7 +56,7 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest an idle keep-alive connection stays open (SPEC §8); hyper's header timer closes
 /// idle connections at [`HEADER_READ_TIMEOUT`], well within it.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// A request body that sends nothing for this long is refused (408).
+/// A request body must have arrived this long after the handler starts reading it (else 408).
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections past `max_connections` still let in to ask for `/health`.
 const HEALTH_ONLY_CONNECTIONS: usize = 64;
@@ -197,7 +200,12 @@ pub fn router(state: AppState) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(state.config().max_body_bytes))
-        .layer(middleware::from_fn(crate::extract::close_if_body_unread))
+        // A refusal is often sent before the request's body was read (401, 403, 413, 429, 408),
+        // and hyper then cannot reuse the connection: saying so keeps the client from sending its
+        // next request into a closing socket.
+        .layer(SetResponseHeaderLayer::if_not_present(header::CONNECTION, |r: &axum::response::Response| {
+            (r.status().is_client_error() || r.status().is_server_error()).then_some(HeaderValue::from_static("close"))
+        }))
         .with_state(state)
 }
 
@@ -290,8 +298,7 @@ async fn serve_agents(
     agents.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     let mut health_only = hyper::server::conn::http1::Builder::new();
     health_only.timer(TokioTimer::new()).header_read_timeout(HEALTH_ONLY_HEADER_TIMEOUT).keep_alive(false);
-    let app = RequestBodyTimeout::new(app, BODY_READ_TIMEOUT);
-    let overflow = RequestBodyTimeout::new(health_only_router(), BODY_READ_TIMEOUT);
+    let overflow = health_only_router();
     let graceful = GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {

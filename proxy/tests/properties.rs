@@ -25,22 +25,58 @@ use serde_json::{Map, Value};
 
 const CASES: u32 = 10_000;
 
-
 fn config() -> ProptestConfig {
     ProptestConfig { cases: CASES, failure_persistence: None, ..ProptestConfig::default() }
 }
 
 /// Code points an agent would use to hide or fake text, mixed in often.
 const TRICKY: &[char] = &[
-    '\u{0}', '\u{7}', '\u{8}', '\t', '\n', '\r', '\u{1b}', '\u{7f}', '\u{85}', '\u{9b}', '\u{ad}', '\u{34f}',
-    '\u{61c}', '\u{115f}', '\u{180e}', '\u{200b}', '\u{200d}', '\u{200e}', '\u{202a}', '\u{202e}', '\u{2028}',
-    '\u{2029}', '\u{2060}', '\u{2066}', '\u{3164}', '\u{fe0f}', '\u{feff}', '\u{ffa0}', '\u{fff9}', '\u{e0001}',
-    '\u{e0041}', '\u{e007f}', '\u{e0100}', '\\', '"', 'é', '✓', '😀',
+    '\u{0}',
+    '\u{7}',
+    '\u{8}',
+    '\t',
+    '\n',
+    '\r',
+    '\u{1b}',
+    '\u{7f}',
+    '\u{85}',
+    '\u{9b}',
+    '\u{ad}',
+    '\u{34f}',
+    '\u{61c}',
+    '\u{115f}',
+    '\u{180e}',
+    '\u{200b}',
+    '\u{200d}',
+    '\u{200e}',
+    '\u{202a}',
+    '\u{202e}',
+    '\u{2028}',
+    '\u{2029}',
+    '\u{2060}',
+    '\u{2066}',
+    '\u{3164}',
+    '\u{fe0f}',
+    '\u{feff}',
+    '\u{ffa0}',
+    '\u{fff9}',
+    '\u{e0001}',
+    '\u{e0041}',
+    '\u{e007f}',
+    '\u{e0100}',
+    '\\',
+    '"',
+    'é',
+    '✓',
+    '😀',
 ];
 
 fn text() -> impl Strategy<Value = String> {
-    prop::collection::vec(prop_oneof![3 => any::<char>(), 2 => prop::sample::select(TRICKY), 3 => prop::char::range(' ', '~')], 0..48)
-        .prop_map(|cs| cs.into_iter().collect())
+    prop::collection::vec(
+        prop_oneof![3 => any::<char>(), 2 => prop::sample::select(TRICKY), 3 => prop::char::range(' ', '~')],
+        0..48,
+    )
+    .prop_map(|cs| cs.into_iter().collect())
 }
 
 proptest! {
@@ -268,7 +304,8 @@ fn rpc_call_object() -> impl Strategy<Value = Value> {
     (jsonrpc, id, method, params, prop::bool::weighted(0.9), hostile).prop_map(
         |(jsonrpc, id, method, params, with_method, hostile)| {
             let mut m = Map::new();
-            let members = [("jsonrpc", jsonrpc), ("id", id), ("method", with_method.then_some(method)), ("params", params)];
+            let members =
+                [("jsonrpc", jsonrpc), ("id", id), ("method", with_method.then_some(method)), ("params", params)];
             for (k, v) in members {
                 if let Some(v) = v {
                     m.insert(k.to_owned(), v);
@@ -293,8 +330,7 @@ fn json_value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(4, 32, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::vec(("[a-z]{1,6}", inner), 0..6)
-                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            prop::collection::vec(("[a-z]{1,6}", inner), 0..6).prop_map(|kv| Value::Object(kv.into_iter().collect())),
         ]
     })
 }
@@ -331,7 +367,8 @@ fn manifest_document() -> impl Strategy<Value = Value> {
         prop::option::of(text()),
     )
         .prop_map(|(name, runtime, chains, apis, rpc, daily, per_tx, memory)| {
-            let mut m = serde_json::json!({"name": name, "runtime": runtime, "permissions": {"chains": chains, "apis": apis}});
+            let mut m =
+                serde_json::json!({"name": name, "runtime": runtime, "permissions": {"chains": chains, "apis": apis}});
             if let Some((chain, url)) = rpc {
                 let key = chain.as_str().unwrap_or("eip155:1").to_owned();
                 m["permissions"]["rpcs"] = serde_json::json!({ key: url });

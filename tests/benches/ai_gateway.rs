@@ -5,9 +5,10 @@
 //! the first event, and the proxy's RSS under load and over up to 1,000,000 requests (every call
 //! writes a usage row to SQLite, which is part of the cost measured).
 //!
-//! `cargo bench -p assegai-e2e --bench ai_gateway`. Uses `$ASSEGAI_BIN` if set, else builds the
-//! release binary; nginx is `/usr/sbin/nginx` (Debian: `apt-get install nginx-light`), and its
-//! column is skipped when it is missing. The upstream is a minimal axum server inside this process
+//! `cargo bench -p assegai-e2e --bench ai_gateway` (add `-- --budget` to give the agent an AI
+//! budget, so every call is also reserved against it and settled). Uses `$ASSEGAI_BIN` if set,
+//! else builds the release binary; nginx is `/usr/sbin/nginx` (Debian: `apt-get install
+//! nginx-light`), and its column is skipped when it is missing. The upstream is a minimal axum server inside this process
 //! answering fixed OpenAI-style bodies (not `FakeAi`, which records every request and paces its
 //! streams at 150 ms, so it would be neither a cheap nor a fast baseline). Only loopback traffic;
 //! bounded in count and time; prints numbers and targets (PASS/MISS) but never fails. Without
@@ -122,7 +123,12 @@ fn run() -> Result<(), String> {
     );
     std::fs::write(home.path().join("config.toml"), config).map_err(|e| format!("config.toml: {e}"))?;
     set_key(&bin, home.path())?;
-    let manifest = json!({"name": "bench", "permissions": {"chains": ["eip155:31337"], "apis": ["openai"]}});
+    let mut manifest = json!({"name": "bench", "permissions": {"chains": ["eip155:31337"], "apis": ["openai"]}});
+    // A budget no run can spend: every call is reserved and settled, none refused.
+    let budgeted = std::env::args().any(|a| a == "--budget");
+    if budgeted {
+        manifest["ai_budget"] = json!({"daily_usd": "1000000", "monthly_usd": "1000000"});
+    }
     let (id, token) = add_agent(&bin, home.path(), "bench", Some(&manifest))?;
     let proxy = ProxyChild::start(&bin, home.path(), "ai_gateway")?;
     let proxy_pid = proxy.pid();
@@ -170,6 +176,14 @@ fn run() -> Result<(), String> {
 
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     println!("proxy binary: {}", bin.display());
+    println!(
+        "agent: {}",
+        if budgeted {
+            "with an AI budget (every call reserved and settled)"
+        } else {
+            "no AI budget (`-- --budget` sets one)"
+        }
+    );
     println!(
         "upstream: minimal axum server in the bench process (one thread), fixed OpenAI chat-completions bodies \
          with usage; streams send their first event with the head and the rest {} ms later",

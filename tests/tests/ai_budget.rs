@@ -593,3 +593,32 @@ async fn budgets_lower_output_limits_or_refuse_and_say_why() {
         "{line}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_read_past_its_bounds_is_estimated() {
+    // Time: the vendor holds its usage longer than the proxy reads for.
+    let g = Gateway::start("", None, "abandoned_reply_secs = 1");
+    let a = g.agent("lingerer", 1_000_000_000);
+    g.fake.set_behaviour(Behaviour { hold_usage: true, ..Behaviour::default() });
+    g.fake.close_gate();
+    let started = Instant::now();
+    a.abandon_stream(CHAT, &with(chat(500), "stream", json!(true)), "\"finish_reason\":\"stop\"").await;
+    let u = g.settled(1);
+    assert!(started.elapsed() < Duration::from_secs(10), "given up after {:?}", started.elapsed());
+    let est = row(&u, MODEL, true);
+    assert_eq!(est["output_tokens"], fake_ai::content().len(), "{u:#}");
+    assert!(!g.fake.requests()[0].done, "the vendor was still holding its reply");
+    g.fake.open_gate();
+
+    // Bytes: the agent leaves after the first piece of text; the proxy reads one more event, which is
+    // past its byte bound, and estimates from the text it saw.
+    let g = Gateway::start("", None, "abandoned_reply_bytes = 1");
+    let a = g.agent("skimmer", 1_000_000_000);
+    let first = fake_ai::CONTENT_PIECES[0];
+    a.abandon_stream(CHAT, &with(chat(500), "stream", json!(true)), &format!("\"content\":\"{first}\"")).await;
+    let u = g.settled(1);
+    let est = row(&u, MODEL, true);
+    let seen = (fake_ai::CONTENT_PIECES[0].len() + fake_ai::CONTENT_PIECES[1].len()) as u64;
+    assert_eq!(est["output_tokens"], seen, "{u:#}");
+    assert!(nano(&est["cost_usd"]) > 0);
+}

@@ -176,3 +176,32 @@ async fn past_the_bound_health_answers_and_the_rest_is_told_why() {
     .await
     .expect("the agent routes answer again once the connections are closed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_sent_before_the_body_was_read_closes_the_connection() {
+    let env = TestEnv::new();
+    let proxy = env.start_proxy();
+    let (id, token) = env.add_agent("poster", None);
+    let auth = format!("X-Assegai-Agent-ID: {id}\r\nX-Assegai-Agent-Token: {token}\r\n");
+    let body = r#"{"level":"info","message":"kept"}"#;
+    // A body the handler reads: the connection stays open for the next request.
+    let read = format!(
+        "POST /agent/log HTTP/1.1\r\nHost: proxy\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // Refused before the body is looked at (no such provider in the manifest): `Connection: close`,
+    // so the client does not send its next request into a closing socket.
+    let refused = format!(
+        "POST /api/openai/v1/chat/completions HTTP/1.1\r\nHost: proxy\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    for (request, status, closes) in [(read, "HTTP/1.1 200", false), (refused, "HTTP/1.1 403", true)] {
+        let mut stream = TcpStream::connect(addr(&proxy)).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = vec![0u8; 4096];
+        let n = stream.read(&mut answer).await.unwrap();
+        let head = String::from_utf8_lossy(&answer[..n]).to_ascii_lowercase();
+        assert!(head.starts_with(&status.to_ascii_lowercase()), "{head}");
+        assert_eq!(head.contains("connection: close"), closes, "{head}");
+    }
+}

@@ -67,7 +67,7 @@ fn assert_no_key(haystack: &[u8], key: &str, where_: &str) {
 async fn an_imported_key_signs_in_place_of_the_test_account() {
     let env = TestEnv::with_anvil();
     let proxy = env.start_proxy();
-    let manifest = json!({"name": "payer", "permissions": {"chains": ["eip155:31337"]}});
+    let manifest = json!({"name": "payer", "permissions": {"chains": ["eip155:31337", "eip155:1"]}});
     let (id, token) = env.add_agent("payer", Some(&manifest));
     let sdk = env.sdk(&proxy, &id, &token);
 

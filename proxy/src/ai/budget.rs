@@ -298,12 +298,21 @@ impl Ledger {
         // Every update is a few additions that cannot be left half done: a poisoned lock is safe.
         self.agents.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
 
+/// The agent's entry, created if new (without allocating a key when it exists).
+fn spend_of<'a>(agents: &'a mut HashMap<String, AgentSpend>, agent_id: &str) -> &'a mut AgentSpend {
+    if !agents.contains_key(agent_id) {
+        agents.insert(agent_id.to_owned(), AgentSpend::new());
+    }
+    agents.get_mut(agent_id).expect("just inserted")
+}
+
+impl Ledger {
     /// Opens a call with no reservation (an agent without a budget, a free endpoint); its cost is
     /// still added when it settles.
     pub fn open(self: &Arc<Self>, agent_id: &str) -> Charge {
-        let mut agents = self.lock();
-        agents.entry(agent_id.to_owned()).or_insert_with(AgentSpend::new).in_flight += 1;
+        spend_of(&mut self.lock(), agent_id).in_flight += 1;
         Charge { ledger: Arc::clone(self), agent_id: agent_id.to_owned(), reserved: 0, open: true }
     }
 
@@ -317,7 +326,7 @@ impl Ledger {
         now_ms: i64,
     ) -> Result<(Charge, Option<u64>), Refusal> {
         let mut agents = self.lock();
-        let spend = agents.entry(agent_id.to_owned()).or_insert_with(AgentSpend::new);
+        let spend = spend_of(&mut agents, agent_id);
         // The window with the least room decides.
         let mut tightest: Option<(Window, u64, u64, u64)> = None; // (window, limit, spent, remaining)
         for (window, buckets) in Window::ALL.into_iter().zip(spend.windows.iter_mut()) {
@@ -371,7 +380,7 @@ impl Ledger {
 
     fn close(&self, agent_id: &str, reserved: u64, cost: Option<(u64, i64)>) {
         let mut agents = self.lock();
-        let spend = agents.entry(agent_id.to_owned()).or_insert_with(AgentSpend::new);
+        let spend = spend_of(&mut agents, agent_id);
         spend.reserved = spend.reserved.saturating_sub(reserved);
         spend.in_flight = spend.in_flight.saturating_sub(1);
         if let Some((nano, at)) = cost {

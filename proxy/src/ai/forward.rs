@@ -72,13 +72,14 @@ pub async fn forward(
     }
 
     let limit = state.config().max_ai_body_bytes;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| crate::extract::body_read_error(&e, limit))?;
+    let bytes = crate::extract::read_body(body, limit).await?;
     let prepared = usage::prepare_request_bytes(provider, bytes);
     // The call's worst case is reserved against the agent's AI budget (its output limit lowered
     // to what the budget affords, if need be), or it is refused here.
+    let pricing = state.pricing();
     let mut plan = budget::plan(
         state.metering().ledger(),
-        &state.pricing(),
+        &pricing,
         state.metering().plan_settings(),
         &agent.id,
         agent.manifest.ai_budget.as_ref(),
@@ -109,7 +110,7 @@ pub async fn forward(
         budgeted: plan.budgeted,
         input_tokens_bound: plan.input_tokens_bound,
         charge: plan.charge,
-        pricing: state.pricing(),
+        pricing,
         sink: state.usage_sink().clone(),
     };
     // From here on the call is metered to its end even if the agent goes away.

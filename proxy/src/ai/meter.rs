@@ -198,7 +198,6 @@ impl<F: Future<Output = Result<hyper::Response<Incoming>>> + Send + 'static> Dro
     fn drop(&mut self) {
         let (Some(fut), Some(call)) = (self.fut.take(), self.call.take()) else { return };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        if std::env::var_os("X").is_none() { return; }
         let (mut stop, limits) = (self.stop.clone(), self.limits);
         runtime.spawn(async move {
             let result = tokio::select! {
@@ -287,7 +286,12 @@ impl Body for Metered {
 
 impl Drop for Metered {
     fn drop(&mut self) {
-        let (Some(incoming), Some(meter)) = (self.incoming.take(), self.meter.take()) else { return };
+        let (Some(incoming), Some(mut meter)) = (self.incoming.take(), self.meter.take()) else { return };
+        if incoming.is_end_stream() {
+            // Nothing more to read (an empty reply hyper never asked for).
+            meter.finish(End::Complete);
+            return;
+        }
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(drain(incoming, meter, self.stop.clone(), self.limits));
@@ -416,7 +420,7 @@ impl Meter {
         let ok = (200..300).contains(&self.status);
         let estimated = ok && call.billable && !reading.final_usage;
         let usage = if estimated {
-            estimate(&call, &reading)
+            estimate(call.request_model.as_deref(), call.input_tokens_bound, &reading)
         } else {
             reading.reported.clone().unwrap_or(Usage { model: call.request_model.clone(), ..Usage::default() })
         };
@@ -470,14 +474,43 @@ struct Reading {
 
 /// The conservative estimate of a reply without final usage (see the module docs): what the reply
 /// did report, each class raised to the estimate where that is larger.
-fn estimate(call: &Call, reading: &Reading) -> Usage {
+fn estimate(request_model: Option<&str>, input_tokens_bound: u64, reading: &Reading) -> Usage {
     let reported = reading.reported.clone().unwrap_or_default();
     let input_reported = reported.prompt_tokens() > 0;
     Usage {
-        model: reported.model.or_else(|| call.request_model.clone()),
-        input_tokens: if input_reported { reported.input_tokens } else { call.input_tokens_bound },
+        model: reported.model.or_else(|| request_model.map(str::to_owned)),
+        input_tokens: if input_reported { reported.input_tokens } else { input_tokens_bound },
         output_tokens: reported.output_tokens.max(reading.content_bytes),
         cache_read_tokens: reported.cache_read_tokens,
         cache_write_tokens: reported.cache_write_tokens,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ai::usage::tests::usage;
+
+    fn reading(reported: Option<Usage>, content_bytes: u64) -> Reading {
+        Reading { reported, final_usage: false, content_bytes }
+    }
+
+    #[test]
+    fn estimates_take_the_body_and_the_text_seen() {
+        // Nothing reported: input = the body's bytes, output = the text's bytes.
+        let u = estimate(Some("gpt-4o-mini"), 120, &reading(None, 29));
+        assert_eq!(u, usage("gpt-4o-mini", 120, 29, 0, 0));
+        // gpt-4o-mini: 120 × 1.5e-07 + 29 × 6e-07 = 0.000018 + 0.0000174 = 0.0000354 USD.
+        assert_eq!(Pricing::embedded().cost_nano_usd(Provider::Openai, &u), Some(35_400));
+        // Anthropic's `message_start` reported the input (exact) and a placeholder output of 1.
+        let start = usage("claude-sonnet-4-5-20250929", 12, 1, 1800, 2048);
+        let u = estimate(Some("claude-sonnet-4-5"), 5000, &reading(Some(start.clone()), 20));
+        assert_eq!(u, usage("claude-sonnet-4-5-20250929", 12, 20, 1800, 2048));
+        // 12 × 3e-06 + 1800 × 3e-07 + 2048 × 3.75e-06 + 20 × 1.5e-05
+        // = 0.000036 + 0.00054 + 0.00768 + 0.0003 = 0.008556 USD.
+        assert_eq!(Pricing::embedded().cost_nano_usd(Provider::Anthropic, &u), Some(8_556_000));
+        // A reported output larger than the text seen (hidden reasoning) is kept.
+        let u = estimate(None, 10, &reading(Some(usage("m", 0, 500, 0, 0)), 20));
+        assert_eq!((u.input_tokens, u.output_tokens, u.model.as_deref()), (10, 500, Some("m")));
     }
 }
