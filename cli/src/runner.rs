@@ -26,10 +26,9 @@ use tokio::{
     process::{Child, Command},
 };
 
-pub use crate::sandbox::Rules;
 use crate::{
     printer::{AgentStream, Printer},
-    sandbox,
+    sandbox::{self, Rules},
 };
 
 /// Directories searched for programs inside the agent's minimal `PATH`.

@@ -105,7 +105,7 @@ pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow
     let rules = if confine {
         runner::agent_rules(&program, &dir, &workspace, tmp.path(), settings.home.root(), memory)?
     } else {
-        let mut open = runner::Rules::unconfined();
+        let mut open = sandbox::Rules::unconfined();
         open.data_limit(memory);
         open
     };

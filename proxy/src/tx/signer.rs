@@ -38,7 +38,7 @@ use alloy_primitives::{Bytes as Calldata, U256};
 
 use crate::{
     Error, Result,
-    tx::fees::{FeeModel, TxFees},
+    tx::fees::{FeeModel, TxFees, describe},
     upstream::Upstream,
 };
 
@@ -178,9 +178,4 @@ impl Signer {
     fn lock(&self, wallet: Address, chain: ChainId) -> NonceLock {
         self.locks.lock().unwrap_or_else(|p| p.into_inner()).entry((wallet, chain)).or_default().clone()
     }
-}
-
-/// The node's own words for a failed send (insufficient funds, fee too low…).
-fn describe(e: &TransportError) -> String {
-    super::fees::describe(e)
 }
