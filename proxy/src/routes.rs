@@ -33,7 +33,8 @@ pub async fn health() -> Json<Health> {
 /// result (a block, logs) is never parsed and re-serialised.
 ///
 /// Every chain route checks in one order: the body parses strictly, the chain is in the manifest,
-/// every method is a read, and only then is a rate-limit token spent.
+/// every method is a read, and only then is a rate-limit token spent and the node's chain id
+/// checked (cached) before anything is forwarded.
 pub async fn query_chain(
     State(state): State<AppState>,
     Extension(agent): Extension<Arc<Agent>>,
@@ -43,6 +44,7 @@ pub async fn query_chain(
     let url = state.chain().rpc_url(&agent.manifest, req.chain)?;
     policy::check_method(&req.method)?;
     state.limits().check(Service::Rpc, &agent.id)?;
+    state.chain().verify(&url, req.chain).await?;
     let result = state.chain().query(url, &req.method, &req.params).await?;
     let body = format!("{{\"result\":{}}}", result.get());
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
@@ -60,6 +62,7 @@ pub async fn rpc(
     let url = state.chain().rpc_url(&agent.manifest, chain)?;
     let checked = jsonrpc::RpcBody::parse(&body)?;
     state.limits().check(Service::Rpc, &agent.id)?;
+    state.chain().verify(&url, chain).await?;
     let (status, reply) = state.chain().forward(url, &checked).await?;
     Ok((status, [(header::CONTENT_TYPE, "application/json")], reply).into_response())
 }

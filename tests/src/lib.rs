@@ -149,6 +149,26 @@ impl Anvil {
             .expect("anvil replied with JSON");
         v["result"].clone()
     }
+
+    /// Deploys `creation` (creation bytecode as hex, as solc writes it, with or without `0x`) from
+    /// Anvil's first unlocked account, waits for it to be mined, and returns the contract's address.
+    pub async fn deploy(&self, creation: &str) -> String {
+        let data = format!("0x{}", creation.trim().trim_start_matches("0x"));
+        let from = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+        let hash = self.rpc("eth_sendTransaction", serde_json::json!([{"from": from, "data": data}])).await;
+        assert!(hash.is_string(), "Anvil refused the deployment: {hash}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let receipt = loop {
+            let receipt = self.rpc("eth_getTransactionReceipt", serde_json::json!([hash])).await;
+            if !receipt.is_null() {
+                break receipt;
+            }
+            assert!(std::time::Instant::now() < deadline, "the deployment {hash} was not mined within 10 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(receipt["status"], "0x1", "the constructor reverted: {receipt}");
+        receipt["contractAddress"].as_str().expect("a contract address").to_owned()
+    }
 }
 
 impl Drop for Anvil {

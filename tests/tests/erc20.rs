@@ -101,16 +101,7 @@ struct Scene {
 impl Scene {
     async fn new() -> Self {
         let env = TestEnv::with_anvil();
-        let data = format!("0x{}", TOKEN_BIN.trim());
-        let hash = env.anvil().rpc("eth_sendTransaction", json!([{"from": TEST_ACCOUNT, "data": data}])).await;
-        assert!(hash.is_string(), "Anvil refused to deploy the token: {hash}");
-        let receipt = eventually(Duration::from_secs(10), "the token's deployment to be mined", || async {
-            let r = env.anvil().rpc("eth_getTransactionReceipt", json!([hash])).await;
-            (!r.is_null()).then_some(r)
-        })
-        .await;
-        assert_eq!(receipt["status"], "0x1", "the token's constructor reverted: {receipt}");
-        let token: Address = receipt["contractAddress"].as_str().expect("a contract address").parse().unwrap();
+        let token: Address = env.anvil().deploy(TOKEN_BIN).await.parse().unwrap();
         let proxy = env.start_proxy();
         let scene = Scene { env, proxy, token, http: reqwest::Client::new(), seen: Mutex::default() };
         assert_eq!(scene.token_balance(TEST_ACCOUNT).await, tokens(1_000_000, 0), "the deployer holds the supply");

@@ -11,11 +11,8 @@ const RECIPIENT: &str = "0xd8dA6BF26964aF9D7eEd9e03E53415D37aA96045";
 const ANVIL_ACCOUNT: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
 /// 0.0001 ETH.
 const SMALL: &str = "100000000000000";
-/// Where the reverting contract lives.
-const REVERTER: &str = "0x1000000000000000000000000000000000000001";
-/// Runtime code that reverts every call with `Error("nope")`: mstore(0, selector 0x08c379a0),
-/// mstore(4, 0x20), mstore(0x24, 4), mstore(0x44, "nope"), revert(0, 0x64).
-const REVERT_CODE: &str = "0x7f08c379a000000000000000000000000000000000000000000000000000000000600052602060045260046024527f6e6f70650000000000000000000000000000000000000000000000000000000060445260646000fd";
+/// A contract every call to which reverts with `Error("nope")` (see its folder's README).
+const REVERTER_BIN: &str = include_str!("../fixtures/reverter/Reverter.bin");
 
 fn pending(env: &TestEnv) -> Vec<Value> {
     serde_json::from_str::<Value>(&env.run_ok(&["approve", "--list", "--json"])).unwrap().as_array().unwrap().clone()
@@ -192,16 +189,16 @@ async fn gas_limits_above_the_block_are_refused_and_the_largest_round_trips() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_that_would_revert_is_refused_with_its_reason_and_a_transfer_shows_its_effect() {
     let env = TestEnv::with_anvil();
-    env.anvil().rpc("anvil_setCode", json!([REVERTER, REVERT_CODE])).await;
+    let reverter = env.anvil().deploy(REVERTER_BIN).await;
     let proxy = env.start_proxy();
-    let manifest = json!({"name": "caller", "permissions": {"chains": ["eip155:31337"], "contracts": [REVERTER]}});
+    let manifest = json!({"name": "caller", "permissions": {"chains": ["eip155:31337"], "contracts": [reverter]}});
     let (id, token) = env.add_agent("caller", Some(&manifest));
     let sdk = env.sdk(&proxy, &id, &token);
     // With no gas limit the estimate already fails; with one, the simulation catches it.
     for gas_limit in [None, Some("100000")] {
         let call = TxRequest {
             chain: ChainId::ANVIL,
-            to: REVERTER.into(),
+            to: reverter.clone(),
             value: "0".into(),
             data: Some("0x12345678".into()),
             gas_limit: gas_limit.map(str::to_owned),

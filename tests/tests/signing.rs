@@ -146,3 +146,65 @@ async fn a_node_that_is_another_chain_is_refused_before_anything_is_asked() {
     assert!(sent.contains("eth_chainId"), "the node was asked what it is: {sent}");
     assert!(!sent.contains("eth_sendRawTransaction") && !sent.contains("eth_feeHistory"), "{sent}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_of_a_node_that_is_another_chain_are_never_forwarded() {
+    // The same lie on the read routes: the agent's reads go nowhere, whichever route it uses.
+    let env = TestEnv::with_anvil();
+    let tap = assegai_e2e::rpc_tap::RpcTap::start(&env.anvil().url);
+    let proxy = env.start_proxy();
+    let manifest = json!({"name": "liar", "permissions": {"chains": ["eip155:1"], "rpcs": {"eip155:1": tap.url()}}});
+    let (id, token) = env.add_agent("liar", Some(&manifest));
+    let sdk = env.sdk(&proxy, &id, &token);
+    let victim = RECIPIENT.parse().unwrap();
+    let mismatch = |err: &assegai_sdk::Error| {
+        matches!(err, assegai_sdk::Error::Server { status: 502, message, .. }
+            if message.contains("RPC endpoint reports chain id 31337, not eip155:1"))
+    };
+    for _ in 0..2 {
+        let err = sdk.balance(ChainId::eip155(1), victim).await.unwrap_err();
+        assert!(mismatch(&err), "{err:?}");
+        let err = sdk
+            .rpc(ChainId::eip155(1), &json!({"jsonrpc": "2.0", "id": 1, "method": "eth_getBalance", "params": [RECIPIENT, "latest"]}))
+            .await
+            .unwrap_err();
+        assert!(mismatch(&err), "{err:?}");
+    }
+    let sent = tap.sent_text();
+    assert!(sent.contains("eth_chainId"), "the node was asked what it is: {sent}");
+    // A mismatch is never cached as good: asked again on every read, answered the same.
+    assert_eq!(tap.sent().len(), 4, "{sent}");
+    assert!(!sent.contains("eth_getBalance"), "{sent}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_turns_into_another_chain_after_approval_is_refused() {
+    // The node was chain 31337 when the request was made and the card shown; by the time the
+    // person approves it, it claims another chain. Nothing is handed to it.
+    let env = TestEnv::with_anvil();
+    let tap = assegai_e2e::rpc_tap::RpcTap::start(&env.anvil().url);
+    let proxy = env.start_proxy();
+    let manifest =
+        json!({"name": "turncoat", "permissions": {"chains": ["eip155:31337"], "rpcs": {"eip155:31337": tap.url()}}});
+    let (id, token) = env.add_agent("turncoat", Some(&manifest));
+    let sdk = env.sdk(&proxy, &id, &token);
+    let request =
+        TxRequest { chain: ChainId::ANVIL, to: RECIPIENT.into(), value: "1".into(), data: None, gas_limit: None };
+    let call = tokio::spawn(async move { sdk.request_transaction(&request).await });
+    let waiting = wait_until(Duration::from_secs(10), "pending", || pending(&env).pop());
+    tap.set_rewrite(Box::new(|request, _| {
+        let request: Value = serde_json::from_slice(request).ok()?;
+        (request["method"] == "eth_chainId")
+            .then(|| json!({"jsonrpc": "2.0", "id": request["id"], "result": "0x1"}).to_string().into_bytes())
+    }));
+    let out = env.run(&["approve", waiting["id"].as_str().unwrap(), "--yes"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("RPC endpoint reports chain id 1, not eip155:31337"), "{stderr}");
+    let err = tokio::time::timeout(Duration::from_secs(10), call).await.unwrap().unwrap().unwrap_err();
+    assert!(format!("{err:?}").contains("reports chain id 1"), "{err:?}");
+    let sent = tap.sent_text();
+    assert!(!sent.contains("eth_sendRawTransaction") && !sent.contains("eth_sendTransaction"), "{sent}");
+    let txs: Value = serde_json::from_str(&env.run_ok(&["txs", "--json"])).unwrap();
+    assert_eq!(txs[0]["status"], "failed");
+}

@@ -132,9 +132,11 @@ async fn the_node_gets_the_proxys_serialisation() {
     assert_eq!(status, StatusCode::OK, "{reply}");
     assert_eq!(reply, json!({"jsonrpc": "2.0", "id": "a", "result": "0x7a69"}));
     let sent = tap.sent();
-    assert_eq!(sent.len(), 1);
+    // First the proxy's own question (is this node the chain it serves?), then the agent's call.
+    assert_eq!(sent.len(), 2, "{}", tap.sent_text());
+    assert_eq!(String::from_utf8_lossy(&sent[0].body), r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}"#);
     assert_eq!(
-        String::from_utf8_lossy(&sent[0].body),
+        String::from_utf8_lossy(&sent[1].body),
         r#"{"jsonrpc":"2.0","id":"a","method":"eth_chainId","params":[]}"#
     );
 
@@ -189,7 +191,8 @@ async fn refusals_come_before_the_rate_limit_on_every_chain_route() {
     assert_eq!(status, StatusCode::OK);
     let (status, reply) = agent.post("/agent/query-chain", r#"{"chain":"eip155:31337","method":"eth_chainId"}"#).await;
     assert_eq!((status, reply["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("RATE_LIMITED")), "{reply}");
-    assert_eq!(tap.sent().len(), 2, "{}", tap.sent_text());
+    // The two reads and, before the first, the proxy's check of the node's chain id.
+    assert_eq!(tap.sent().len(), 3, "{}", tap.sent_text());
     assert!(!contains_bytes(tap.sent_text().as_bytes(), b"mine"), "{}", tap.sent_text());
 }
 
@@ -211,10 +214,13 @@ async fn wallet_addresses_only_for_the_manifests_chains() {
 async fn node_error_messages_are_shown_inert() {
     let (_env, tap, _proxy, agent) = setup("");
     // A lying node: its error message carries a terminal escape and a bidi override.
-    tap.set_rewrite(Box::new(|_, _| {
-        Some(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"boom\u001b[2J\u202egnp.exe"}}"#.to_vec())
+    tap.set_rewrite(Box::new(|request, _| {
+        contains_bytes(request, b"eth_blockNumber").then(|| {
+            br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"boom\u001b[2J\u202egnp.exe"}}"#.to_vec()
+        })
     }));
-    let (status, reply) = agent.post("/agent/query-chain", r#"{"chain":"eip155:31337","method":"eth_chainId"}"#).await;
+    let (status, reply) =
+        agent.post("/agent/query-chain", r#"{"chain":"eip155:31337","method":"eth_blockNumber"}"#).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
     assert_eq!(reply["code"], "RPC_ERROR");
     assert_eq!(reply["error"], "RPC Error: boom\\x1b[2J\\u{202e}gnp.exe");

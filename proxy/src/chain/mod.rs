@@ -9,6 +9,7 @@ pub mod policy;
 use std::{
     collections::HashMap,
     sync::{Arc, RwLock},
+    time::{Duration, Instant},
 };
 
 use assegai_sdk::ChainId;
@@ -37,7 +38,14 @@ pub struct ChainClient {
     config: Arc<Config>,
     /// Parsed endpoints by their text: URL parsing is a visible share of a forwarded read.
     parsed: RwLock<HashMap<String, Uri>>,
+    /// Endpoints whose `eth_chainId` answered the chain they serve, and when it was asked.
+    verified: RwLock<HashMap<(Uri, u64), Instant>>,
 }
+
+/// How long an endpoint's chain id is trusted before it is asked again: a URL can be re-pointed
+/// at another node, or reconnect to one, at any time, and a pooled connection says nothing about
+/// which node answers the next one.
+const VERIFIED_FOR: Duration = Duration::from_secs(60);
 
 /// The parts of a JSON-RPC reply the proxy looks at; `result` stays unparsed.
 #[derive(Deserialize)]
@@ -51,7 +59,7 @@ struct Reply<'a> {
 impl ChainClient {
     /// A client sharing `http`'s connection pool.
     pub fn new(http: Upstream, config: Arc<Config>) -> Self {
-        ChainClient { http, config, parsed: RwLock::new(HashMap::new()) }
+        ChainClient { http, config, parsed: RwLock::new(HashMap::new()), verified: RwLock::new(HashMap::new()) }
     }
 
     /// The RPC URL for `chain`: the manifest's, else config.toml's, else (local chains only) the
@@ -99,6 +107,30 @@ impl ChainClient {
         }
         parsed.insert(text.to_owned(), uri.clone());
         Ok(uri)
+    }
+
+    /// Checks that the node at `uri` is `chain` (its `eth_chainId`), asked at most once per
+    /// [`VERIFIED_FOR`]: nothing is read from a node that is another chain.
+    pub async fn verify(&self, uri: &Uri, chain: ChainId) -> Result<()> {
+        let key = (uri.clone(), chain.id());
+        let fresh = self.verified.read().unwrap_or_else(|p| p.into_inner()).get(&key).copied();
+        if fresh.is_some_and(|at| at.elapsed() < VERIFIED_FOR) {
+            return Ok(());
+        }
+        let raw = self.query(uri.clone(), "eth_chainId", &Value::Array(Vec::new())).await?;
+        let reported = serde_json::from_str::<alloy::primitives::U64>(raw.get())
+            .map_err(|_| Error::BadUpstream("the node's eth_chainId is not a hex quantity".into()))?
+            .to::<u64>();
+        let mut verified = self.verified.write().unwrap_or_else(|p| p.into_inner());
+        if reported != chain.id() {
+            verified.remove(&key);
+            return Err(Error::ChainIdMismatch { reported, expected: chain });
+        }
+        if verified.len() > 1024 {
+            verified.clear();
+        }
+        verified.insert(key, Instant::now());
+        Ok(())
     }
 
     /// Calls one read method and returns its `result` as raw JSON text, unparsed.

@@ -160,6 +160,12 @@ impl Signer {
         let lock = self.lock(from, tx.chain);
         let pending = {
             let _held = lock.lock().await;
+            // Asked again, not cached: the node may have changed between request and approval,
+            // and a transaction is only handed to the chain the person approved it for.
+            let reported = provider.get_chain_id().await.map_err(|e| Error::TxFailed(describe(&e)))?;
+            if reported != tx.chain.id() {
+                return Err(Error::ChainIdMismatch { reported, expected: tx.chain });
+            }
             provider.send_transaction(request).await.map_err(|e| Error::TxFailed(describe(&e)))?
         };
         let hash = *pending.tx_hash();
