@@ -165,7 +165,10 @@ async fn reads_of_a_node_that_is_another_chain_are_never_forwarded() {
         let err = sdk.balance(ChainId::eip155(1), victim).await.unwrap_err();
         assert!(mismatch(&err), "{err:?}");
         let err = sdk
-            .rpc(ChainId::eip155(1), &json!({"jsonrpc": "2.0", "id": 1, "method": "eth_getBalance", "params": [RECIPIENT, "latest"]}))
+            .rpc(
+                ChainId::eip155(1),
+                &json!({"jsonrpc": "2.0", "id": 1, "method": "eth_getBalance", "params": [RECIPIENT, "latest"]}),
+            )
             .await
             .unwrap_err();
         assert!(mismatch(&err), "{err:?}");

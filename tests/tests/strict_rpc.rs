@@ -134,7 +134,10 @@ async fn the_node_gets_the_proxys_serialisation() {
     let sent = tap.sent();
     // First the proxy's own question (is this node the chain it serves?), then the agent's call.
     assert_eq!(sent.len(), 2, "{}", tap.sent_text());
-    assert_eq!(String::from_utf8_lossy(&sent[0].body), r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}"#);
+    assert_eq!(
+        String::from_utf8_lossy(&sent[0].body),
+        r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}"#
+    );
     assert_eq!(
         String::from_utf8_lossy(&sent[1].body),
         r#"{"jsonrpc":"2.0","id":"a","method":"eth_chainId","params":[]}"#
