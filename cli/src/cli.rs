@@ -251,8 +251,18 @@ pub struct UsageArgs {
     /// How far back: e.g. 30m, 24h, 7d, or `all`
     #[arg(long, default_value = "30d")]
     pub since: String,
+    /// Draw the cost per period as bars instead of the table: `day` (UTC days)
+    #[arg(long, value_enum, value_name = "PERIOD")]
+    pub by: Option<UsagePeriod>,
     #[command(flatten)]
     pub json: JsonFlag,
+}
+
+/// The periods `usage --by` draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UsagePeriod {
+    /// One bar per UTC day
+    Day,
 }
 
 #[derive(Debug, Args)]

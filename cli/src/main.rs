@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod docker;
+mod engine_log;
 mod manifest_check;
 mod printer;
 mod runner;
@@ -38,13 +39,21 @@ fn main() -> ExitCode {
         Command::Proxy(_) | Command::Run(_) => "warn",
         _ => "error",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ASSEGAI_LOG").unwrap_or_else(|_| default_filter.into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(console::colors_enabled_stderr())
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ASSEGAI_LOG").unwrap_or_else(|_| default_filter.into());
+    if let Command::Run(_) = cli.command {
+        // The agent's output is the stream under `run`: the embedded proxy's lines go to a file
+        // in the home (once `run` knows it), and the first warning becomes one plain line.
+        use tracing_subscriber::layer::SubscriberExt;
+        let file = tracing_subscriber::fmt::layer().with_writer(engine_log::writer).with_ansi(false);
+        let subscriber = tracing_subscriber::registry().with(file).with(engine_log::FirstWarning(printer)).with(filter);
+        let _ = tracing::subscriber::set_global_default(subscriber);
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(console::colors_enabled_stderr())
+            .init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

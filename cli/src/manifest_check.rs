@@ -71,7 +71,13 @@ pub async fn settle(
     }
     let agent_name = neutralize(&agent.name);
     let source = origin.describe();
-    show(&source, &agent_name, &lines)?;
+    // On the terminal it is asked at; in the error output when nobody is there to ask.
+    show(
+        if !accept && printer.interactive() { crate::printer::prompt_term() } else { Term::stderr() },
+        &source,
+        &agent_name,
+        &lines,
+    )?;
     if accept {
         printer.info("Accepted with `--accept-manifest`.");
         return Ok(());
@@ -87,7 +93,7 @@ pub async fn settle(
         dialoguer::Confirm::new()
             .with_prompt("Register these wider permissions?")
             .default(false)
-            .interact_on_opt(&Term::stderr())
+            .interact_on_opt(&crate::printer::prompt_term())
     })
     .await
     .context("the prompt stopped unexpectedly")?;
@@ -97,7 +103,7 @@ pub async fn settle(
         other => {
             if other.is_err() {
                 // The prompt hid the cursor and was cut short before showing it again.
-                let _ = Term::stderr().show_cursor();
+                let _ = crate::printer::prompt_term().show_cursor();
             }
             bail!("nothing changed: `{agent_name}` keeps the permissions you registered")
         }
@@ -123,10 +129,9 @@ fn registered(store: &Store, name: &str, origin: Origin<'_>) -> anyhow::Result<O
     Ok(by_dir.or(by_name).cloned())
 }
 
-/// Writes the differences to the terminal the question is asked on (stderr), whatever `--quiet`
-/// says. Every line is neutralised (the widenings neutralise themselves).
-fn show(source: &str, agent_name: &str, lines: &[String]) -> anyhow::Result<()> {
-    let term = Term::stderr();
+/// Writes the differences to `term`, whatever `--quiet` says. Every line is neutralised (the
+/// widenings neutralise themselves).
+fn show(term: Term, source: &str, agent_name: &str, lines: &[String]) -> anyhow::Result<()> {
     let header = format!("{source} grants `{agent_name}` more than you registered:");
     term.write_line(&style(header).yellow().bold().for_stderr().to_string()).context("writing to the terminal")?;
     for line in lines {

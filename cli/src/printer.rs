@@ -7,6 +7,7 @@ use std::{
     sync::Mutex,
 };
 
+use assegai_sdk::U256;
 use console::style;
 
 /// Lines from a running agent wait here while a person answers a prompt, so the prompt is not
@@ -168,10 +169,61 @@ impl Printer {
         bar
     }
 
-    /// Whether a person is at the terminal to answer prompts.
+    /// Whether a person is at a terminal to answer prompts: they type on standard input, and the
+    /// process has a controlling terminal to ask on. Where stdout and stderr go does not matter
+    /// (`assegai run … 2>&1 | tee log` still asks), see [`prompt_term`].
     pub fn interactive(&self) -> bool {
-        std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+        std::io::stdin().is_terminal() && controlling_terminal().is_some()
     }
+}
+
+/// The controlling terminal (`/dev/tty`), opened for reading and writing.
+fn controlling_terminal() -> Option<(std::fs::File, std::fs::File)> {
+    let tty = std::fs::File::options().read(true).write(true).open("/dev/tty").ok()?;
+    let other = tty.try_clone().ok()?;
+    Some((tty, other))
+}
+
+/// Where prompts and the cards they ask about are drawn: the controlling terminal, so that they
+/// reach the person even when stdout and stderr are redirected or piped (`| tee log`), the way
+/// `ssh` and `sudo` ask; stderr when there is none. Keys are read from the same terminal (console
+/// reads `/dev/tty` when stdin is not one).
+pub fn prompt_term() -> console::Term {
+    match controlling_terminal() {
+        Some((read, write)) => console::Term::read_write_pair(read, write),
+        None => console::Term::stderr(),
+    }
+}
+
+/// `text` as one shell word: as it is when it needs no quoting, else in single quotes.
+pub fn shell_quote(text: &str) -> String {
+    if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,~".contains(c)) {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+/// `[███▒▒·····]`: `settled`, then `pending`, then the room left up to `limit`, in 20 cells. The
+/// one drawing of amounts against a scale: spending limits (`limits`), cost per day (`usage`).
+pub fn bar(settled: U256, pending: U256, limit: U256) -> String {
+    const CELLS: u64 = 20;
+    let cells = |v: U256| -> u64 {
+        if limit.is_zero() {
+            return if v.is_zero() { 0 } else { CELLS };
+        }
+        let scaled = v.saturating_mul(U256::from(CELLS)) / limit;
+        scaled.min(U256::from(CELLS)).to::<u64>()
+    };
+    let s = cells(settled);
+    let p = cells(settled.saturating_add(pending)).saturating_sub(s);
+    let rest = CELLS.saturating_sub(s + p);
+    format!(
+        "[{}{}{}]",
+        style("█".repeat(s as usize)).green(),
+        style("▒".repeat(p as usize)).yellow(),
+        "·".repeat(rest as usize)
+    )
 }
 
 /// Formats milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` UTC.
@@ -198,6 +250,26 @@ pub fn chain_label(chain: assegai_sdk::ChainId) -> String {
 
 #[cfg(test)]
 mod tests {
+    use assegai_sdk::U256;
+
+    #[test]
+    fn bars_fill_in_proportion() {
+        console::set_colors_enabled(false);
+        let eth = |n: u64| U256::from(n) * U256::from(10u64.pow(17));
+        assert_eq!(
+            super::bar(eth(5), eth(1), eth(10)),
+            format!("[{}{}{}]", "█".repeat(10), "▒".repeat(2), "·".repeat(8))
+        );
+        assert_eq!(super::bar(U256::ZERO, U256::ZERO, eth(10)), format!("[{}]", "·".repeat(20)));
+        assert_eq!(super::bar(eth(30), U256::ZERO, eth(10)), format!("[{}]", "█".repeat(20)));
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(super::shell_quote("/home/me/.local/share/assegai"), "/home/me/.local/share/assegai");
+        assert_eq!(super::shell_quote("my dir/it's"), r"'my dir/it'\''s'");
+    }
+
     #[test]
     fn timestamps() {
         assert_eq!(super::timestamp(0), "1970-01-01 00:00:00");

@@ -14,8 +14,9 @@ use anyhow::{Context, bail};
 use assegai_proxy::{
     manifest::{Manifest, Runtime},
     sanitize::neutralize,
+    store::{LogQuery, NewLog, Store},
 };
-use assegai_sdk::env;
+use assegai_sdk::{LogLevel, env};
 use console::style;
 use nix::{
     sys::signal::{Signal, killpg},
@@ -27,6 +28,7 @@ use tokio::{
 };
 
 use crate::{
+    commands::logs::level_style,
     printer::{AgentStream, Printer},
     sandbox::{self, Rules},
 };
@@ -354,7 +356,16 @@ fn npm_rules(dir: &Path, node: &Path, npm: &Path, tmp: &Path, home: &Path) -> an
 /// Runs a build step; returns its standard output, or fails with the tail of its output.
 async fn run_build(mut cmd: Command, what: &str, printer: Printer) -> anyhow::Result<String> {
     let spinner = printer.spinner(what);
-    let out = cmd.stdin(Stdio::null()).output().await.with_context(|| format!("starting: {what}"))?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting: {what}"))?;
+    // The build has a session of its own (see `sandbox::trampoline`), so a Ctrl-C at the terminal
+    // does not reach it: when `run` gives up waiting (it was interrupted), the whole build goes.
+    let _group = BuildGroup(child.id());
+    let out = child.wait_with_output().await.with_context(|| format!("waiting for: {what}"))?;
     spinner.finish_and_clear();
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
@@ -371,6 +382,16 @@ async fn run_build(mut cmd: Command, what: &str, printer: Printer) -> anyhow::Re
         ""
     };
     bail!("the build failed ({}):\n{tail}{confined}\nFix the error above and run the command again", out.status)
+}
+
+/// A running build's process group (its leader's pid), killed when dropped: a build that ended
+/// has no group left to signal, so only an abandoned one is stopped.
+struct BuildGroup(Option<u32>);
+
+impl Drop for BuildGroup {
+    fn drop(&mut self) {
+        signal_group(self.0, Signal::SIGKILL);
+    }
 }
 
 fn needs_npm_install(dir: &Path) -> anyhow::Result<bool> {
@@ -415,8 +436,9 @@ pub fn parse_memory(text: &str) -> anyhow::Result<u64> {
 
 /// Starts the agent through the sandbox trampoline: exactly `vars` as its environment (the
 /// trampoline adds nothing, and no shell stands between: no `PWD`, `SHLVL` or `_`), its own
-/// process group (so a Ctrl-C at the terminal reaches only the CLI, which then stops the agent in
-/// order), confined by `rules` with their memory limit.
+/// session and so process group (the trampoline calls `setsid`: a Ctrl-C at the terminal reaches
+/// only the CLI, which then stops the agent in order, and the agent has no terminal to draw on),
+/// confined by `rules` with their memory limit.
 pub fn spawn(program: &Program, dir: &Path, vars: &BTreeMap<String, OsString>, rules: &Rules) -> anyhow::Result<Child> {
     let mut cmd = rules.command(&program.program, &program.args)?;
     cmd.current_dir(dir)
@@ -425,7 +447,6 @@ pub fn spawn(program: &Program, dir: &Path, vars: &BTreeMap<String, OsString>, r
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
         .kill_on_drop(true);
     cmd.spawn().with_context(|| format!("starting {}", program.program.display()))
 }
@@ -493,6 +514,110 @@ pub fn forward_lines(
             }
         }
     })
+}
+
+/// Lines the agent logs through the proxy, shown as they arrive (see [`forward_logs`] and
+/// [`follow_logs`]) until [`LogFollower::finish`].
+pub struct LogFollower {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LogFollower {
+    /// Shows what has arrived so far and stops.
+    pub async fn finish(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// One logged line as `run` shows it: prefixed like the agent's output, its level, the message
+/// (and data) neutralised.
+fn log_line(prefix: &str, level: LogLevel, message: &str, data: Option<&serde_json::Value>) -> String {
+    let mut line = format!(
+        "{} {} {}",
+        style(prefix).cyan(),
+        level_style(level).apply_to(format!("[{}]", level.as_str())),
+        neutralize(message)
+    );
+    if let Some(data) = data {
+        line.push(' ');
+        line.push_str(&style(neutralize(&data.to_string())).dim().to_string());
+    }
+    line
+}
+
+/// Shows the lines agent `agent_id` logs to the proxy this process runs (they arrive on `lines`).
+pub fn forward_logs(
+    mut lines: tokio::sync::broadcast::Receiver<std::sync::Arc<NewLog>>,
+    agent_id: &str,
+    name: &str,
+    printer: Printer,
+) -> LogFollower {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    let (stop, mut stopping) = tokio::sync::watch::channel(false);
+    let (agent_id, prefix) = (agent_id.to_owned(), format!("{} │", neutralize(name)));
+    let show = move |line: &NewLog| {
+        if line.agent_id == agent_id {
+            let text = log_line(&prefix, line.level, &line.message, line.data.as_ref());
+            printer.agent_line(AgentStream::Out, text);
+        }
+    };
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                got = lines.recv() => match got {
+                    Ok(line) => show(&line),
+                    Err(RecvError::Lagged(n)) => {
+                        printer.warn(format!("{n} log lines were not shown (the console fell behind); see `assegai logs`"));
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+                _ = stopping.wait_for(|s| *s) => {
+                    loop {
+                        match lines.try_recv() {
+                            Ok(line) => show(&line),
+                            Err(TryRecvError::Lagged(_)) => {}
+                            Err(_) => return,
+                        }
+                    }
+                }
+            }
+        }
+    });
+    LogFollower { stop, task }
+}
+
+/// Shows the lines agent `agent_id` logs from now on, read from the database: for a proxy that
+/// runs in another process (the one this process runs is followed by [`forward_logs`]).
+pub fn follow_logs(store: Store, agent_id: &str, name: &str, printer: Printer) -> anyhow::Result<LogFollower> {
+    const POLL: Duration = Duration::from_millis(200);
+    let mut query = LogQuery { agent_id: Some(agent_id.to_owned()), limit: Some(1), ..LogQuery::default() };
+    // Only what is logged from now on: earlier runs' lines are in `assegai logs`.
+    query.after_id = store.logs(&query)?.last().map(|l| l.id);
+    query.limit = None;
+    let prefix = format!("{} │", neutralize(name));
+    let (stop, mut stopping) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        loop {
+            let last_round = *stopping.borrow_and_update();
+            for line in store.logs(&query).unwrap_or_default() {
+                query.after_id = Some(line.id);
+                printer.agent_line(AgentStream::Out, log_line(&prefix, line.level, &line.message, line.data.as_ref()));
+            }
+            if last_round {
+                return;
+            }
+            tokio::select! {
+                _ = stopping.changed() => {
+                    // The proxy stores lines in batches: give the last ones a moment.
+                    tokio::time::sleep(POLL).await;
+                }
+                () = tokio::time::sleep(POLL) => {}
+            }
+        }
+    });
+    Ok(LogFollower { stop, task })
 }
 
 /// Asks the agent and every process it started to stop (SIGTERM to its process group), and kills

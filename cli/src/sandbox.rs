@@ -253,6 +253,13 @@ pub fn trampoline(args: &[OsString]) -> anyhow::Error {
         Err(e) => return e,
     };
     let Some((program, rest)) = line.split_first() else { return anyhow::anyhow!("no program to run") };
+    // A session of its own, with no controlling terminal: the agent (or its build) cannot open
+    // `/dev/tty` to draw over the approval card `run` shows there, or read the person's keys,
+    // even with `--no-sandbox`. Its process group is then its own too (pgid = pid), which is what
+    // `run` signals to stop it, and a Ctrl-C at the terminal reaches only `run`.
+    if let Err(e) = nix::unistd::setsid() {
+        return anyhow::Error::new(e).context("leaving the terminal's session");
+    }
     if let Err(e) = rules.apply() {
         return e.context("confining the agent");
     }

@@ -1,7 +1,7 @@
 //! Arguments, environment and `config.toml` resolved into one settings value before any command
 //! runs; commands never read the environment themselves.
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use assegai_proxy::{
     admin::AdminClient,
     config::{Config, Home},
@@ -10,7 +10,10 @@ use assegai_proxy::{
 };
 use zeroize::Zeroizing;
 
-use crate::{cli::GlobalArgs, printer::Printer};
+use crate::{
+    cli::GlobalArgs,
+    printer::{Printer, prompt_term, shell_quote},
+};
 
 /// What every command may need.
 #[derive(Debug)]
@@ -36,6 +39,32 @@ impl Settings {
     pub fn store(&self) -> anyhow::Result<Store> {
         self.home.ensure()?;
         Store::open(&self.home.database()).context("opening the Assegai database")
+    }
+
+    /// Opens the database for a command that only reads what is there (`txs`, `logs`, `approve`,
+    /// `usage`): a home that does not exist is a mistake to point out (a `--home` or
+    /// `ASSEGAI_HOME` naming the wrong place), not an empty home to create and report as empty.
+    pub fn existing_store(&self) -> anyhow::Result<Store> {
+        if !self.home.root().exists() {
+            bail!(
+                "no Assegai home at {}: nothing has run with it, so there is nothing to show; check `--home` or \
+                 `ASSEGAI_HOME` (`assegai run` and `assegai proxy` create the home they are given)",
+                self.home.root().display()
+            );
+        }
+        self.store()
+    }
+
+    /// `assegai ARGS` as a person types it in another terminal to reach this same home:
+    /// `assegai --home DIR ARGS` unless the home is the default one.
+    pub fn command(&self, args: &str) -> String {
+        let default = Home::resolve(None).ok();
+        if default.as_ref().is_some_and(|d| d.root() == self.home.root()) {
+            return format!("assegai {args}");
+        }
+        // Absolute, so that it works from any directory.
+        let root = std::path::absolute(self.home.root()).unwrap_or_else(|_| self.home.root().to_owned());
+        format!("assegai --home {} {args}", shell_quote(&root.to_string_lossy()))
     }
 
     /// Opens the key store `config.toml` asks for. The file store's passphrase comes from
@@ -73,7 +102,7 @@ impl Settings {
                 prompt = prompt.with_confirmation("Repeat the passphrase", "The passphrases differ; try again");
             }
             prompt
-                .interact()
+                .interact_on(&prompt_term())
                 .map(Zeroizing::new)
                 .map_err(|e| KeyError::Passphrase(format!("cannot read it from the terminal ({e})")))
         };

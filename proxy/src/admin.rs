@@ -31,7 +31,7 @@ use serde_json::Value;
 
 use subtle::ConstantTimeEq;
 
-use crate::{Error, Result, config::Home, server::AppState, store::Store};
+use crate::{Error, Result, config::Home, state::AppState, store::Store};
 
 /// The header the admin token travels in.
 const TOKEN_HEADER: &str = "x-assegai-admin-token";
@@ -121,8 +121,7 @@ async fn guard(State(guard): State<Guard>, ConnectInfo(peer): ConnectInfo<Peer>,
     let what = format!("{} {}", req.method(), req.uri().path());
     tracing::warn!(request = %what, "refused an admin request: {why}");
     let detail = serde_json::json!({"request": what, "why": why, "pid": peer.pid, "uid": peer.uid});
-    let store = guard.store.clone();
-    let _ = tokio::task::spawn_blocking(move || store.audit("admin", "admin.refused", None, Some(&detail))).await;
+    let _ = crate::state::db(&guard.store, move |s| s.audit("admin", "admin.refused", None, Some(&detail))).await;
     let body = serde_json::json!({"error": format!("admin request refused: {why}")});
     (StatusCode::UNAUTHORIZED, Json(body)).into_response()
 }

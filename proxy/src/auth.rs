@@ -16,7 +16,7 @@ use rand::TryRngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::{Error, Result, manifest::Manifest, server::AppState, store::Store};
+use crate::{Error, Result, manifest::Manifest, state::AppState, store::Store};
 
 /// A fresh agent token: `asg_` and 64 hex digits (256 bits from the OS generator).
 pub fn mint_token() -> String {
@@ -85,21 +85,15 @@ impl AgentCache {
     /// The agent with this id (or name) as registered, whether or not it holds a token (for the
     /// user's own requests about it; never cached, never authenticates anything).
     pub async fn registered(&self, id_or_name: &str) -> Result<Arc<Agent>> {
-        let store = self.store.clone();
         let key = id_or_name.to_owned();
-        let row = tokio::task::spawn_blocking(move || crate::agents::find(&store, &key))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))??;
+        let row = crate::state::db(&self.store, move |s| crate::agents::find(s, &key)).await?;
         let manifest = Manifest::parse(&row.manifest, std::path::Path::new("(stored manifest)"))?;
         Ok(Arc::new(Agent { id: row.id, name: row.name, manifest, paused: row.paused, token_hash: [0; 32] }))
     }
 
     async fn load(&self, id: &str) -> Result<Option<Arc<Agent>>> {
-        let store = self.store.clone();
         let key = id.to_owned();
-        let row = tokio::task::spawn_blocking(move || store.agent(&key))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))??;
+        let row = crate::state::db(&self.store, move |s| s.agent(&key)).await?;
         let Some(row) = row else {
             self.invalidate(id);
             return Ok(None);

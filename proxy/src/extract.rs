@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::{
     Error,
-    server::{AppState, BODY_READ_TIMEOUT},
+    {server::BODY_READ_TIMEOUT, state::AppState},
 };
 
 /// A JSON body of type `T`.

@@ -27,6 +27,7 @@ mod routes;
 pub mod runners;
 pub mod sanitize;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod tx;
 pub mod units;

@@ -9,7 +9,7 @@ use crate::{
     chain::{jsonrpc, policy},
     extract::{ApiJson, ApiPath, RawBody},
     ratelimit::Service,
-    server::AppState,
+    state::AppState,
     store::{NewLog, now_ms},
 };
 use assegai_sdk::{
@@ -113,10 +113,8 @@ pub async fn transaction(
     Extension(agent): Extension<Arc<Agent>>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TxInfo>> {
-    let store = state.store().clone();
     let key = id.clone();
-    let row =
-        tokio::task::spawn_blocking(move || store.tx(&key)).await.map_err(|e| Error::Internal(e.to_string()))??;
+    let row = state.db(move |s| s.tx(&key)).await?;
     let row = row.filter(|r| r.agent_id == agent.id).ok_or_else(|| {
         Error::NotFound(format!("No transaction `{}` for this agent", crate::sanitize::neutralize(&id)))
     })?;

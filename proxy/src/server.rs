@@ -1,4 +1,4 @@
-//! The proxy's lifecycle: shared state, the agent-facing router, the admin socket, start-up and
+//! The proxy's lifecycle: the agent-facing router, the admin socket, start-up and
 //! clean shutdown, and the limits that keep agents from hoarding connections (SPEC §8).
 //!
 //! Connections are served by hyper with its own timers: request headers must arrive within
@@ -41,10 +41,11 @@ use crate::{
     chain::ChainClient,
     config::{Config, Home},
     keys::KeyStore,
-    logs::{self, LogSink},
+    logs,
     ratelimit::RateLimiter,
     routes,
-    store::{NewUsage, Store, now_ms},
+    state::{AppState, Inner},
+    store::{Store, now_ms},
     upstream::Upstream,
     writer::{self, Writer},
 };
@@ -62,126 +63,6 @@ pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const HEALTH_ONLY_CONNECTIONS: usize = 64;
 /// How long such a connection has to send its request.
 const HEALTH_ONLY_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Everything handlers share. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct AppState(Arc<Inner>);
-
-#[derive(Debug)]
-struct Inner {
-    config: Arc<Config>,
-    store: Arc<Store>,
-    agents: AgentCache,
-    limits: RateLimiter,
-    chain: ChainClient,
-    upstream: Upstream,
-    credentials: Credentials,
-    /// Swapped whole by `assegai pricing update`; calls in flight keep the prices they started with.
-    pricing: std::sync::RwLock<Arc<Pricing>>,
-    pricing_file: std::path::PathBuf,
-    usage: tokio::sync::mpsc::UnboundedSender<NewUsage>,
-    metering: ai::meter::Metering,
-    approvals: crate::tx::Approvals,
-    signer: crate::tx::signer::Signer,
-    wallet: crate::wallet::Wallet,
-    logs: LogSink,
-    listen: SocketAddr,
-    started_at: i64,
-}
-
-impl AppState {
-    /// The settings in force.
-    pub fn config(&self) -> &Config {
-        &self.0.config
-    }
-
-    /// The database.
-    pub fn store(&self) -> &Arc<Store> {
-        &self.0.store
-    }
-
-    /// Verified agents.
-    pub fn agents(&self) -> &AgentCache {
-        &self.0.agents
-    }
-
-    /// Rate limits.
-    pub fn limits(&self) -> &RateLimiter {
-        &self.0.limits
-    }
-
-    /// Chain forwarding.
-    pub fn chain(&self) -> &ChainClient {
-        &self.0.chain
-    }
-
-    /// Agent log lines.
-    pub fn logs(&self) -> &LogSink {
-        &self.0.logs
-    }
-
-    /// The shared upstream HTTP client.
-    pub fn upstream(&self) -> &Upstream {
-        &self.0.upstream
-    }
-
-    /// Provider keys.
-    pub fn credentials(&self) -> &Credentials {
-        &self.0.credentials
-    }
-
-    /// Model prices.
-    pub fn pricing(&self) -> Arc<Pricing> {
-        self.0.pricing.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Re-reads the installed pricing file (or goes back to the embedded snapshot when it is gone);
-    /// returns how many models are priced now. A file that does not parse leaves the prices as
-    /// they were.
-    pub fn reload_pricing(&self) -> Result<usize> {
-        let file = &self.0.pricing_file;
-        let (pricing, _) = Pricing::installed_or_embedded(file)
-            .map_err(|e| Error::Config { file: file.clone(), message: e.to_string() })?;
-        let models = pricing.len();
-        *self.0.pricing.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(pricing);
-        Ok(models)
-    }
-
-    /// Transaction requests waiting for a person.
-    pub fn approvals(&self) -> &crate::tx::Approvals {
-        &self.0.approvals
-    }
-
-    /// The wallet's signer.
-    pub fn signer(&self) -> &crate::tx::signer::Signer {
-        &self.0.signer
-    }
-
-    /// The user's wallet.
-    pub fn wallet(&self) -> &crate::wallet::Wallet {
-        &self.0.wallet
-    }
-
-    /// Where AI usage rows go.
-    pub fn usage_sink(&self) -> &tokio::sync::mpsc::UnboundedSender<NewUsage> {
-        &self.0.usage
-    }
-
-    /// AI budgets and the metering of replies to their end.
-    pub fn metering(&self) -> &ai::meter::Metering {
-        &self.0.metering
-    }
-
-    /// What the admin API reports.
-    pub fn status(&self) -> admin::Status {
-        admin::Status {
-            pid: std::process::id(),
-            listen: self.0.listen.to_string(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            started_at: self.0.started_at,
-        }
-    }
-}
 
 /// The agent-facing router over `state`.
 pub fn router(state: AppState) -> Router {
@@ -239,7 +120,7 @@ pub async fn start(home: &Home, config: Config, keys: Result<Arc<dyn KeyStore>, 
     let (log_sink, log_writer) = logs::start(store.clone());
     let (usage, usage_writer) = writer::start(store.clone(), "AI usage rows", Store::insert_usage);
     let metering = ai::meter::Metering::open(&store, &config.ai)?;
-    let state = AppState(Arc::new(Inner {
+    let state = AppState::new(Inner {
         agents: AgentCache::new(store.clone()),
         limits: RateLimiter::new(&config.rate_limits),
         chain: ChainClient::new(http.clone(), config.clone()),
@@ -257,7 +138,7 @@ pub async fn start(home: &Home, config: Config, keys: Result<Arc<dyn KeyStore>, 
         store: store.clone(),
         listen: addr,
         started_at: now_ms(),
-    }));
+    });
     store.audit("proxy", "proxy.started", None, Some(&serde_json::json!({"listen": addr.to_string()})))?;
     // Whoever waited for these is gone with the previous proxy; they must not count or linger.
     let expired = store.expire_all_pending("the proxy restarted while the request waited")?;

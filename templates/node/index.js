@@ -6,8 +6,11 @@
 // user's wallet signs anything.
 //
 // What it does: logs the names of the environment variables it sees, reads its wallet address and
-// balance on the local chain, asks for a 0.0001 ETH transfer, then logs a heartbeat until it gets
-// SIGTERM or Ctrl-C.
+// balance on the first chain its manifest allows, asks for a 0.0001 ETH transfer there, then logs a
+// heartbeat until it gets SIGTERM or Ctrl-C. What it logs goes to the proxy, and `assegai run`
+// shows it with the agent's output (`assegai logs` later).
+
+import { readFileSync } from 'node:fs';
 
 import {
   AssegaiSDK,
@@ -17,8 +20,8 @@ import {
   TransactionTimeoutError,
 } from './sdk.js';
 
-/** The local Anvil node: the only chain this agent's manifest allows. */
-const CHAIN = 'eip155:31337';
+/** Its manifest, beside this file. */
+const MANIFEST = new URL('./assegai.json', import.meta.url);
 /** Who receives the example transfer. */
 const RECIPIENT = '0xd8dA6BF26964aF9D7eEd9e03E53415D37aA96045';
 /** 0.0001 ETH, in wei. */
@@ -60,12 +63,10 @@ function formatEth(wei) {
  * Asks for the example transfer and waits for a person to decide. A "no" or no answer is part of
  * normal life for an agent: it logs it and carries on.
  */
-async function requestTransfer() {
-  await sdk.info(
-    `requesting a transfer of ${formatEth(AMOUNT_WEI)} ETH to ${RECIPIENT}; approve it with \`assegai approve\``,
-  );
+async function requestTransfer(chain) {
+  await sdk.info(`requesting a transfer of ${formatEth(AMOUNT_WEI)} ETH to ${RECIPIENT}; it waits for your decision`);
   try {
-    const txHash = await sdk.requestTransaction({ chain: CHAIN, to: RECIPIENT, value: AMOUNT_WEI.toString() });
+    const txHash = await sdk.requestTransaction({ chain, to: RECIPIENT, value: AMOUNT_WEI.toString() });
     await sdk.success(`transfer sent: ${txHash}`);
   } catch (error) {
     if (error instanceof TransactionRejectedError) {
@@ -80,17 +81,25 @@ async function requestTransfer() {
   }
 }
 
+/** The chain this agent works on: the first one its manifest allows (`permissions.chains`). */
+function manifestChain() {
+  const chains = JSON.parse(readFileSync(MANIFEST, 'utf8')).permissions?.chains ?? [];
+  if (chains.length === 0) throw new Error('assegai.json allows no chain (`permissions.chains` is empty)');
+  return String(chains[0]);
+}
+
 async function main() {
   sdk = new AssegaiSDK();
   // Names only, never values: a value could be a secret.
   await sdk.info(`environment: ${Object.keys(process.env).sort().join(', ')}`);
 
-  const address = await sdk.getWalletAddress(CHAIN);
-  await sdk.info(`wallet on ${CHAIN}: ${address}`);
-  const wei = BigInt(await sdk.getBalance(CHAIN, address));
+  const chain = manifestChain();
+  const address = await sdk.getWalletAddress(chain);
+  await sdk.info(`wallet on ${chain}: ${address}`);
+  const wei = BigInt(await sdk.getBalance(chain, address));
   await sdk.info(`balance: ${formatEth(wei)} ETH (${wei} wei)`);
 
-  await requestTransfer();
+  await requestTransfer(chain);
 
   const secs = Number.parseInt(process.env.HEARTBEAT_SECS ?? '', 10);
   const every = secs > 0 ? secs : DEFAULT_HEARTBEAT_SECS;

@@ -202,7 +202,7 @@ export class AssegaiSDK {
    *   requests wait as long as the proxy holds them (until a person decides, or its approval timeout).
    * @param {number} [config.aiTimeout] Milliseconds for `callClaude` / `callOpenAI` (default 600000).
    * @param {number} [config.maxRetries] Retries of reads on network errors, 429, 502-504 (default 2).
-   * @param {boolean} [config.debug] Print each request, and `debug` log lines (default false).
+   * @param {boolean} [config.debug] Print each request on stdout (default false).
    * @throws {AuthenticationError} When the agent id or token is missing.
    */
   constructor(config = {}) {
@@ -323,23 +323,19 @@ export class AssegaiSDK {
   // ---- Logging -----------------------------------------------------------------------------
 
   /**
-   * Prints a line on this agent's output and sends it to the proxy, which stores it for
-   * `assegai logs`. Never throws: a line the proxy does not take is reported on stderr.
+   * Sends a line to the proxy, which stores it for `assegai logs` (and `assegai run` shows it with
+   * the agent's output, so it is not printed here too). Never throws: a line the proxy does not
+   * take is printed on stderr instead, as `[level] message (not sent to the Assegai proxy: why)`.
    *
    * @param {'debug'|'info'|'warn'|'error'|'success'} level
    * @param {string} message
    * @param {object} [data] Structured detail, stored with the line.
    */
   async log(level, message, data) {
-    const line = `[${new Date().toISOString()}] [${String(level).toUpperCase()}] ${message}`;
-    const extra = data === undefined ? [] : [data];
-    if (level === 'error') console.error(line, ...extra);
-    else if (level === 'warn') console.warn(line, ...extra);
-    else if (level !== 'debug' || this.debugEnabled) console.log(line, ...extra);
     try {
       await this.#send('POST', '/agent/log', { level, message: String(message), data });
     } catch (e) {
-      console.error(`[AssegaiSDK] could not send a log line to the proxy (${e.message}): ${message}`);
+      console.error(`[${level}] ${message} (not sent to the Assegai proxy: ${e.message})`);
     }
   }
 

@@ -19,7 +19,6 @@ Amounts are wei, as Python ints (exact at any size); `request_transaction` also 
 string. Floats are refused wherever money is concerned: 0.1 ETH has no exact float.
 """
 
-import datetime
 import json
 import os
 import re
@@ -320,7 +319,7 @@ class AssegaiSDK:
             milliseconds; Python counts in seconds.
         ai_timeout: Seconds for `call_claude` / `call_openai` (default 600).
         max_retries: Retries of reads on network errors, 429, 502-504 (default 2).
-        debug: Print each request, and `debug` log lines (default False).
+        debug: Print each request on stdout (default False).
 
     Raises:
         AuthenticationError: The agent id or token is missing.
@@ -468,10 +467,11 @@ class AssegaiSDK:
     # ---- Logging --------------------------------------------------------------------------------
 
     def log(self, level: str, message: Any, data: Any = None) -> None:
-        """Prints a line on this agent's output and sends it to the proxy, which keeps it for `assegai logs`.
+        """Sends a line to the proxy, which keeps it for `assegai logs` (and `assegai run` shows it
+        with the agent's output, so it is not printed here too).
 
         Never raises: a log line must not be what stops an agent. A line the proxy does not take is
-        reported on stderr.
+        printed on stderr instead, as `[level] message (not sent to the Assegai proxy: why)`.
 
         Args:
             level: "debug", "info", "warn", "error" or "success".
@@ -479,25 +479,13 @@ class AssegaiSDK:
             data: Structured detail (anything JSON can hold), stored with the line.
         """
         level = str(level)
-        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
-        line = f"[{now.replace('+00:00', 'Z')}] [{level.upper()}] {message}"
-        if data is not None:
-            line += " " + json.dumps(data, default=str)
-        if level in ("error", "warn"):
-            print(line, file=sys.stderr, flush=True)
-        elif level != "debug" or self.debug_enabled:
-            print(line, flush=True)
         try:
             body: Dict[str, Any] = {"level": level, "message": str(message)}
             if data is not None:
                 body["data"] = data
             self._send("POST", "/agent/log", body)
         except Exception as e:  # anything at all: see the docstring
-            print(
-                f"[AssegaiSDK] could not send a log line to the proxy ({e}): {message}",
-                file=sys.stderr,
-                flush=True,
-            )
+            print(f"[{level}] {message} (not sent to the Assegai proxy: {e})", file=sys.stderr, flush=True)
 
     def debug(self, message: Any, data: Any = None) -> None:
         self.log("debug", message, data)

@@ -6,11 +6,13 @@
 # user's wallet signs anything.
 #
 # What it does: logs the names of the environment variables it sees, reads its wallet address and
-# balance on the local chain, asks for a 0.0001 ETH transfer, then logs a heartbeat until it gets
-# SIGTERM or Ctrl-C.
+# balance on the first chain its manifest allows, asks for a 0.0001 ETH transfer there, then logs a
+# heartbeat until it gets SIGTERM or Ctrl-C. What it logs goes to the proxy, and `assegai run`
+# shows it with the agent's output (`assegai logs` later).
 #
 # Python 3.9 or later, standard library only.
 
+import json
 import os
 import re
 import signal
@@ -54,8 +56,8 @@ from assegai_sdk import (  # noqa: E402 - after the signal handlers, on purpose
     TransactionTimeoutError,
 )
 
-# The local Anvil node: the only chain this agent's manifest allows.
-CHAIN = "eip155:31337"
+# Its manifest, beside this file.
+MANIFEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assegai.json")
 # Who receives the example transfer.
 RECIPIENT = "0xd8dA6BF26964aF9D7eEd9e03E53415D37aA96045"
 # 0.0001 ETH, in wei.
@@ -89,17 +91,23 @@ def heartbeat_secs() -> int:
     return secs if secs > 0 else DEFAULT_HEARTBEAT_SECS
 
 
-def request_transfer(sdk: AssegaiSDK) -> None:
+def manifest_chain() -> str:
+    """The chain this agent works on: the first one its manifest allows (`permissions.chains`)."""
+    with open(MANIFEST, encoding="utf-8") as file:
+        chains = json.load(file).get("permissions", {}).get("chains", [])
+    if not chains:
+        raise ValueError("assegai.json allows no chain (`permissions.chains` is empty)")
+    return str(chains[0])
+
+
+def request_transfer(sdk: AssegaiSDK, chain: str) -> None:
     """Asks for the example transfer and waits for a person to decide.
 
     A "no" or no answer is part of normal life for an agent: it logs it and carries on.
     """
-    sdk.info(
-        f"requesting a transfer of {format_eth(AMOUNT_WEI)} ETH to {RECIPIENT}; "
-        "approve it with `assegai approve`"
-    )
+    sdk.info(f"requesting a transfer of {format_eth(AMOUNT_WEI)} ETH to {RECIPIENT}; it waits for your decision")
     try:
-        tx_hash = sdk.request_transaction(chain=CHAIN, to=RECIPIENT, value=AMOUNT_WEI)
+        tx_hash = sdk.request_transaction(chain=chain, to=RECIPIENT, value=AMOUNT_WEI)
     except TransactionRejectedError as error:
         sdk.warn(f"transfer rejected ({error}); carrying on")
     except TransactionTimeoutError as error:
@@ -115,12 +123,13 @@ def run() -> None:
     sdk = AssegaiSDK()
     sdk.info(f"environment: {environment_names()}")
 
-    address = sdk.get_wallet_address(CHAIN)
-    sdk.info(f"wallet on {CHAIN}: {address}")
-    wei = sdk.get_balance(CHAIN, address)
+    chain = manifest_chain()
+    address = sdk.get_wallet_address(chain)
+    sdk.info(f"wallet on {chain}: {address}")
+    wei = sdk.get_balance(chain, address)
     sdk.info(f"balance: {format_eth(wei)} ETH ({wei} wei)")
 
-    request_transfer(sdk)
+    request_transfer(sdk, chain)
 
     every = heartbeat_secs()
     started = time.monotonic()

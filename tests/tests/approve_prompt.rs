@@ -32,13 +32,13 @@ impl Screen {
 
     /// Starts `assegai ARGS` on a terminal of its own.
     fn command(env: &TestEnv, args: &[&str]) -> Self {
-        let mut cmd = Command::new(assegai_bin());
-        cmd.args(args)
-            .env("ASSEGAI_HOME", env.home())
-            .env("ASSEGAI_PASSPHRASE", TEST_PASSPHRASE)
-            .env("NO_COLOR", "1")
-            .env("TERM", "xterm");
-        let session = spawn_command(cmd, Some(SCREEN_TIMEOUT_MS)).expect("starting assegai approve in a pty");
+        Self::spawn(assegai_cmd(env, args))
+    }
+
+    /// Starts `cmd` with the terminal as its controlling terminal (and as its stdin, stdout and
+    /// stderr, unless `cmd` redirects them).
+    fn spawn(cmd: Command) -> Self {
+        let session = spawn_command(cmd, Some(SCREEN_TIMEOUT_MS)).expect("starting assegai in a pty");
         Screen { session, seen: Vec::new() }
     }
 
@@ -96,6 +96,17 @@ impl Screen {
         let status = self.session.process().wait().expect("waiting for assegai approve");
         (matches!(status, rexpect::process::WaitStatus::Exited(_, 0)), self.seen)
     }
+}
+
+/// `assegai ARGS` with what [`TestEnv::cmd`] sets, for a terminal.
+fn assegai_cmd(env: &TestEnv, args: &[&str]) -> Command {
+    let mut cmd = Command::new(assegai_bin());
+    cmd.args(args)
+        .env("ASSEGAI_HOME", env.home())
+        .env("ASSEGAI_PASSPHRASE", TEST_PASSPHRASE)
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm");
+    cmd
 }
 
 fn pending(env: &TestEnv) -> Vec<Value> {
@@ -173,6 +184,9 @@ async fn the_queue_shows_each_request_and_signs_or_rejects_it() {
     ] {
         assert!(card.contains(&shown), "the card lacks `{shown}`:\n{card}");
     }
+    // Who signs (and where its key lives), and the prompt's keys, on the queue's own card.
+    assert!(card.contains("From     0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266 (Anvil's test account"), "{card}");
+    assert!(card.contains("↑/↓ choose · Enter decide · Esc leave the queue (requests stay pending)"), "{card}");
     screen.expect("Reject all");
     // The cursor starts on Skip (fail closed); "Approve & sign" is two up.
     screen.send(UP);
@@ -336,7 +350,12 @@ fn without_a_terminal_the_queue_refuses_and_says_what_to_run() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("needs a terminal"), "{stderr}");
-    assert!(stderr.contains("`assegai approve --list`") && stderr.contains("`assegai approve ID --yes`"), "{stderr}");
+    // A home that is not the default one is named, so the commands work as printed.
+    let home = env.home().display();
+    for hint in [format!("`assegai --home {home} approve --list`"), format!("`assegai --home {home} approve ID --yes`")]
+    {
+        assert!(stderr.contains(&hint), "{hint} in {stderr}");
+    }
 }
 
 /// A `python` agent in `<home>/NAME` that prints "agent up", asks for 0.000001 ETH through the
@@ -439,4 +458,118 @@ async fn run_asks_inline_unless_an_approver_is_attached() {
     assert!(ok, "{}", String::from_utf8_lossy(&seen));
     let txs: Value = serde_json::from_str(&env.run_ok(&["txs", "--json", "--status", "confirmed"])).unwrap();
     assert_eq!(txs.as_array().unwrap().len(), 2, "{txs}");
+}
+
+/// What the terminal showed, as a person reads it: lines ended by `\n`, the home and what changes
+/// from run to run (ids, times, ports, fee figures) masked.
+fn for_snapshot(env: &TestEnv, text: &str) -> String {
+    // The prompt hides the cursor before it draws itself: not something a person reads.
+    text.replace("\r\n", "\n").replace("\u{1b}[?25l", "").replace(&env.home().display().to_string(), "[HOME]")
+}
+
+/// Filters for what differs between runs of the same scenario.
+fn snapshot_filters() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (r"tx_[0-9a-f]+", "tx_[ID]"),
+        (r"ag_[0-9A-Za-z]+", "ag_[ID]"),
+        (r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", "[TIME]"),
+        (r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]"),
+        (r"\d+(\.\d+)? gwei", "[N] gwei"),
+        (r"(at most|→|transaction) \d+(\.\d+)? ", "$1 [N] "),
+    ]
+}
+
+/// `./scripts/quickstart 2>&1 | tee log`: the run's stdout and stderr go to files, yet the card
+/// and the prompt reach the person at the terminal, and approving there hands the agent its hash.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_with_its_output_piped_still_asks_on_the_terminal() {
+    let env = TestEnv::with_anvil();
+    let dir = requesting_agent(&env, "piped");
+    let logs = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (logs.path().join("stdout"), logs.path().join("stderr"));
+    let mut cmd = assegai_cmd(&env, &["run", dir.to_str().unwrap()]);
+    cmd.stdout(std::fs::File::create(&out_path).unwrap()).stderr(std::fs::File::create(&err_path).unwrap());
+    let mut screen = Screen::spawn(cmd);
+    screen.expect("Request 1 of 1");
+    let card = screen.expect("Your decision");
+    let card = format!("Request 1 of 1{}", for_snapshot(&env, &card));
+    // The signing wallet and the prompt's keys are on the card.
+    assert!(card.contains("From     0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266 (Anvil's test account"), "{card}");
+    assert!(card.contains("↑/↓ choose · Enter decide · Esc stop the agent"), "{card}");
+    insta::with_settings!({filters => snapshot_filters()}, {
+        insta::assert_snapshot!("card_under_run", card);
+    });
+    screen.expect("Reject all");
+    screen.send(UP);
+    screen.expect("> Reject");
+    screen.send(UP);
+    screen.expect("> Approve & sign");
+    screen.send(ENTER);
+    let read = |path: &std::path::Path| std::fs::read_to_string(path).unwrap_or_default();
+    wait_until(Duration::from_secs(60), "the agent to print its hash into the piped stdout", || {
+        read(&out_path).contains("piped │ got 0x").then_some(())
+    });
+    let (ok, seen) = screen.ctrl_c();
+    assert!(ok, "{}\n{}", String::from_utf8_lossy(&seen), read(&err_path));
+    let stderr = read(&err_path);
+    assert!(stderr.contains("Transaction requests will be asked here."), "{stderr}");
+    assert!(stderr.contains("Approved tx_"), "{stderr}");
+    assert!(!stderr.contains("Request 1 of 1") && !read(&out_path).contains("Request 1"), "the card is not in the log");
+}
+
+/// Without a terminal, `run` says where to approve; that command, typed as printed in another
+/// terminal (whose shell has no `ASSEGAI_HOME`), finds the request and approves it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_printed_approve_command_finds_the_request() {
+    let env = TestEnv::with_anvil();
+    let dir = requesting_agent(&env, "hinted");
+    let mut run = assegai_e2e::Running::spawn(env.cmd(&["run", dir.to_str().unwrap()]));
+    let intro = "in another terminal with `";
+    run.wait_for(intro, Duration::from_secs(60));
+    let stderr = run.stderr();
+    let hint = stderr.split(intro).nth(1).and_then(|rest| rest.split('`').next()).unwrap().to_owned();
+    assert!(hint.starts_with(&format!("assegai --home {} approve --agent ag_", env.home().display())), "{hint}");
+    run.wait_for("hinted │ agent up", Duration::from_secs(30));
+
+    // Another terminal: the user's own home is somewhere else, and nothing names this one.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let bin_dir = assegai_bin().parent().unwrap().to_owned();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let mut shell = Command::new("/bin/sh");
+    shell
+        // `exec`: the shell becomes the command, so that Ctrl-C ends only it, as in a terminal.
+        .args(["-c", &format!("exec {hint}")])
+        .env_remove("ASSEGAI_HOME")
+        .env_remove("ASSEGAI_PASSPHRASE")
+        .env_remove("XDG_DATA_HOME")
+        .env("HOME", elsewhere.path())
+        .env("PATH", path)
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm");
+    let mut queue = Screen::spawn(shell);
+    queue.expect("Request 1 of 1");
+    approve_on(&mut queue);
+    run.wait_for("hinted │ got 0x", Duration::from_secs(60));
+    let (ok, seen) = queue.ctrl_c();
+    assert!(ok, "{}", String::from_utf8_lossy(&seen));
+    assert!(!elsewhere.path().join(".local/share/assegai").exists(), "the default home was not created");
+    run.signal("INT");
+    assert!(run.wait_exit(Duration::from_secs(15)).is_some_and(|s| s.success()), "{}", run.stderr());
+}
+
+/// A fresh home has no key file: `keys list` asks for no passphrase (at a terminal, where it
+/// could), says there are no keys and how to add one, and creates nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_list_on_a_fresh_home_asks_nothing() {
+    let env = TestEnv::new();
+    env.write_config("[keys]\nbackend = \"file\"\n");
+    let mut cmd = assegai_cmd(&env, &["keys", "list"]);
+    cmd.env_remove("ASSEGAI_PASSPHRASE");
+    let (ok, seen) = Screen::spawn(cmd).finish();
+    let seen = for_snapshot(&env, &String::from_utf8_lossy(&seen));
+    assert!(ok, "{seen}");
+    assert!(!seen.to_lowercase().contains("passphrase"), "nothing is asked: {seen}");
+    assert!(seen.contains("No keys yet. Add one with `assegai --home [HOME] keys set openai`."), "{seen}");
+    assert!(!env.home().join("keys.enc").exists(), "no key file was created");
+    insta::assert_snapshot!("keys_list_fresh_home", seen);
 }

@@ -298,6 +298,24 @@ fn doctor_names_each_part_and_its_fix() {
     let out = silent.run(&["doctor"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("local RPC") && text.contains("anvil"), "{text}");
+
+    // Fee caps and the node that signs, with a provider's key in the URL kept out of the report.
+    let mainnet = TestEnv::new();
+    mainnet.write_config(
+        "[chains.\"eip155:1\"]\nrpc = \"https://eth.example/v3/sekrit-api-key\"\nmax_fee_per_gas_gwei = \"80\"\n",
+    );
+    let out = mainnet.run(&["doctor", "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_name = |n: &str| report["checks"].as_array().unwrap().iter().find(|c| c["check"] == n).cloned().unwrap();
+    let signing = by_name("signing RPCs")["detail"].as_str().unwrap().to_owned();
+    assert!(signing.contains("eip155:1 through https://eth.example (config.toml)"), "{report}");
+    assert!(by_name("fee caps")["detail"].as_str().unwrap().contains("eip155:1: 80 gwei per gas"), "{report}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("sekrit"), "{report}");
+    assert!(by_name("signing RPCs")["fix"].as_str().is_none(), "{report}");
+    let report: Value = serde_json::from_str(&env.run_ok(&["doctor", "--json"])).unwrap();
+    let fix =
+        report["checks"].as_array().unwrap().iter().find(|c| c["check"] == "signing RPCs").unwrap()["fix"].clone();
+    assert!(fix.as_str().is_some_and(|f| f.contains("[chains.")), "{report}");
 }
 
 #[test]
@@ -371,7 +389,8 @@ fn scaffold_and_run(template: &str) {
     });
     let hash = env.run_ok(&["approve", &pending, "--yes"]).trim().to_owned();
     run.wait_for(&format!("transfer sent: {hash}"), Duration::from_secs(30));
-    assert!(run.stderr().contains("`assegai approve --agent ag_"), "where to approve: {}", run.stderr());
+    let hint = format!("in another terminal with `assegai --home {} approve --agent ag_", env.home().display());
+    assert!(run.stderr().contains(&hint), "where to approve: {}", run.stderr());
     let out = run.stdout();
     assert!(out.contains("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"), "the wallet address: {out}");
     assert!(out.contains("10000"), "the balance (Anvil's 10000 ETH, less gas): {out}");

@@ -307,3 +307,27 @@ fn without_landlock_run_refuses_unless_told_to_run_unconfined() {
     let sandbox = doctor["checks"].as_array().unwrap().iter().find(|c| c["check"] == "sandbox").unwrap();
     assert_eq!(sandbox["level"], "ok", "{sandbox}");
 }
+
+#[test]
+fn an_agent_has_no_terminal_to_draw_on() {
+    // `run` draws approval cards on its terminal; an agent that could open `/dev/tty` could draw
+    // a fake one over it, or read the person's keys. It has no controlling terminal at all, even
+    // unconfined.
+    let env = TestEnv::with_anvil();
+    let _proxy = env.start_proxy();
+    let script = r#"
+if printf 'TTY%sOWNED\n' '-' > /dev/tty 2>/dev/null; then echo "tty=open"; else echo "tty=refused"; fi
+if [ -t 0 ] || [ -t 1 ] || [ -t 2 ]; then echo "stdio=terminal"; else echo "stdio=not-terminal"; fi
+"#;
+    let dir = shell_agent(&env, "painter", script);
+    for extra in [&[][..], &["--no-sandbox"][..]] {
+        let mut cmd = run_cmd(&env, &dir, extra);
+        cmd.env("NO_COLOR", "1").env("TERM", "xterm");
+        let mut session = rexpect::session::spawn_command(cmd, Some(60_000)).expect("assegai run in a pty");
+        let seen = session.exp_string("exited with status").expect("the agent's run to end");
+        let seen: String = seen.chars().collect();
+        assert!(seen.contains("tty=refused"), "{extra:?}: {seen}");
+        assert!(seen.contains("stdio=not-terminal"), "{extra:?}: {seen}");
+        assert!(!seen.contains("TTY-OWNED") && !seen.contains("tty=open"), "{extra:?}: {seen}");
+    }
+}

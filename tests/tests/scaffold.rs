@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use assegai_e2e::{Proxy, TestEnv, workspace_root};
+use assegai_e2e::{Proxy, TestEnv, assegai_bin, workspace_root};
 use serde_json::Value;
 
 /// Anvil's first account: the wallet the proxy signs with on the local chain.
@@ -181,12 +181,14 @@ fn an_existing_directory_is_refused_and_left_untouched() {
 struct AgentProcess {
     child: Child,
     output: Arc<Mutex<String>>,
+    /// The home and agent id whose stored log lines `output` adds.
+    logs: (PathBuf, String),
 }
 
 impl AgentProcess {
     /// Starts `program args` in `dir` with nothing in its environment but what `assegai run` would
     /// give it, plus `HEARTBEAT_SECS=1`.
-    fn start(program: &Path, args: &[&str], dir: &Path, proxy: &Proxy, id: &str, token: &str) -> Self {
+    fn start(env: &TestEnv, program: &Path, args: &[&str], dir: &Path, proxy: &Proxy, id: &str, token: &str) -> Self {
         let mut child = Command::new(program)
             .args(args)
             .current_dir(dir)
@@ -216,11 +218,30 @@ impl AgentProcess {
                 }
             });
         }
-        AgentProcess { child, output }
+        AgentProcess { child, output, logs: (env.home().to_owned(), id.to_owned()) }
     }
 
+    /// What it printed, then the messages it logged: the templates log without printing (the
+    /// proxy stores the lines, and `assegai run` shows them), so they are read back from the store.
     fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
+        let mut all = self.output.lock().unwrap().clone();
+        let (home, id) = &self.logs;
+        let stored = Command::new(assegai_bin())
+            .args(["logs", id, "--json", "-n", "100000"])
+            .env("ASSEGAI_HOME", home)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("running assegai logs");
+        for line in String::from_utf8_lossy(&stored.stdout).lines() {
+            let row: Value = serde_json::from_str(line).expect("one JSON log line");
+            all.push_str(&format!(
+                "[{}] {}\n",
+                row["level"].as_str().unwrap_or("?"),
+                row["message"].as_str().unwrap_or("")
+            ));
+        }
+        all
     }
 
     /// Waits for a line containing `needle`; returns the rest of that line after it.
@@ -244,7 +265,7 @@ impl AgentProcess {
                 Instant::now() < deadline,
                 "the agent did not print `{needle}` within {timeout:?}; its output:\n{output}"
             );
-            std::thread::sleep(Duration::from_millis(25));
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -313,7 +334,10 @@ fn approve_one_transfer(env: &TestEnv, name: &str, mut agent: AgentProcess, toke
 
     let status = agent.terminate(Duration::from_secs(5));
     assert!(status.success(), "a clean exit on SIGTERM, got {status}; output:\n{}", agent.output());
-    assert!(agent.output().contains("received SIGTERM, shutting down"), "{}", agent.output());
+    // Logged on the way out; the proxy stores lines in batches.
+    assegai_e2e::wait_until(Duration::from_secs(10), "the goodbye in the stored logs", || {
+        agent.output().contains("received SIGTERM, shutting down").then_some(())
+    });
 }
 
 /// The proxy's failure replies, and the SDK error each template must turn them into (the same
@@ -403,11 +427,11 @@ fn interpreted_agent_runs(template: &str, program: &Path, args: &[&str]) {
     let dir = work.path().join(&name);
     let (id, token) = register(&env, &dir, &name);
 
-    let agent = AgentProcess::start(program, args, &dir, &proxy, &id, &token);
+    let agent = AgentProcess::start(&env, program, args, &dir, &proxy, &id, &token);
     approve_one_transfer(&env, &name, agent, &token);
 
     // A rejection is logged, and the agent carries on.
-    let mut agent = AgentProcess::start(program, args, &dir, &proxy, &id, &token);
+    let mut agent = AgentProcess::start(&env, program, args, &dir, &proxy, &id, &token);
     let tx_id = pending_request(&env, &name);
     env.run_ok(&["reject", &tx_id]);
     let why = agent.wait_for("transfer rejected", Duration::from_secs(30));
@@ -460,6 +484,6 @@ fn the_rust_agent_builds_offline_and_runs_against_a_real_proxy_and_anvil() {
 
     let (id, token) = register(&env, &dir, name);
     let binary = target.join("release").join(name);
-    let agent = AgentProcess::start(&binary, &[], &dir, &proxy, &id, &token);
+    let agent = AgentProcess::start(&env, &binary, &[], &dir, &proxy, &id, &token);
     approve_one_transfer(&env, name, agent, &token);
 }

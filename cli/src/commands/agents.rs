@@ -11,9 +11,9 @@ use serde_json::json;
 
 use crate::{
     cli::{AgentsAddArgs, AgentsArgs, AgentsCommand, AgentsPauseArgs, AgentsRemoveArgs, AgentsShowArgs, JsonFlag},
-    commands::{allowance, limits::bar, usage::in_flight},
+    commands::{allowance, usage::in_flight},
     manifest_check::{self, Origin},
-    printer::{Printer, chain_label, timestamp},
+    printer::{Printer, bar, chain_label, timestamp},
     settings::Settings,
 };
 
@@ -364,7 +364,7 @@ async fn remove(args: &AgentsRemoveArgs, settings: &Settings, printer: Printer) 
         let confirmed = dialoguer::Confirm::new()
             .with_prompt(format!("Remove agent `{}` ({}) and revoke its token?", neutralize(&agent.name), agent.id))
             .default(false)
-            .interact()
+            .interact_on(&crate::printer::prompt_term())
             .context("reading your answer")?;
         if !confirmed {
             printer.info("Nothing removed.");

@@ -3,33 +3,37 @@
 //! works through an interactive queue ([`queue`], which `assegai run` can reuse) that waits for new
 //! requests until Ctrl-C.
 //!
-//! Every request is shown as a card: agent, chain, recipient, value in wei and in native units,
-//! the token amount for ERC-20 calls, the decoded action, the gas limit, the fee fixed when the
-//! request was made (what will be signed: max fee per gas, worst case, value + fee), the node that
-//! signs, and what approving it does to the agent's spending limits (which count value + fee). Whatever an agent could have chosen (its name, anything
-//! derived from its request) goes through [`neutralize`] first, so it cannot redraw the prompt.
+//! Every request is shown as a card: agent, chain, the wallet that signs (and where its key
+//! lives), recipient, value in wei and in native units, the token amount for ERC-20 calls, the
+//! decoded action, the gas limit, the fee fixed when the request was made (what will be signed:
+//! max fee per gas, worst case, value + fee), the node that signs, and what approving it does to
+//! the agent's spending limits (which count value + fee). Whatever an agent could have chosen (its
+//! name, anything derived from its request) goes through [`neutralize`] first, so it cannot redraw
+//! the prompt. Cards and prompts go to the controlling terminal, wherever stdout and stderr go.
 //! Decisions go to the running proxy over its admin socket; policy and signing live there.
 
-use std::{collections::HashSet, io, path::Path, time::Duration};
+use std::{collections::HashSet, io, path::Path, sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
 use assegai_proxy::{
     agents,
+    keys::KeyStore,
     manifest::Manifest,
     sanitize::neutralize,
     store::{LogQuery, LogRow, Store, TxRow, now_ms},
     tx::{limits, policy::native_symbol},
     units::format_units,
+    wallet::{self, ANVIL_TEST_ACCOUNT},
 };
 use assegai_sdk::{ChainId, U256, wire::TxStatus};
-use console::{Term, style};
+use console::style;
 use dialoguer::{Confirm, Select};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::{
     cli::ApproveArgs,
     commands::txs::print_rows,
-    printer::{Printer, timestamp},
+    printer::{Printer, prompt_term, timestamp},
     settings::Settings,
 };
 
@@ -44,7 +48,7 @@ const CHOICES: [&str; 4] = ["Approve & sign", "Reject", "Skip", "Reject all"];
 const SKIP: usize = 2;
 
 pub async fn run(args: &ApproveArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
-    let store = settings.store()?;
+    let store = settings.existing_store()?;
     let agent = args.agent.as_deref().map(|a| agents::find(&store, a)).transpose()?;
     let agent_id = agent.map(|a| a.id);
     // `--json` alone is a listing too: scripts never get a prompt.
@@ -59,7 +63,9 @@ pub async fn run(args: &ApproveArgs, settings: &Settings, printer: Printer) -> a
     if !printer.interactive() {
         bail!(
             "`assegai approve` without an ID is an interactive queue and needs a terminal; list what is waiting \
-             with `assegai approve --list` and approve one with `assegai approve ID --yes`"
+             with `{}` and approve one with `{}`",
+            settings.command("approve --list"),
+            settings.command("approve ID --yes")
         );
     }
     queue(settings, printer, &QueueOptions { agent_id, once: args.once, ..QueueOptions::default() }).await
@@ -68,7 +74,7 @@ pub async fn run(args: &ApproveArgs, settings: &Settings, printer: Printer) -> a
 /// `approve ID [--yes]`: one request, shown and confirmed unless `--yes`.
 async fn approve_one(id: &str, yes: bool, settings: &Settings, store: &Store, printer: Printer) -> anyhow::Result<()> {
     let Some(row) = store.tx(id)? else {
-        bail!("no transaction request `{}` (see `assegai approve --list`)", neutralize(id));
+        bail!("no transaction request `{}` (see `{}`)", neutralize(id), settings.command("approve --list"));
     };
     if row.status != TxStatus::Pending {
         bail!("request {} is already {}; only pending requests can be approved", row.id, row.status.as_str());
@@ -78,13 +84,16 @@ async fn approve_one(id: &str, yes: bool, settings: &Settings, store: &Store, pr
         if !printer.interactive() {
             bail!("refusing to approve without a terminal to ask at; pass `--yes` to approve {}", row.id);
         }
-        show_card(store, &row, &limit_impact(store, &row)?, None)?;
+        let wallet = SigningWallet::find(settings, printer, None);
+        show_card(store, &row, &limit_impact(store, &row)?, &wallet, None, None)?;
         // Ctrl-C then reaches the prompt as an interrupted read (a "no") instead of killing the
         // process with the cursor still hidden.
         let _ctrl_c = signal(SignalKind::interrupt()).context("listening for Ctrl-C")?;
-        let ok = ask(|| Confirm::new().with_prompt("Approve and sign this request?").default(false).interact_opt())
-            .await?
-            .unwrap_or(false);
+        let ok = ask(|| {
+            Confirm::new().with_prompt("Approve and sign this request?").default(false).interact_on_opt(&prompt_term())
+        })
+        .await?
+        .unwrap_or(false);
         if !ok {
             printer.info("Not approved; it is still pending.");
             return Ok(());
@@ -93,7 +102,12 @@ async fn approve_one(id: &str, yes: bool, settings: &Settings, store: &Store, pr
     match approve(settings, store, &row, printer, None).await? {
         Approval::Signed => Ok(()),
         Approval::NotPending(status) => {
-            bail!("request {} was {} meanwhile (see `assegai txs`)", row.id, status.map_or("removed", TxStatus::as_str))
+            bail!(
+                "request {} was {} meanwhile (see `{}`)",
+                row.id,
+                status.map_or("removed", TxStatus::as_str),
+                settings.command("txs")
+            )
         }
         Approval::Failed(why) | Approval::StillSigning(why) => bail!("{why}"),
     }
@@ -111,6 +125,9 @@ pub struct QueueOptions {
     pub inline: bool,
     /// Return (between requests) once this turns true: the agent of `assegai run` has exited.
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// The key store the proxy signs from, when the caller has it open (`assegai run`'s embedded
+    /// proxy): the card then names the wallet without asking for a passphrase again.
+    pub keys: Option<Arc<dyn KeyStore>>,
 }
 
 /// Where an interactive queue announces itself: for every agent, or for one.
@@ -156,13 +173,17 @@ pub fn approver_attached(settings: &Settings, agent_id: &str) -> bool {
 /// It listens for Ctrl-C itself from the moment it starts, so Ctrl-C ends the queue (and only
 /// the queue) cleanly, with the terminal restored; requests left undecided stay pending.
 pub async fn queue(settings: &Settings, printer: Printer, options: &QueueOptions) -> anyhow::Result<()> {
-    let store = settings.store()?;
+    let store = settings.existing_store()?;
     let mut ctrl_c = signal(SignalKind::interrupt()).context("listening for Ctrl-C")?;
     // `assegai run` asks inline only for its own agent, and only when no person is at a queue.
     let _attached = if options.inline { None } else { Some(attach(settings, options.agent_id.as_deref())?) };
     if settings.admin().status().await.is_none() {
-        printer.warn("no proxy is running, so no request can arrive or be signed; start one with `assegai proxy`");
+        printer.warn(format!(
+            "no proxy is running, so no request can arrive or be signed; start one with `{}`",
+            settings.command("proxy")
+        ));
     }
+    let wallet = SigningWallet::find(settings, printer, options.keys.as_deref());
     // Skipped requests are not offered again in this run; they stay pending.
     let mut skipped: HashSet<String> = HashSet::new();
     let (mut said_waiting, mut shown_any) = (false, false);
@@ -190,7 +211,7 @@ pub async fn queue(settings: &Settings, printer: Printer, options: &QueueOptions
                 }
             };
             tokio::select! {
-                _ = ctrl_c.recv() => return stopped(&store, &skipped, printer),
+                _ = ctrl_c.recv() => return stopped(settings, &store, &skipped, printer),
                 () = stopping => return Ok(()),
                 () = tokio::time::sleep(POLL) => continue,
             }
@@ -220,16 +241,17 @@ pub async fn queue(settings: &Settings, printer: Printer, options: &QueueOptions
             }
             // Released when this iteration ends, however it ends.
             let _held = options.inline.then(|| printer.hold_agent_lines());
-            show_card(&store, &row, &limit_impact(&store, &row)?, Some((position, total)))?;
+            let keys = if options.inline { KEYS_INLINE } else { KEYS_QUEUE };
+            show_card(&store, &row, &limit_impact(&store, &row)?, &wallet, Some((position, total)), Some(keys))?;
             shown_any = true;
             let choice = ask(|| {
                 // Fail closed: the cursor starts on Skip, so a stray Enter neither signs nor rejects.
-                Select::new().with_prompt("Your decision").items(CHOICES).default(SKIP).interact_on_opt(&Term::stderr())
+                Select::new().with_prompt("Your decision").items(CHOICES).default(SKIP).interact_on_opt(&prompt_term())
             })
             .await?;
             match choice {
                 // Esc, `q` or Ctrl-C.
-                None => return stopped(&store, &skipped, printer),
+                None => return stopped(settings, &store, &skipped, printer),
                 Some(0) => match approve(settings, &store, &row, printer, Some(&mut ctrl_c)).await? {
                     Approval::Signed => {}
                     Approval::NotPending(status) => printer.warn(format!(
@@ -240,7 +262,7 @@ pub async fn queue(settings: &Settings, printer: Printer, options: &QueueOptions
                     Approval::Failed(why) => printer.error(&anyhow::anyhow!(why), None),
                     Approval::StillSigning(why) => {
                         printer.info(why);
-                        return stopped(&store, &skipped, printer);
+                        return stopped(settings, &store, &skipped, printer);
                     }
                 },
                 Some(1) => {
@@ -257,9 +279,12 @@ pub async fn queue(settings: &Settings, printer: Printer, options: &QueueOptions
                     let earlier: Vec<String> = skipped.iter().filter(|id| !targets.contains(id)).cloned().collect();
                     targets.extend(earlier);
                     let question = format!("Reject all {} pending request(s) in this queue?", targets.len());
-                    let sure = ask(move || Confirm::new().with_prompt(question).default(false).interact_opt()).await?;
+                    let sure = ask(move || {
+                        Confirm::new().with_prompt(question).default(false).interact_on_opt(&prompt_term())
+                    })
+                    .await?;
                     match sure {
-                        None => return stopped(&store, &skipped, printer),
+                        None => return stopped(settings, &store, &skipped, printer),
                         Some(false) => {
                             printer.info("Nothing rejected.");
                             continue;
@@ -293,12 +318,15 @@ fn waiting(store: &Store, options: &QueueOptions, skipped: &HashSet<String>) -> 
 }
 
 /// Says goodbye when the queue ends early.
-fn stopped(store: &Store, skipped: &HashSet<String>, printer: Printer) -> anyhow::Result<()> {
-    let _ = Term::stderr().show_cursor();
+fn stopped(settings: &Settings, store: &Store, skipped: &HashSet<String>, printer: Printer) -> anyhow::Result<()> {
+    let _ = prompt_term().show_cursor();
     let still =
         skipped.iter().filter(|id| store.tx(id).ok().flatten().is_some_and(|r| r.status == TxStatus::Pending)).count();
     if still > 0 {
-        printer.info(format!("Stopped; {still} skipped request(s) still pending (see `assegai approve --list`)."));
+        printer.info(format!(
+            "Stopped; {still} skipped request(s) still pending (see `{}`).",
+            settings.command("approve --list")
+        ));
     } else {
         printer.info("Stopped.");
     }
@@ -314,7 +342,7 @@ async fn ask<T: Send + 'static>(
         Ok(answer) => Ok(answer),
         Err(dialoguer::Error::IO(e)) if e.kind() == io::ErrorKind::Interrupted => {
             // The prompt hid the cursor and was cut short before showing it again.
-            let _ = Term::stderr().show_cursor();
+            let _ = prompt_term().show_cursor();
             Ok(None)
         }
         Err(e) => Err(anyhow::Error::new(e).context("reading your answer")),
@@ -342,7 +370,7 @@ async fn approve(
     mut ctrl_c: Option<&mut Signal>,
 ) -> anyhow::Result<Approval> {
     match settings.admin().approve_tx(&row.id).await? {
-        None => bail!("no proxy is running, so nothing can sign; start one with `assegai proxy`"),
+        None => bail!("no proxy is running, so nothing can sign; start one with `{}`", settings.command("proxy")),
         Some(false) => return Ok(Approval::NotPending(store.tx(&row.id)?.map(|r| r.status))),
         Some(true) => {}
     }
@@ -356,9 +384,10 @@ async fn approve(
         if tokio::time::Instant::now() > deadline {
             spinner.finish_and_clear();
             return Ok(Approval::Failed(format!(
-                "no hash for {} after {} s; see `assegai txs`",
+                "no hash for {} after {} s; see `{}`",
                 row.id,
-                SIGNING_TIMEOUT.as_secs()
+                SIGNING_TIMEOUT.as_secs(),
+                settings.command("txs")
             )));
         }
         let interrupted = async {
@@ -371,8 +400,9 @@ async fn approve(
             _ = interrupted => {
                 spinner.finish_and_clear();
                 return Ok(Approval::StillSigning(format!(
-                    "Stopped waiting: {} is approved and the proxy goes on signing it; `assegai txs` will show its hash.",
-                    row.id
+                    "Stopped waiting: {} is approved and the proxy goes on signing it; `{}` will show its hash.",
+                    row.id,
+                    settings.command("txs")
                 )));
             }
             () = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -524,18 +554,88 @@ fn fee_line(row: &TxRow, symbol: &str) -> String {
 /// How many of the agent's latest log lines the card shows.
 const CONTEXT_LINES: u32 = 3;
 
-/// Writes a request's card to the terminal the prompt is on (stderr), whatever `--quiet` says: a
-/// person must see what they approve. Under it, what the agent logged last: the context that tells
-/// a legitimate request from an injected one.
-fn show_card(store: &Store, row: &TxRow, impact: &Impact, position: Option<(usize, usize)>) -> anyhow::Result<()> {
+/// The keys of the queue's prompt, said under the card (dialoguer shows none).
+const KEYS_QUEUE: &str = "↑/↓ choose · Enter decide · Esc leave the queue (requests stay pending)";
+/// The same under `assegai run`, where leaving the prompt stops the agent.
+const KEYS_INLINE: &str = "↑/↓ choose · Enter decide · Esc stop the agent (requests stay pending)";
+
+/// Writes a request's card to the terminal the prompt is on (see [`prompt_term`]), whatever
+/// `--quiet` says: a person must see what they approve. Under it, what the agent logged last: the
+/// context that tells a legitimate request from an injected one; then the prompt's keys.
+fn show_card(
+    store: &Store,
+    row: &TxRow,
+    impact: &Impact,
+    wallet: &SigningWallet,
+    position: Option<(usize, usize)>,
+    keys: Option<&str>,
+) -> anyhow::Result<()> {
     let query = LogQuery { agent_id: Some(row.agent_id.clone()), limit: Some(CONTEXT_LINES), ..LogQuery::default() };
     let recent = store.logs(&query).unwrap_or_default();
-    let term = Term::stderr();
+    let term = prompt_term();
     term.write_line("").context("writing to the terminal")?;
-    for line in card(row, impact, position).into_iter().chain(context_lines(&recent)) {
+    let from = wallet.line(ChainId::eip155(row.chain_id));
+    let keys = keys.map(|k| format!("  {}", style(k).dim().for_stderr()));
+    for line in card(row, impact, &from, position).into_iter().chain(context_lines(&recent)).chain(keys) {
         term.write_line(&line).context("writing to the terminal")?;
     }
     Ok(())
+}
+
+/// Which wallet signs what is approved here, as far as this process can tell without asking for
+/// a passphrase: the proxy signs with the imported wallet on every chain, else with Anvil's test
+/// account on local chains (`wallet::choose`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SigningWallet {
+    /// An imported wallet: its address and the key store holding its key.
+    Imported { address: assegai_sdk::Address, store: String },
+    /// Nothing imported: only the test account signs, on local chains.
+    TestAccountOnly,
+    /// Cannot tell here; what is known instead.
+    Unknown(String),
+}
+
+impl SigningWallet {
+    /// Reads the wallet from `keys` when the caller has the key store open, else opens it when
+    /// that needs no passphrase.
+    fn find(settings: &Settings, printer: Printer, keys: Option<&dyn KeyStore>) -> Self {
+        let from = |keys: &dyn KeyStore| match wallet::load(keys) {
+            Ok(Some(signer)) => SigningWallet::Imported { address: signer.address(), store: keys.describe() },
+            Ok(None) => SigningWallet::TestAccountOnly,
+            Err(e) => SigningWallet::Unknown(format!("the key store cannot be read ({})", neutralize(&e.to_string()))),
+        };
+        if let Some(keys) = keys {
+            return from(keys);
+        }
+        if settings.may_prompt_for_keys() {
+            return SigningWallet::Unknown(
+                "the wallet imported into the encrypted key file (keys.enc), if any, else Anvil's test account \
+                 (set ASSEGAI_PASSPHRASE to see which)"
+                    .into(),
+            );
+        }
+        match settings.existing_keystore(printer) {
+            Ok(Some(keys)) => from(keys.as_ref()),
+            Ok(None) => SigningWallet::TestAccountOnly,
+            Err(e) => SigningWallet::Unknown(format!("the key store cannot be opened ({e:#})")),
+        }
+    }
+
+    /// The card's `From` line for a request on `chain`.
+    fn line(&self, chain: ChainId) -> String {
+        match self {
+            SigningWallet::Imported { address, store } => {
+                format!("{address} (your imported wallet; key in the {store})")
+            }
+            SigningWallet::TestAccountOnly if chain.is_local() => {
+                format!("{ANVIL_TEST_ACCOUNT} (Anvil's test account: a public key, local chains only)")
+            }
+            SigningWallet::TestAccountOnly => {
+                "no wallet signs on this chain; approving fails until `assegai wallet import`".to_owned()
+            }
+            SigningWallet::Unknown(what) => what.clone(),
+        }
+    }
 }
 
 /// The agent's latest log lines, neutralised and cut to one screen line each.
@@ -553,8 +653,9 @@ fn context_lines(logs: &[LogRow]) -> Vec<String> {
         .collect()
 }
 
-/// A request as lines for a person. Everything from the row is neutralised.
-fn card(row: &TxRow, impact: &Impact, position: Option<(usize, usize)>) -> Vec<String> {
+/// A request as lines for a person; `from` names the wallet that signs it. Everything from the row
+/// is neutralised.
+fn card(row: &TxRow, impact: &Impact, from: &str, position: Option<(usize, usize)>) -> Vec<String> {
     let chain = ChainId::eip155(row.chain_id);
     let symbol = native_symbol(chain);
     let value = wei(&row.value_wei);
@@ -567,6 +668,7 @@ fn card(row: &TxRow, impact: &Impact, position: Option<(usize, usize)>) -> Vec<S
         vec![format!("{} {}", style(title).bold().for_stderr(), style(neutralize(&row.id)).dim().for_stderr())];
     lines.push(field("Agent", format!("{} ({})", neutralize(&row.agent_name), neutralize(&row.agent_id))));
     lines.push(field("Chain", chain.name().map_or_else(|| chain.to_string(), |n| format!("{n} ({chain})"))));
+    lines.push(field("From", from.to_owned()));
     let calls = row.data != "0x" && !row.data.is_empty();
     lines.push(field(if calls { "Contract" } else { "To" }, neutralize(&row.to)));
     lines.push(field("Value", format!("{value} wei ({} {symbol})", format_units(value, 18))));
@@ -646,6 +748,9 @@ mod tests {
 
     use super::*;
 
+    const FROM: &str =
+        "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266 (Anvil's test account: a public key, local chains only)";
+
     fn eth(tenths_of_milli: u64) -> U256 {
         U256::from(tenths_of_milli) * U256::from(100_000_000_000_000u64)
     }
@@ -684,13 +789,14 @@ mod tests {
     fn a_transfer_card_shows_what_a_person_decides_on() {
         console::set_colors_enabled_stderr(false);
         let impact = Impact::Limits { per_transaction: None, windows: vec![daily(eth(2), eth(3), eth(10_000))] };
-        let lines = card(&row(), &impact, Some((1, 2)));
+        let lines = card(&row(), &impact, FROM, Some((1, 2)));
         assert_eq!(lines[0], "Request 1 of 2 tx_0011223344556677");
         let text = lines.join("\n");
         let chain = format!("Chain    {} (eip155:31337)", ChainId::ANVIL.name().unwrap());
         for want in [
             "Agent    payer (ag_abc)",
             &chain,
+            "From     0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266 (Anvil's test account",
             "To       0xd8dA6BF26964aF9D7eEd9e03E53415D37aA96045",
             "Value    100000000000000 wei (0.0001 ETH)",
             "Action   Send 0.0001 ETH to 0xd8dA6BF26964aF9D7eEd9e03E53415D37aA96045",
@@ -713,7 +819,7 @@ mod tests {
         r.max_fee_wei = Some("52500000000000".into());
         r.detail = Some(json!({"gas": {"estimate": 21000, "limit": 21000}, "signing_rpc": "127.0.0.1:8545"}));
         let impact = Impact::Limits { per_transaction: Some(eth(1)), windows: vec![] };
-        let text = card(&r, &impact, None).join("\n");
+        let text = card(&r, &impact, FROM, None).join("\n");
         for want in [
             "Gas      21000 limit",
             "Fee      max 2.5 gwei per gas (priority 0.1 gwei) → at most 0.0000525 ETH",
@@ -794,7 +900,7 @@ mod tests {
         r.detail = Some(json!({"token": {"address": r.to, "symbol": "USDC", "decimals": 6,
             "amount": "1000000000", "allowance": "2000"}}));
         let impact = Impact::Limits { per_transaction: Some(eth(10_000)), windows: vec![] };
-        let text = card(&r, &impact, None).join("\n");
+        let text = card(&r, &impact, FROM, None).join("\n");
         assert!(text.contains("Contract 0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"), "{text}");
         assert!(
             text.contains("Token    1000 USDC (1000000000 base units, 6 decimals); allowance 2000 USDC at 0xA0b8"),
@@ -832,7 +938,7 @@ mod tests {
         let mut r = row();
         r.agent_name = "evil\u{1b}[2J\u{1b}[H".into();
         r.action = "Send\u{1b}]0;pwned\u{7}".into();
-        let text = card(&r, &Impact::NoLimits, Some((1, 1))).join("\n");
+        let text = card(&r, &Impact::NoLimits, FROM, Some((1, 1))).join("\n");
         assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text:?}");
         assert!(text.contains("evil\\x1b[2J\\x1b[H"), "{text}");
     }

@@ -60,6 +60,7 @@ pub async fn run(args: &JsonFlag, settings: &Settings, printer: Printer) -> anyh
 
     checks.push(local_chain(settings).await);
     checks.push(fee_caps(settings));
+    checks.push(signing_rpcs(settings));
     checks.push(match crate::sandbox::probe() {
         support @ crate::sandbox::Support::Available { scoped: true } => {
             check("sandbox", Level::Ok, support.describe(), None)
@@ -159,6 +160,27 @@ fn fee_caps(settings: &Settings) -> Check {
         }
     }
     check("fee caps", Level::Ok, parts.join("; "), None)
+}
+
+/// Which node fixes fees and nonces and broadcasts for each chain. Only the host is shown: a
+/// provider's RPC URL often carries its API key in the path or query.
+fn signing_rpcs(settings: &Settings) -> Check {
+    let mut parts: Vec<String> = settings
+        .config
+        .chains
+        .iter()
+        .filter_map(|(chain, c)| {
+            let url = parse_rpc_url(c.rpc.as_deref()?).ok()?;
+            Some(format!("{chain} through {}://{} (config.toml)", url.scheme(), url.host_str().unwrap_or("?")))
+        })
+        .collect();
+    let fix = parts.is_empty().then(|| {
+        "set `rpc` under `[chains.\"eip155:N\"]` in config.toml, so you choose the node that fixes a request's \
+         fees, not the agent's manifest"
+            .to_owned()
+    });
+    parts.push("other chains through the agent manifest's RPC (local chains: `local_rpc_url`)".into());
+    check("signing RPCs", Level::Ok, parts.join("; "), fix)
 }
 
 /// The next step for a key store that would not open, when its message does not already say one.

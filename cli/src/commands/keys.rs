@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use crate::{
     cli::{KeysArgs, KeysCommand, KeysProviderArg, KeysSetArgs},
-    printer::Printer,
+    printer::{Printer, prompt_term},
     settings::Settings,
 };
 
@@ -27,7 +27,18 @@ pub async fn run(args: &KeysArgs, settings: &Settings, printer: Printer) -> anyh
 }
 
 fn list(json: bool, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
-    let store = settings.keystore(printer)?;
+    // A fresh home has no key file to unlock: nothing is stored, and there is nothing to ask.
+    let Some(store) = settings.existing_keystore(printer)? else {
+        if json {
+            let out: Vec<_> = Provider::ALL
+                .iter()
+                .map(|p| json!({"provider": p.as_str(), "configured": false, "masked": null, "backend": null, "store": null}))
+                .collect();
+            return printer.json(&out);
+        }
+        printer.info(no_keys_yet(settings));
+        return Ok(());
+    };
     let mut rows = Vec::new();
     for p in Provider::ALL {
         let secret = store.get(p.as_str())?;
@@ -45,18 +56,28 @@ fn list(json: bool, settings: &Settings, printer: Printer) -> anyhow::Result<()>
             .collect();
         return printer.json(&out);
     }
+    if rows.iter().all(|(_, masked)| masked.is_none()) {
+        printer.info(no_keys_yet(settings));
+        printer.info(format!("Key store: {}", store.describe()));
+        return Ok(());
+    }
     let mut table = Table::new();
     table.load_preset(NOTHING).set_header(["PROVIDER", "KEY", ""]);
     for (p, masked) in &rows {
         let (key, hint) = match masked {
             Some(m) => (m.clone(), String::new()),
-            None => ("not configured".to_owned(), format!("assegai keys set {p}")),
+            None => ("not configured".to_owned(), settings.command(&format!("keys set {p}"))),
         };
         table.add_row([p.display_name().to_owned(), key, hint]);
     }
     printer.data(table);
     printer.info(format!("Key store: {}", store.describe()));
     Ok(())
+}
+
+/// What `keys list` says when no key is stored.
+fn no_keys_yet(settings: &Settings) -> String {
+    format!("No keys yet. Add one with `{}`.", settings.command("keys set openai"))
 }
 
 async fn set(args: &KeysSetArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
@@ -69,7 +90,7 @@ async fn set(args: &KeysSetArgs, settings: &Settings, printer: Printer) -> anyho
         Zeroizing::new(
             dialoguer::Password::new()
                 .with_prompt(format!("{} API key (input hidden)", provider.display_name()))
-                .interact()
+                .interact_on(&prompt_term())
                 .context("reading the key")?,
         )
     } else {

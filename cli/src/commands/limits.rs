@@ -14,7 +14,11 @@ use assegai_sdk::U256;
 use console::style;
 use serde_json::json;
 
-use crate::{cli::LimitsArgs, printer::Printer, settings::Settings};
+use crate::{
+    cli::LimitsArgs,
+    printer::{Printer, bar},
+    settings::Settings,
+};
 
 pub fn run(args: &LimitsArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
     let store = settings.store()?;
@@ -78,39 +82,4 @@ pub fn run(args: &LimitsArgs, settings: &Settings, printer: Printer) -> anyhow::
         }
     }
     Ok(())
-}
-
-/// `[███▒▒·····]`: settled, then pending, then room, in 20 cells.
-pub(crate) fn bar(settled: U256, pending: U256, limit: U256) -> String {
-    const CELLS: u64 = 20;
-    let cells = |v: U256| -> u64 {
-        if limit.is_zero() {
-            return if v.is_zero() { 0 } else { CELLS };
-        }
-        let scaled = v.saturating_mul(U256::from(CELLS)) / limit;
-        scaled.min(U256::from(CELLS)).to::<u64>()
-    };
-    let s = cells(settled);
-    let p = cells(settled.saturating_add(pending)).saturating_sub(s);
-    let rest = CELLS.saturating_sub(s + p);
-    format!(
-        "[{}{}{}]",
-        style("█".repeat(s as usize)).green(),
-        style("▒".repeat(p as usize)).yellow(),
-        "·".repeat(rest as usize)
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bars_fill_in_proportion() {
-        console::set_colors_enabled(false);
-        let eth = |n: u64| U256::from(n) * U256::from(10u64.pow(17));
-        assert_eq!(bar(eth(5), eth(1), eth(10)), format!("[{}{}{}]", "█".repeat(10), "▒".repeat(2), "·".repeat(8)));
-        assert_eq!(bar(U256::ZERO, U256::ZERO, eth(10)), format!("[{}]", "·".repeat(20)));
-        assert_eq!(bar(eth(30), U256::ZERO, eth(10)), format!("[{}]", "█".repeat(20)));
-    }
 }

@@ -3,7 +3,11 @@
 
 use std::time::Duration;
 
-use assegai_proxy::{agents, sanitize::neutralize, store::LogQuery};
+use assegai_proxy::{
+    agents,
+    sanitize::neutralize,
+    store::{LogQuery, Store},
+};
 use assegai_sdk::LogLevel;
 use console::{Style, style};
 
@@ -14,11 +18,9 @@ use crate::{
 };
 
 pub async fn run(args: &LogsArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
-    let store = settings.store()?;
-    let agent_id = match &args.agent {
-        Some(a) => Some(agents::find(&store, a)?.id),
-        None => None,
-    };
+    let store = settings.existing_store()?;
+    let agent = args.agent.as_deref().map(|a| agents::find(&store, a)).transpose()?;
+    let agent_id = agent.as_ref().map(|a| a.id.clone());
     let mut query = LogQuery { agent_id, level: args.level, after_id: None, limit: Some(args.lines) };
     let mut shown_any = false;
     loop {
@@ -44,25 +46,60 @@ pub async fn run(args: &LogsArgs, settings: &Settings, printer: Printer) -> anyh
         }
     }
     if !shown_any && !args.follow && !args.json.json {
-        printer.info("No log lines yet.");
+        let agent = agent.as_ref().map(|a| (a.id.as_str(), a.name.as_str()));
+        printer.info(nothing_matches(&store, settings, agent, args.level)?);
     }
     Ok(())
 }
 
-/// One log line for a person: time, agent, level, message, data — all agent text neutralised.
-pub fn format_line(agent: &str, level: LogLevel, message: &str, data: Option<&serde_json::Value>, at: i64) -> String {
-    let level_style = match level {
+/// What an empty `logs` says: which filter left nothing, and how many lines the looser listing
+/// shows (`No warn lines from `pyscout` (12 others: `assegai logs pyscout`)`).
+fn nothing_matches(
+    store: &Store,
+    settings: &Settings,
+    agent: Option<(&str, &str)>,
+    level: Option<LogLevel>,
+) -> anyhow::Result<String> {
+    let what = level.map_or_else(|| "log lines".to_owned(), |l| format!("{} lines", l.as_str()));
+    let (said, others, looser) = match agent {
+        None if level.is_none() => return Ok("No log lines yet.".to_owned()),
+        None => (format!("No {what}"), store.log_count(None, None)?, "logs".to_owned()),
+        Some((id, name)) => {
+            let name = neutralize(name);
+            match store.log_count(Some(id), None)? {
+                theirs if theirs > 0 && level.is_some() => {
+                    (format!("No {what} from `{name}`"), theirs, format!("logs {name}"))
+                }
+                _ => (format!("No log lines from `{name}`"), store.log_count(None, None)?, "logs".to_owned()),
+            }
+        }
+    };
+    Ok(match others {
+        0 if agent.is_none() => "No log lines yet.".to_owned(),
+        0 => format!("{said} yet."),
+        1 => format!("{said} (1 other: `{}`).", settings.command(&looser)),
+        n => format!("{said} ({n} others: `{}`).", settings.command(&looser)),
+    })
+}
+
+/// How a level is coloured wherever log lines are shown.
+pub fn level_style(level: LogLevel) -> Style {
+    match level {
         LogLevel::Debug => Style::new().dim(),
         LogLevel::Info => Style::new().blue(),
         LogLevel::Warn => Style::new().yellow(),
         LogLevel::Error => Style::new().red().bold(),
         LogLevel::Success => Style::new().green(),
-    };
+    }
+}
+
+/// One log line for a person: time, agent, level, message, data — all agent text neutralised.
+pub fn format_line(agent: &str, level: LogLevel, message: &str, data: Option<&serde_json::Value>, at: i64) -> String {
     let mut line = format!(
         "{} {} {} {}",
         style(timestamp(at)).dim(),
         style(format!("[{}]", neutralize(agent))).bold(),
-        level_style.apply_to(format!("{:<7}", level.as_str().to_uppercase())),
+        level_style(level).apply_to(format!("{:<7}", level.as_str().to_uppercase())),
         neutralize(message)
     );
     if let Some(data) = data {

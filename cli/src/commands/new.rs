@@ -63,12 +63,13 @@ pub fn run(args: &NewArgs, printer: Printer) -> anyhow::Result<()> {
         printer.info(format!("  assegai-sdk comes {}", sdk.describe()));
     }
     let run = format!("`assegai run {}`", shell_quote(&dir.display().to_string()));
-    let approve = "`assegai approve`";
-    let width = run.chars().count().max(approve.len());
     let what = if args.template == Template::Rust { "builds and starts it" } else { "starts it" };
-    printer.info("Next steps:");
-    printer.info(format!("  {run:width$}  {what} (and the proxy, if none is running)"));
-    printer.info(format!("  {approve:width$}  in another terminal: approve or reject the transfer it asks for"));
+    // What `run` does: it asks in its own terminal when it has one, else `assegai approve` does.
+    printer.info(format!("Next: {run} {what} (and the proxy, if none is running)."));
+    printer.info(
+        "  When the agent asks for its transfer, `run` shows the request and asks you right there; \
+         without a terminal (or with `--no-prompt`) decide with `assegai approve` in another one.",
+    );
     Ok(())
 }
 

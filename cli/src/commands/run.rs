@@ -15,7 +15,7 @@ use crate::{
         approve::{self, QueueOptions},
         proxy::open_keys,
     },
-    docker,
+    docker, engine_log,
     printer::Printer,
     runner::{self, AgentEnv},
     sandbox,
@@ -24,6 +24,9 @@ use crate::{
 
 pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
+    // The agent's output is what this command shows; the engine's lines go to a file.
+    settings.home.ensure()?;
+    engine_log::to_file(settings.home.root()).context("opening proxy.log in the home")?;
     // First, so that a Ctrl-C during the build or start-up is ours to handle.
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the Ctrl-C handler")?;
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -65,8 +68,14 @@ pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow
     };
 
     // Build before registering: a failed build leaves nothing behind.
-    let program = runner::build(&dir, &manifest, settings.home.root(), confine, printer).await?;
+    let program = tokio::select! {
+        program = runner::build(&dir, &manifest, settings.home.root(), confine, printer) => program?,
+        _ = interrupt.recv() => bail!("stopped during the build; nothing was registered"),
+        _ = term.recv() => bail!("stopped during the build; nothing was registered"),
+    };
 
+    // The key store the embedded proxy signs from, for the card to name the wallet.
+    let mut signing_keys = None;
     let (proxy_url, embedded) = match (running, keys) {
         (Some(status), _) => (agent_url(status.listen.parse().ok()), None),
         (None, keys) => {
@@ -74,6 +83,7 @@ pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow
                 Some(task) => task.await.context("opening the key store")?,
                 None => open_keys(&settings, printer),
             };
+            signing_keys = keys.as_ref().ok().cloned();
             let config = settings.config.clone();
             let proxy = match server::start(&settings.home, config.clone(), keys.clone()).await {
                 Err(assegai_proxy::Error::Bind { addr, .. }) => {
@@ -87,7 +97,10 @@ pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow
             (agent_url(Some(proxy.addr())), Some(proxy))
         }
     };
-    check_local_chains(&settings, &manifest, printer).await;
+    if engine_log::checking(check_local_chains(&settings, &manifest, printer)).await {
+        // Said in plain words with the fix; the engine's "upstream request failed" would repeat it.
+        engine_log::already_told();
+    }
 
     let registered = agents::register(&store, &manifest.name, &manifest, Some(&dir))?;
     if embedded.is_none() {
@@ -135,20 +148,24 @@ pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow
         printer.info("Transaction requests go to the `assegai approve` already open in another terminal.");
     } else {
         printer.info(format!(
-            "Approve or reject its transaction requests with `assegai approve --agent {}`.",
-            registered.id
+            "Approve or reject its transaction requests in another terminal with `{}`.",
+            settings.command(&format!("approve --agent {}", registered.id))
         ));
     }
     let mut child = runner::spawn(&program, &dir, &vars, &rules)?;
     drop(vars);
     // The agent leads a process group of its own: the id to stop it and whatever it starts.
     let group = child.id();
-    // What the agent logs through the proxy is in `assegai logs`; here its own output is the
-    // stream (the templates print what they log), so nothing shows twice.
+    // Its output and what it logs through the proxy, each line prefixed with its name (the
+    // templates log without printing, so nothing shows twice).
     let outputs = [
         runner::forward_lines(child.stdout.take().expect("piped"), &registered.name, false, printer),
         runner::forward_lines(child.stderr.take().expect("piped"), &registered.name, true, printer),
     ];
+    let logged = match &embedded {
+        Some(proxy) => runner::forward_logs(proxy.subscribe_logs(), &registered.id, &registered.name, printer),
+        None => runner::follow_logs(settings.store()?, &registered.id, &registered.name, printer)?,
+    };
     let (stop_queue, queue_stopped) = tokio::sync::watch::channel(false);
     let mut approvals = inline.then(|| {
         let settings = settings.clone();
@@ -157,6 +174,7 @@ pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow
             inline: true,
             stop: Some(queue_stopped),
             once: false,
+            keys: signing_keys,
         };
         tokio::spawn(async move { approve::queue(&settings, printer, &options).await })
     });
@@ -193,6 +211,8 @@ pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow
     for o in outputs {
         let _ = tokio::time::timeout(Duration::from_secs(2), o).await;
     }
+    // What it logged last is in the store (or the proxy's queue to it) by now or soon after.
+    let _ = tokio::time::timeout(Duration::from_secs(1), logged.finish()).await;
     let _ = stop_queue.send(true);
     if let Some(queue) = approvals.filter(|q| !q.is_finished()) {
         if crate::printer::prompt_open() {
@@ -252,9 +272,11 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("making {} private", dir.display()))
 }
 
-/// Says so when a local chain the agent uses does not answer, and how to start one.
-pub async fn check_local_chains(settings: &Settings, manifest: &Manifest, printer: Printer) {
-    let Ok(upstream) = Upstream::new(&settings.config) else { return };
+/// Says so when a local chain the agent uses does not answer, and how to start one; whether it
+/// warned.
+pub async fn check_local_chains(settings: &Settings, manifest: &Manifest, printer: Printer) -> bool {
+    let Ok(upstream) = Upstream::new(&settings.config) else { return false };
+    let mut warned = false;
     let chain = ChainClient::new(upstream, Arc::new(settings.config.clone()));
     for id in manifest.permissions.chains.iter().filter(|c| c.is_local()) {
         let Ok(url) = chain.rpc_url(manifest, *id) else { continue };
@@ -268,18 +290,26 @@ pub async fn check_local_chains(settings: &Settings, manifest: &Manifest, printe
                 let got: Option<String> = serde_json::from_str(raw.get()).ok();
                 let got = got.and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok());
                 if got.is_some_and(|g| g != id.id()) {
+                    warned = true;
                     printer.warn(format!(
                         "the node at {url} is chain {}, not {id} as the manifest says",
                         got.unwrap_or_default()
                     ));
                 }
             }
-            Ok(Err(e)) => printer.warn(format!(
-                "the local chain {id} at {url} does not answer ({e}); start one in another terminal with `anvil`, or set `local_rpc_url` in config.toml"
-            )),
-            Err(_) => printer.warn(format!(
-                "the local chain {id} at {url} did not answer within 3 s; start one in another terminal with `anvil`"
-            )),
+            Ok(Err(e)) => {
+                warned = true;
+                printer.warn(format!(
+                    "the local chain {id} at {url} does not answer ({e}); start one in another terminal with `anvil`, or set `local_rpc_url` in config.toml"
+                ));
+            }
+            Err(_) => {
+                warned = true;
+                printer.warn(format!(
+                    "the local chain {id} at {url} did not answer within 3 s; start one in another terminal with `anvil`"
+                ));
+            }
         }
     }
+    warned
 }

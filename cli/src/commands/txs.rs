@@ -2,7 +2,13 @@
 //! through the running proxy. Approving lives in `approve.rs`.
 
 use anyhow::bail;
-use assegai_proxy::{agents, sanitize::neutralize, store::TxRow, tx::policy::native_symbol, units::format_units};
+use assegai_proxy::{
+    agents,
+    sanitize::neutralize,
+    store::{Store, TxRow},
+    tx::policy::native_symbol,
+    units::format_units,
+};
 use assegai_sdk::{ChainId, U256, wire::TxStatus};
 use comfy_table::{Table, presets::NOTHING};
 use serde_json::{Value, json};
@@ -14,27 +20,65 @@ use crate::{
 };
 
 pub fn history(args: &TxsArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
-    let store = settings.store()?;
+    let store = settings.existing_store()?;
     let agent = args.agent.as_deref().map(|a| agents::find(&store, a)).transpose()?;
     let rows = store.txs(agent.as_ref().map(|a| a.id.as_str()), args.status, args.limit)?;
-    print_rows(&rows, args.json.json, printer, "No transaction requests yet.")
+    let empty = if rows.is_empty() && !args.json.json {
+        let agent = agent.as_ref().map(|a| (a.id.as_str(), a.name.as_str()));
+        nothing_matches(&store, settings, agent, args.status)?
+    } else {
+        String::new()
+    };
+    print_rows(&rows, args.json.json, printer, &empty)
+}
+
+/// What an empty `txs` says: which filter left nothing, and how many requests the looser listing
+/// shows (`No confirmed requests for `pyscout` (1 other: `assegai txs --agent pyscout`)`).
+fn nothing_matches(
+    store: &Store,
+    settings: &Settings,
+    agent: Option<(&str, &str)>,
+    status: Option<TxStatus>,
+) -> anyhow::Result<String> {
+    let count = |agent_id: &str| -> anyhow::Result<u64> { Ok(store.tx_counts(agent_id)?.iter().map(|(_, n)| n).sum()) };
+    let everyone =
+        || -> anyhow::Result<u64> { store.list_agents()?.iter().map(|a| count(&a.id)).sum::<anyhow::Result<u64>>() };
+    let what = status.map_or_else(|| "transaction requests".to_owned(), |s| format!("{} requests", s.as_str()));
+    let (said, others, looser) = match agent {
+        None if status.is_none() => return Ok("No transaction requests yet.".to_owned()),
+        None => (format!("No {what}"), everyone()?, "txs".to_owned()),
+        Some((id, name)) => {
+            let name = neutralize(name);
+            let theirs = count(id)?;
+            match status {
+                Some(_) if theirs > 0 => (format!("No {what} for `{name}`"), theirs, format!("txs --agent {name}")),
+                _ => (format!("No transaction requests for `{name}`"), everyone()?, "txs".to_owned()),
+            }
+        }
+    };
+    Ok(match others {
+        0 if agent.is_none() => "No transaction requests yet.".to_owned(),
+        0 => format!("{said} yet."),
+        1 => format!("{said} (1 other: `{}`).", settings.command(&looser)),
+        n => format!("{said} ({n} others: `{}`).", settings.command(&looser)),
+    })
 }
 
 pub async fn reject(args: &RejectArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
     let store = settings.store()?;
     let Some(row) = store.tx(&args.id)? else {
-        bail!("no transaction request `{}` (see `assegai approve --list`)", neutralize(&args.id));
+        bail!("no transaction request `{}` (see `{}`)", neutralize(&args.id), settings.command("approve --list"));
     };
     if row.status != TxStatus::Pending {
         bail!("request {} is already {}; only pending requests can be rejected", row.id, row.status.as_str());
     }
     match settings.admin().reject_tx(&row.id).await? {
         Some(true) => {}
-        Some(false) => bail!("request {} was decided meanwhile (see `assegai txs`)", row.id),
+        Some(false) => bail!("request {} was decided meanwhile (see `{}`)", row.id, settings.command("txs")),
         None => {
             // No proxy: nobody waits for it; record the decision directly.
             if !store.decide_tx(&row.id, TxStatus::Pending, TxStatus::Rejected, Some("rejected by user"), "cli")? {
-                bail!("request {} was decided meanwhile (see `assegai txs`)", row.id);
+                bail!("request {} was decided meanwhile (see `{}`)", row.id, settings.command("txs"));
             }
         }
     }

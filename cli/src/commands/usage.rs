@@ -2,13 +2,25 @@
 //! settled spend, and what the calls in flight on the running proxy reserve against budgets. Costs
 //! of models without a known price are shown as unknown, never as 0; calls whose tokens are the
 //! proxy's estimate (their reply gave no final usage) get rows of their own, marked `estimated`.
+//! `--by day` draws the cost of each day as a bar instead (the bars of `limits`).
 
 use anyhow::bail;
-use assegai_proxy::{agents, ai::budget::InFlight, sanitize::neutralize, store::now_ms, units::format_usd};
+use assegai_proxy::{
+    agents,
+    ai::budget::InFlight,
+    sanitize::neutralize,
+    store::{Store, now_ms},
+    units::format_usd,
+};
+use assegai_sdk::U256;
 use comfy_table::{Table, presets::NOTHING};
 use serde_json::json;
 
-use crate::{cli::UsageArgs, printer::Printer, settings::Settings};
+use crate::{
+    cli::{UsageArgs, UsagePeriod},
+    printer::{Printer, bar, timestamp},
+    settings::Settings,
+};
 
 pub async fn run(args: &UsageArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
     let since_ms = match parse_since(&args.since) {
@@ -16,8 +28,18 @@ pub async fn run(args: &UsageArgs, settings: &Settings, printer: Printer) -> any
         None if args.since == "all" => 0,
         None => bail!("`--since {}` is not a duration: use e.g. 30m, 24h, 7d or `all`", args.since),
     };
-    let store = settings.store()?;
+    let store = settings.existing_store()?;
     let agent = args.agent.as_deref().map(|a| agents::find(&store, a)).transpose()?;
+    if args.by == Some(UsagePeriod::Day) {
+        return by_day(
+            args,
+            &store,
+            settings,
+            agent.as_ref().map(|a| (a.id.as_str(), a.name.as_str())),
+            since_ms,
+            printer,
+        );
+    }
     let rows = store.usage_summary(agent.as_ref().map(|a| a.id.as_str()), since_ms)?;
     let total_calls: u64 = rows.iter().map(|r| r.calls).sum();
     let total_cost: u64 = rows.iter().map(|r| r.cost_nano_usd).sum();
@@ -77,10 +99,8 @@ pub async fn run(args: &UsageArgs, settings: &Settings, printer: Printer) -> any
         format!("In flight: {} reserving {} USD: {}", calls(flying_calls), usd(reserved), who.join(", "))
     };
     if rows.is_empty() {
-        match args.since.as_str() {
-            "all" => printer.info("No AI calls yet."),
-            since => printer.info(format!("No AI calls in the last {since}.")),
-        }
+        let agent = agent.as_ref().map(|a| (a.id.as_str(), a.name.as_str()));
+        printer.info(nothing_matches(&store, settings, agent, &args.since)?);
         if flying_calls > 0 {
             printer.data(in_flight_line());
         }
@@ -137,6 +157,111 @@ pub async fn run(args: &UsageArgs, settings: &Settings, printer: Printer) -> any
     };
     printer.data(format!("Settled: {settled}{estimated}."));
     printer.data(if flying_calls == 0 { "In flight: none.".to_owned() } else { in_flight_line() });
+    Ok(())
+}
+
+/// What an empty `usage` says: which filter left nothing, and how many calls the looser listing
+/// shows (`No AI calls for `pyscout` in the last 30d (4 others: `assegai usage --agent pyscout --since all`)`).
+fn nothing_matches(
+    store: &Store,
+    settings: &Settings,
+    agent: Option<(&str, &str)>,
+    since: &str,
+) -> anyhow::Result<String> {
+    let calls_of = |agent_id: Option<&str>, since_ms: i64| -> anyhow::Result<u64> {
+        Ok(store.usage_summary(agent_id, since_ms)?.iter().map(|r| r.calls).sum())
+    };
+    let window = parse_since(since).map(|ms| now_ms() - ms);
+    let in_window = if window.is_some() { format!(" in the last {since}") } else { String::new() };
+    let (said, others, looser) = match (agent, window) {
+        (None, None) => return Ok("No AI calls yet.".to_owned()),
+        (None, Some(_)) => (format!("No AI calls{in_window}"), calls_of(None, 0)?, "usage --since all".to_owned()),
+        (Some((id, name)), window) => {
+            let name = neutralize(name);
+            match calls_of(Some(id), 0)? {
+                theirs if theirs > 0 && window.is_some() => (
+                    format!("No AI calls for `{name}`{in_window}"),
+                    theirs,
+                    format!("usage --agent {name} --since all"),
+                ),
+                _ => {
+                    let since_flag = if window.is_some() { format!(" --since {since}") } else { String::new() };
+                    (
+                        format!("No AI calls for `{name}`{in_window}"),
+                        calls_of(None, window.unwrap_or(0))?,
+                        format!("usage{since_flag}"),
+                    )
+                }
+            }
+        }
+    };
+    Ok(match others {
+        0 if agent.is_none() => "No AI calls yet.".to_owned(),
+        0 => format!("{said}."),
+        1 => format!("{said} (1 other: `{}`).", settings.command(&looser)),
+        n => format!("{said} ({n} others: `{}`).", settings.command(&looser)),
+    })
+}
+
+/// `usage --by day`: the cost of each UTC day as a bar against the dearest day, the days without
+/// calls between them included.
+fn by_day(
+    args: &UsageArgs,
+    store: &Store,
+    settings: &Settings,
+    agent: Option<(&str, &str)>,
+    since_ms: i64,
+    printer: Printer,
+) -> anyhow::Result<()> {
+    const DAY_MS: i64 = 86_400_000;
+    let days = store.usage_by_day(agent.map(|(id, _)| id), since_ms)?;
+    if args.json.json {
+        let out: Vec<_> = days
+            .iter()
+            .map(|(day, calls, nano, unpriced)| {
+                json!({"day": &timestamp(*day)[..10], "calls": calls, "cost_usd": cost_json(*nano, *unpriced, *calls),
+                       "unpriced_calls": unpriced})
+            })
+            .collect();
+        return printer.json(&json!({"since_ms": since_ms, "agent_id": agent.map(|(id, _)| id), "days": out}));
+    }
+    let (Some(first), Some(last)) = (days.first(), days.last()) else {
+        printer.info(nothing_matches(store, settings, agent, &args.since)?);
+        return Ok(());
+    };
+    let whose = agent.map_or_else(String::new, |(_, name)| format!(" of `{}`", neutralize(name)));
+    let window =
+        if args.since == "all" { "since the first call".to_owned() } else { format!("in the last {}", args.since) };
+    printer.data(format!("AI cost per day{whose} (USD, UTC days), {window}:"));
+    let dearest = days.iter().map(|(_, _, nano, _)| *nano).max().unwrap_or(0);
+    // Every day from the first to the last with calls, so that gaps show as gaps (up to a year).
+    let span: Vec<i64> = if (last.0 - first.0) / DAY_MS <= 366 {
+        (0..=(last.0 - first.0) / DAY_MS).map(|i| first.0 + i * DAY_MS).collect()
+    } else {
+        days.iter().map(|(day, ..)| *day).collect()
+    };
+    for day in span {
+        let date = &timestamp(day)[..10];
+        match days.iter().find(|(d, ..)| *d == day) {
+            Some((_, n, nano, unpriced)) => {
+                let unknown = if *unpriced > 0 { format!(" + {unpriced} unpriced") } else { String::new() };
+                printer.data(format!(
+                    "  {date} {} {:>10} · {}{unknown}",
+                    bar(U256::from(*nano), U256::ZERO, U256::from(dearest)),
+                    usd(*nano),
+                    calls(*n)
+                ));
+            }
+            None => printer.data(format!("  {date} {}", bar(U256::ZERO, U256::ZERO, U256::from(dearest.max(1))))),
+        }
+    }
+    let (n, nano, unpriced) = days.iter().fold((0, 0, 0), |(c, n, u), d| (c + d.1, n + d.2, u + d.3));
+    let cost = match cost_text(nano, unpriced, n) {
+        unknown if unknown == "unknown" => unknown,
+        known => format!("{known} USD"),
+    };
+    let active = if days.len() == 1 { "1 day".to_owned() } else { format!("{} days", days.len()) };
+    printer.data(format!("  Total: {cost} ({} on {active})", calls(n)));
     Ok(())
 }
 

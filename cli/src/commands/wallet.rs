@@ -81,7 +81,7 @@ async fn import(args: &WalletImportArgs, settings: &Settings, printer: Printer) 
                     dialoguer::Password::new()
                         .with_prompt(format!("Password for {}", path.display()))
                         .allow_empty_password(true)
-                        .interact()
+                        .interact_on(&crate::printer::prompt_term())
                         .context("reading the password")?,
                 ),
                 Err(_) => bail!("no terminal to ask for the keystore's password; set {KEYSTORE_PASSWORD}"),
@@ -99,7 +99,7 @@ async fn import(args: &WalletImportArgs, settings: &Settings, printer: Printer) 
                 Zeroizing::new(
                     dialoguer::Password::new()
                         .with_prompt("Private key, hex (input hidden)")
-                        .interact()
+                        .interact_on(&crate::printer::prompt_term())
                         .context("reading the key")?,
                 )
             } else {
@@ -160,5 +160,9 @@ fn confirm(yes: bool, printer: Printer, question: &str) -> anyhow::Result<bool> 
     if !printer.interactive() {
         return Ok(false);
     }
-    dialoguer::Confirm::new().with_prompt(question).default(false).interact().context("reading your answer")
+    dialoguer::Confirm::new()
+        .with_prompt(question)
+        .default(false)
+        .interact_on(&crate::printer::prompt_term())
+        .context("reading your answer")
 }

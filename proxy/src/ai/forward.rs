@@ -30,7 +30,7 @@ use crate::{
     extract::ApiPath,
     manifest::Provider,
     ratelimit::Service,
-    server::AppState,
+    state::AppState,
     store::now_ms,
 };
 

@@ -15,7 +15,7 @@ use assegai_sdk::{
 use serde::Serialize;
 use serde_json::json;
 
-use crate::{Error, Result, auth::Agent, server::AppState};
+use crate::{Error, Result, auth::Agent, state::AppState};
 
 sol! {
     function allowance(address owner, address spender) external view returns (uint256);
@@ -46,11 +46,8 @@ pub struct Granted {
 /// The approvals `agent`'s confirmed requests granted, newest first, each (chain, token, spender)
 /// once, with what the chain says is left.
 pub async fn granted(state: &AppState, agent: &Agent) -> Result<Vec<Granted>> {
-    let store = state.store().clone();
     let id = agent.id.clone();
-    let rows = tokio::task::spawn_blocking(move || store.txs(Some(&id), Some(TxStatus::Confirmed), u32::MAX))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
+    let rows = state.db(move |s| s.txs(Some(&id), Some(TxStatus::Confirmed), u32::MAX)).await?;
     let mut seen: Vec<(u64, Address, Address)> = Vec::new();
     let mut out = Vec::new();
     for row in rows {

@@ -31,7 +31,7 @@ use tokio::sync::oneshot;
 use crate::{
     Error, Result,
     auth::Agent,
-    server::AppState,
+    state::AppState,
     store::{NewTx, now_ms},
 };
 
@@ -177,12 +177,8 @@ pub async fn queue(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Resu
     };
     // Registered before the row exists, so a decision made the instant it appears is not lost.
     let decision = state.approvals().register(&id);
-    let store = state.store().clone();
     let windows = limits::windows(spending);
-    let exceeded = tokio::task::spawn_blocking(move || store.insert_pending_tx(&row, &windows))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    match exceeded {
+    match state.db(move |s| s.insert_pending_tx(&row, &windows)).await {
         Ok(None) => {}
         Ok(Some(window)) => {
             state.approvals().forget(&id);
@@ -191,7 +187,7 @@ pub async fn queue(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Resu
         }
         Err(e) => {
             state.approvals().forget(&id);
-            return Err(e.into());
+            return Err(e);
         }
     }
     let signing = signer::Signing {
@@ -211,11 +207,8 @@ pub async fn queue(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Resu
 async fn token_facts(state: &AppState, agent: &Agent, parsed: &policy::Parsed) -> Result<policy::Facts> {
     let Some(token) = parsed.token() else { return Ok(policy::Facts::default()) };
     let chain = parsed.chain;
-    let store = state.store().clone();
     let (id, key) = (agent.id.clone(), token.to_checksum(None));
-    let set = tokio::task::spawn_blocking(move || store.allowance(&id, chain.id(), &key))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
+    let set = state.db(move |s| s.allowance(&id, chain.id(), &key)).await?;
     let allowance = set.map(|row| row.amount).or_else(|| {
         agent.manifest.allowances.get(&chain).and_then(|tokens| tokens.get(&token)).map(|a| a.as_str().to_owned())
     });
@@ -302,11 +295,8 @@ async fn wait(
         Ok(Ok(Decision::Approved)) => match sign_and_send(&state, &signing, rpc).await {
             Ok(sent) => {
                 let hash = sent.hash;
-                let store = state.store().clone();
                 let (key, text) = (id.clone(), hash.to_string());
-                tokio::task::spawn_blocking(move || store.set_tx_hash(&key, &text))
-                    .await
-                    .map_err(|e| Error::Internal(e.to_string()))??;
+                state.db(move |s| s.set_tx_hash(&key, &text)).await?;
                 tokio::spawn(watch(state.clone(), id, sent));
                 Ok(hash)
             }
@@ -329,11 +319,8 @@ async fn wait(
                 Err(Error::ApprovalTimeout)
             } else {
                 // Decided in the same instant the timeout fired: report what really happened.
-                let store = state.store().clone();
                 let key = id.clone();
-                let row = tokio::task::spawn_blocking(move || store.tx(&key))
-                    .await
-                    .map_err(|e| Error::Internal(e.to_string()))??;
+                let row = state.db(move |s| s.tx(&key)).await?;
                 match row.map(|r| r.status) {
                     Some(TxStatus::Rejected) => Err(Error::Rejected),
                     _ => Err(Error::ApprovalTimeout),
@@ -344,11 +331,8 @@ async fn wait(
 }
 
 async fn mark(state: &AppState, id: &str, from: TxStatus, to: TxStatus, why: &str) -> Result<bool> {
-    let store = state.store().clone();
     let (id, why) = (id.to_owned(), why.to_owned());
-    Ok(tokio::task::spawn_blocking(move || store.decide_tx(&id, from, to, Some(&why), "proxy"))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??)
+    state.db(move |s| s.decide_tx(&id, from, to, Some(&why), "proxy")).await
 }
 
 /// Signs exactly what was approved, through the RPC its fees were read from.
@@ -372,10 +356,8 @@ async fn watch(state: AppState, id: String, sent: signer::Sent) {
     } else {
         (TxStatus::Reverted, Some("the transaction reverted"))
     };
-    let store = state.store().clone();
     let key = id.clone();
-    let settled = tokio::task::spawn_blocking(move || store.settle_tx(&key, to, outcome.fee_wei, why)).await;
-    if let Ok(Err(e)) | Err(e) = settled.map_err(|e| crate::store::StoreError::Corrupt(e.to_string())) {
+    if let Err(e) = state.db(move |s| s.settle_tx(&key, to, outcome.fee_wei, why)).await {
         tracing::warn!(tx = %id, error = %e, "cannot record the receipt");
     }
 }
@@ -383,12 +365,8 @@ async fn watch(state: AppState, id: String, sent: signer::Sent) {
 /// Approves a pending request (from the admin API): records it, then wakes the waiting agent's
 /// request, which signs and broadcasts.
 pub async fn approve(state: &AppState, id: &str, by: &str) -> Result<bool> {
-    let store = state.store().clone();
     let (key, who) = (id.to_owned(), by.to_owned());
-    let changed =
-        tokio::task::spawn_blocking(move || store.decide_tx(&key, TxStatus::Pending, TxStatus::Approved, None, &who))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))??;
+    let changed = state.db(move |s| s.decide_tx(&key, TxStatus::Pending, TxStatus::Approved, None, &who)).await?;
     if changed && !state.approvals().decide(id, Decision::Approved) {
         // Nobody waits (the agent's request already timed out in this instant): undo.
         mark(state, id, TxStatus::Approved, TxStatus::Expired, "nobody was waiting any more").await?;
@@ -399,13 +377,10 @@ pub async fn approve(state: &AppState, id: &str, by: &str) -> Result<bool> {
 
 /// Rejects a pending request (from the admin API): records it, then wakes the waiting agent.
 pub async fn reject(state: &AppState, id: &str, by: &str) -> Result<bool> {
-    let store = state.store().clone();
     let (key, who) = (id.to_owned(), by.to_owned());
-    let changed = tokio::task::spawn_blocking(move || {
-        store.decide_tx(&key, TxStatus::Pending, TxStatus::Rejected, Some("rejected by user"), &who)
-    })
-    .await
-    .map_err(|e| Error::Internal(e.to_string()))??;
+    let changed = state
+        .db(move |s| s.decide_tx(&key, TxStatus::Pending, TxStatus::Rejected, Some("rejected by user"), &who))
+        .await?;
     if changed {
         state.approvals().decide(id, Decision::Rejected(by.to_owned()));
     }
@@ -414,11 +389,8 @@ pub async fn reject(state: &AppState, id: &str, by: &str) -> Result<bool> {
 
 /// The kill switch's second half: rejects every pending request of an agent. Returns how many.
 pub async fn reject_all_of(state: &AppState, agent_id: &str, by: &str) -> Result<usize> {
-    let store = state.store().clone();
     let key = agent_id.to_owned();
-    let pending = tokio::task::spawn_blocking(move || store.txs(Some(&key), Some(TxStatus::Pending), u32::MAX))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
+    let pending = state.db(move |s| s.txs(Some(&key), Some(TxStatus::Pending), u32::MAX)).await?;
     let mut n = 0;
     for row in pending {
         if reject(state, &row.id, by).await? {

@@ -6,8 +6,9 @@
 //! before the user's wallet signs anything.
 //!
 //! What it does: logs the names of the environment variables it sees, reads its wallet address
-//! and balance on the local chain, asks for a 0.0001 ETH transfer, then logs a heartbeat until it
-//! gets SIGTERM or Ctrl-C.
+//! and balance on the first chain its manifest allows, asks for a 0.0001 ETH transfer there, then
+//! logs a heartbeat until it gets SIGTERM or Ctrl-C. What it logs goes to the proxy, and
+//! `assegai run` shows it with the agent's output (`assegai logs` later).
 
 use std::{
     future::Future,
@@ -17,8 +18,8 @@ use std::{
 use anyhow::Context;
 use assegai_sdk::{Assegai, ChainId, Error, LogLevel, U256, wire::TxRequest};
 
-/// The chain this agent works on: the local Anvil node, the only chain its manifest allows.
-const CHAIN: ChainId = ChainId::ANVIL;
+/// Its manifest, as it was when the agent was built (`assegai run` builds it before every run).
+const MANIFEST: &str = include_str!("../assegai.json");
 /// Who receives the example transfer.
 const RECIPIENT: &str = "0xd8dA6BF26964aF9D7eEd9e03E53415D37aA96045";
 /// 0.0001 ETH, in wei.
@@ -44,7 +45,20 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The chain this agent works on: the first one its manifest allows (`permissions.chains`).
+fn chain() -> anyhow::Result<ChainId> {
+    let manifest: serde_json::Value =
+        serde_json::from_str(MANIFEST).context("reading assegai.json")?;
+    let first = manifest["permissions"]["chains"][0]
+        .as_str()
+        .context("assegai.json allows no chain (`permissions.chains` is empty)")?;
+    first
+        .parse()
+        .with_context(|| format!("`{first}` in assegai.json is not a chain id such as eip155:1"))
+}
+
 async fn work(assegai: &Assegai) -> anyhow::Result<()> {
+    let chain = chain()?;
     // Names only, never values: a value could be a secret.
     let mut names: Vec<String> = std::env::vars_os()
         .map(|(name, _)| name.to_string_lossy().into_owned())
@@ -58,12 +72,12 @@ async fn work(assegai: &Assegai) -> anyhow::Result<()> {
     .await;
 
     let me = assegai
-        .wallet_address(CHAIN)
+        .wallet_address(chain)
         .await
         .context("asking the proxy for the wallet address")?;
-    say(assegai, LogLevel::Info, format!("wallet on {CHAIN}: {me}")).await;
+    say(assegai, LogLevel::Info, format!("wallet on {chain}: {me}")).await;
     let wei = assegai
-        .balance(CHAIN, me)
+        .balance(chain, me)
         .await
         .context("reading the wallet's balance")?;
     say(
@@ -73,15 +87,15 @@ async fn work(assegai: &Assegai) -> anyhow::Result<()> {
     )
     .await;
 
-    request_transfer(assegai).await?;
+    request_transfer(assegai, chain).await?;
     heartbeat(assegai).await
 }
 
 /// Asks for the example transfer and waits for a person to decide. A "no" or no answer is part of
 /// normal life for an agent: it logs it and carries on.
-async fn request_transfer(assegai: &Assegai) -> anyhow::Result<()> {
+async fn request_transfer(assegai: &Assegai, chain: ChainId) -> anyhow::Result<()> {
     let request = TxRequest {
-        chain: CHAIN,
+        chain,
         to: RECIPIENT.into(),
         value: AMOUNT_WEI.to_string(),
         data: None,
@@ -91,7 +105,7 @@ async fn request_transfer(assegai: &Assegai) -> anyhow::Result<()> {
     say(
         assegai,
         LogLevel::Info,
-        format!("requesting a transfer of {amount} ETH to {RECIPIENT}; approve it with `assegai approve`"),
+        format!("requesting a transfer of {amount} ETH to {RECIPIENT}; it waits for your decision"),
     )
     .await;
     match assegai.request_transaction(&request).await {
@@ -146,12 +160,12 @@ async fn heartbeat(assegai: &Assegai) -> anyhow::Result<()> {
     }
 }
 
-/// Prints a line on this agent's output and sends it to the proxy, which stores it for
-/// `assegai logs`. A line the proxy does not take is reported on stderr; it is never fatal.
+/// Sends a line to the proxy, which stores it for `assegai logs` (and `assegai run` shows it), so
+/// it is not printed here too. A line the proxy does not take is printed on stderr instead; it is
+/// never fatal.
 async fn say(assegai: &Assegai, level: LogLevel, message: String) {
-    println!("[{}] {message}", level.as_str());
-    if let Err(e) = assegai.log(level, message, None).await {
-        eprintln!("[warn] could not send that line to the Assegai proxy: {e}");
+    if let Err(e) = assegai.log(level, message.clone(), None).await {
+        eprintln!("[{}] {message} (not sent to the Assegai proxy: {e})", level.as_str());
     }
 }
 

@@ -1,0 +1,194 @@
+//! Agents: registration (one id per directory, names unique), pause, token revocation, removal.
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use super::{Result, Store, StoreError, audit::insert_audit, now_ms};
+
+/// A registered agent, as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentRow {
+    /// Stable id (`ag_…`).
+    pub id: String,
+    /// Unique display name.
+    pub name: String,
+    /// Manifest JSON.
+    #[serde(skip)]
+    pub manifest: String,
+    /// Where it was registered from, if by `assegai run`.
+    pub source_dir: Option<String>,
+    /// Paused by the kill switch.
+    pub paused: bool,
+    /// Registration time (ms).
+    pub created_at: i64,
+    /// Last update (ms).
+    pub updated_at: i64,
+    /// SHA-256 of the current token.
+    #[serde(skip)]
+    pub token_hash: Option<[u8; 32]>,
+}
+
+impl Store {
+    /// Registers an agent, or updates the one with this name, and sets its token hash.
+    /// Returns the row and whether it is new. The audit event is written in the same transaction.
+    pub fn upsert_agent(
+        &self,
+        new_id: &str,
+        name: &str,
+        manifest_json: &str,
+        source_dir: Option<&str>,
+        token_hash: &[u8; 32],
+    ) -> Result<(AgentRow, bool)> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let now = now_ms();
+        let by_name: Option<(String, Option<String>)> = tx
+            .query_row("SELECT id, source_dir FROM agents WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(|e| self.err(e))?;
+        // An agent run from a directory keeps its id across runs, even if its manifest renames it;
+        // a name is never taken over from an agent that runs from another directory.
+        let by_dir: Option<String> = match source_dir {
+            Some(dir) => tx
+                .query_row("SELECT id FROM agents WHERE source_dir = ?1", [dir], |r| r.get(0))
+                .optional()
+                .map_err(|e| self.err(e))?,
+            None => None,
+        };
+        if let (Some(dir), Some((other, Some(other_dir)))) = (source_dir, &by_name)
+            && other_dir != dir
+            && by_dir.as_ref() != Some(other)
+        {
+            return Err(StoreError::NameTakenElsewhere { name: name.to_owned(), dir: other_dir.clone() });
+        }
+        if let (Some(mine), Some((other, _))) = (&by_dir, &by_name)
+            && mine != other
+        {
+            return Err(StoreError::NameTaken(name.to_owned()));
+        }
+        let existing = by_dir.or(by_name.map(|(id, _)| id));
+        let (id, created) = match existing {
+            Some(id) => {
+                tx.execute(
+                    "UPDATE agents SET name = ?5, manifest = ?2, source_dir = COALESCE(?3, source_dir), updated_at = ?4
+                     WHERE id = ?1",
+                    params![id, manifest_json, source_dir, now, name],
+                )
+                .map_err(|e| self.err(e))?;
+                (id, false)
+            }
+            None => {
+                tx.execute(
+                    "INSERT INTO agents (id, name, manifest, source_dir, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                    params![new_id, name, manifest_json, source_dir, now],
+                )
+                .map_err(|e| self.err(e))?;
+                (new_id.to_owned(), true)
+            }
+        };
+        tx.execute(
+            "INSERT INTO agent_tokens (agent_id, token_hash, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (agent_id) DO UPDATE SET token_hash = excluded.token_hash, created_at = excluded.created_at",
+            params![id, &token_hash[..], now],
+        )
+        .map_err(|e| self.err(e))?;
+        let kind = if created { "agent.registered" } else { "agent.token_rotated" };
+        insert_audit(&tx, "cli", kind, Some(&id), None).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        drop(conn);
+        let row = self.agent(&id)?.ok_or_else(|| StoreError::Corrupt(format!("agent {id} vanished")))?;
+        Ok((row, created))
+    }
+
+    /// The agent with this id.
+    pub fn agent(&self, id: &str) -> Result<Option<AgentRow>> {
+        self.conn()
+            .query_row(&format!("{AGENT_SELECT} WHERE a.id = ?1"), [id], agent_from_row)
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The agent with this id, or else this name.
+    pub fn find_agent(&self, id_or_name: &str) -> Result<Option<AgentRow>> {
+        self.conn()
+            .query_row(
+                &format!("{AGENT_SELECT} WHERE a.id = ?1 OR a.name = ?1 ORDER BY a.id = ?1 DESC LIMIT 1"),
+                [id_or_name],
+                agent_from_row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every agent, by name.
+    pub fn list_agents(&self) -> Result<Vec<AgentRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("{AGENT_SELECT} ORDER BY a.name")).map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], agent_from_row).map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Pauses or resumes an agent, with an audit event. Returns whether the flag changed.
+    pub fn set_paused(&self, id: &str, paused: bool, by: &str) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let n = tx
+            .execute(
+                "UPDATE agents SET paused = ?2, updated_at = ?3 WHERE id = ?1 AND paused != ?2",
+                params![id, paused, now_ms()],
+            )
+            .map_err(|e| self.err(e))?;
+        if n > 0 {
+            let kind = if paused { "agent.paused" } else { "agent.resumed" };
+            insert_audit(&tx, by, kind, Some(id), None).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+
+    /// Revokes the agent's token if it is still `token_hash` (a later registration's token stays),
+    /// with an audit event. Returns whether a token was revoked.
+    pub fn revoke_token(&self, id: &str, token_hash: &[u8; 32], why: &str) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let n = tx
+            .execute("DELETE FROM agent_tokens WHERE agent_id = ?1 AND token_hash = ?2", params![id, &token_hash[..]])
+            .map_err(|e| self.err(e))?;
+        if n > 0 {
+            let detail = serde_json::json!({ "why": why });
+            insert_audit(&tx, "cli", "agent.token_revoked", Some(id), Some(&detail)).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+
+    /// Removes an agent and its token (its logs and audit trail stay). Returns whether it existed.
+    pub fn remove_agent(&self, id: &str) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let n = tx.execute("DELETE FROM agents WHERE id = ?1", [id]).map_err(|e| self.err(e))?;
+        if n > 0 {
+            insert_audit(&tx, "cli", "agent.removed", Some(id), None).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+}
+
+pub(super) const AGENT_SELECT: &str =
+    "SELECT a.id, a.name, a.manifest, a.source_dir, a.paused, a.created_at, a.updated_at, t.token_hash
+     FROM agents a LEFT JOIN agent_tokens t ON t.agent_id = a.id";
+
+pub(super) fn agent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRow> {
+    let hash: Option<Vec<u8>> = r.get(7)?;
+    Ok(AgentRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        manifest: r.get(2)?,
+        source_dir: r.get(3)?,
+        paused: r.get(4)?,
+        created_at: r.get(5)?,
+        updated_at: r.get(6)?,
+        token_hash: hash.and_then(|h| h.try_into().ok()),
+    })
+}
