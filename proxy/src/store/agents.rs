@@ -40,19 +40,15 @@ impl Store {
         token_hash: &[u8; 32],
     ) -> Result<(AgentRow, bool)> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let tx = conn.transaction()?;
         let now = now_ms();
         let by_name: Option<(String, Option<String>)> = tx
             .query_row("SELECT id, source_dir FROM agents WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()
-            .map_err(|e| self.err(e))?;
+            .optional()?;
         // An agent run from a directory keeps its id across runs, even if its manifest renames it;
         // a name is never taken over from an agent that runs from another directory.
         let by_dir: Option<String> = match source_dir {
-            Some(dir) => tx
-                .query_row("SELECT id FROM agents WHERE source_dir = ?1", [dir], |r| r.get(0))
-                .optional()
-                .map_err(|e| self.err(e))?,
+            Some(dir) => tx.query_row("SELECT id FROM agents WHERE source_dir = ?1", [dir], |r| r.get(0)).optional()?,
             None => None,
         };
         if let (Some(dir), Some((other, Some(other_dir)))) = (source_dir, &by_name)
@@ -73,16 +69,14 @@ impl Store {
                     "UPDATE agents SET name = ?5, manifest = ?2, source_dir = COALESCE(?3, source_dir), updated_at = ?4
                      WHERE id = ?1",
                     params![id, manifest_json, source_dir, now, name],
-                )
-                .map_err(|e| self.err(e))?;
+                )?;
                 (id, false)
             }
             None => {
                 tx.execute(
                     "INSERT INTO agents (id, name, manifest, source_dir, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
                     params![new_id, name, manifest_json, source_dir, now],
-                )
-                .map_err(|e| self.err(e))?;
+                )?;
                 (new_id.to_owned(), true)
             }
         };
@@ -90,11 +84,10 @@ impl Store {
             "INSERT INTO agent_tokens (agent_id, token_hash, created_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (agent_id) DO UPDATE SET token_hash = excluded.token_hash, created_at = excluded.created_at",
             params![id, &token_hash[..], now],
-        )
-        .map_err(|e| self.err(e))?;
+        )?;
         let kind = if created { "agent.registered" } else { "agent.token_rotated" };
-        insert_audit(&tx, "cli", kind, Some(&id), None).map_err(|e| self.err(e))?;
-        tx.commit().map_err(|e| self.err(e))?;
+        insert_audit(&tx, "cli", kind, Some(&id), None)?;
+        tx.commit()?;
         drop(conn);
         let row = self.agent(&id)?.ok_or_else(|| StoreError::Corrupt(format!("agent {id} vanished")))?;
         Ok((row, created))
@@ -102,47 +95,42 @@ impl Store {
 
     /// The agent with this id.
     pub fn agent(&self, id: &str) -> Result<Option<AgentRow>> {
-        self.conn()
-            .query_row(&format!("{AGENT_SELECT} WHERE a.id = ?1"), [id], agent_from_row)
-            .optional()
-            .map_err(|e| self.err(e))
+        Ok(self.conn().query_row(&format!("{AGENT_SELECT} WHERE a.id = ?1"), [id], agent_from_row).optional()?)
     }
 
     /// The agent with this id, or else this name.
     pub fn find_agent(&self, id_or_name: &str) -> Result<Option<AgentRow>> {
-        self.conn()
+        Ok(self
+            .conn()
             .query_row(
                 &format!("{AGENT_SELECT} WHERE a.id = ?1 OR a.name = ?1 ORDER BY a.id = ?1 DESC LIMIT 1"),
                 [id_or_name],
                 agent_from_row,
             )
-            .optional()
-            .map_err(|e| self.err(e))
+            .optional()?)
     }
 
     /// Every agent, by name.
     pub fn list_agents(&self) -> Result<Vec<AgentRow>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!("{AGENT_SELECT} ORDER BY a.name")).map_err(|e| self.err(e))?;
-        let rows = stmt.query_map([], agent_from_row).map_err(|e| self.err(e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+        let mut stmt = conn.prepare(&format!("{AGENT_SELECT} ORDER BY a.name"))?;
+        let rows = stmt.query_map([], agent_from_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     /// Pauses or resumes an agent, with an audit event. Returns whether the flag changed.
     pub fn set_paused(&self, id: &str, paused: bool, by: &str) -> Result<bool> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
-        let n = tx
-            .execute(
-                "UPDATE agents SET paused = ?2, updated_at = ?3 WHERE id = ?1 AND paused != ?2",
-                params![id, paused, now_ms()],
-            )
-            .map_err(|e| self.err(e))?;
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE agents SET paused = ?2, updated_at = ?3 WHERE id = ?1 AND paused != ?2",
+            params![id, paused, now_ms()],
+        )?;
         if n > 0 {
             let kind = if paused { "agent.paused" } else { "agent.resumed" };
-            insert_audit(&tx, by, kind, Some(id), None).map_err(|e| self.err(e))?;
+            insert_audit(&tx, by, kind, Some(id), None)?;
         }
-        tx.commit().map_err(|e| self.err(e))?;
+        tx.commit()?;
         Ok(n > 0)
     }
 
@@ -150,27 +138,28 @@ impl Store {
     /// with an audit event. Returns whether a token was revoked.
     pub fn revoke_token(&self, id: &str, token_hash: &[u8; 32], why: &str) -> Result<bool> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
-        let n = tx
-            .execute("DELETE FROM agent_tokens WHERE agent_id = ?1 AND token_hash = ?2", params![id, &token_hash[..]])
-            .map_err(|e| self.err(e))?;
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "DELETE FROM agent_tokens WHERE agent_id = ?1 AND token_hash = ?2",
+            params![id, &token_hash[..]],
+        )?;
         if n > 0 {
             let detail = serde_json::json!({ "why": why });
-            insert_audit(&tx, "cli", "agent.token_revoked", Some(id), Some(&detail)).map_err(|e| self.err(e))?;
+            insert_audit(&tx, "cli", "agent.token_revoked", Some(id), Some(&detail))?;
         }
-        tx.commit().map_err(|e| self.err(e))?;
+        tx.commit()?;
         Ok(n > 0)
     }
 
     /// Removes an agent and its token (its logs and audit trail stay). Returns whether it existed.
     pub fn remove_agent(&self, id: &str) -> Result<bool> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
-        let n = tx.execute("DELETE FROM agents WHERE id = ?1", [id]).map_err(|e| self.err(e))?;
+        let tx = conn.transaction()?;
+        let n = tx.execute("DELETE FROM agents WHERE id = ?1", [id])?;
         if n > 0 {
-            insert_audit(&tx, "cli", "agent.removed", Some(id), None).map_err(|e| self.err(e))?;
+            insert_audit(&tx, "cli", "agent.removed", Some(id), None)?;
         }
-        tx.commit().map_err(|e| self.err(e))?;
+        tx.commit()?;
         Ok(n > 0)
     }
 }

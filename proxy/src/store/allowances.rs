@@ -24,42 +24,39 @@ impl Store {
     /// Sets an agent's allowance for a token (replacing any earlier one), as an audited decision.
     pub fn set_allowance(&self, agent_id: &str, chain_id: u64, token: &str, amount: &str, by: &str) -> Result<()> {
         let mut conn = self.conn();
-        let t = conn.transaction().map_err(|e| self.err(e))?;
+        let t = conn.transaction()?;
         t.execute(
             "INSERT INTO allowances (agent_id, chain_id, token, amount, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (agent_id, chain_id, token) DO UPDATE SET amount = ?4, updated_at = ?5",
             params![agent_id, i64::try_from(chain_id).unwrap_or(i64::MAX), token, amount, now_ms()],
-        )
-        .map_err(|e| self.err(e))?;
+        )?;
         let detail = serde_json::json!({"chain_id": chain_id, "token": token, "amount": amount});
-        insert_audit(&t, by, "allowance.set", Some(agent_id), Some(&detail)).map_err(|e| self.err(e))?;
-        t.commit().map_err(|e| self.err(e))
+        insert_audit(&t, by, "allowance.set", Some(agent_id), Some(&detail))?;
+        Ok(t.commit()?)
     }
 
     /// Allowances set with the CLI, for one agent or all.
     pub fn allowances(&self, agent_id: Option<&str>) -> Result<Vec<AllowanceRow>> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT agent_id, chain_id, token, amount, updated_at FROM allowances
+        let mut stmt = conn.prepare_cached(
+            "SELECT agent_id, chain_id, token, amount, updated_at FROM allowances
                  WHERE ?1 IS NULL OR agent_id = ?1 ORDER BY agent_id, chain_id, token",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt.query_map([agent_id], allowance_from_row).map_err(|e| self.err(e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+        )?;
+        let rows = stmt.query_map([agent_id], allowance_from_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     /// The CLI-set allowance of an agent for a token, if any.
     pub fn allowance(&self, agent_id: &str, chain_id: u64, token: &str) -> Result<Option<AllowanceRow>> {
-        self.conn()
+        Ok(self
+            .conn()
             .query_row(
                 "SELECT agent_id, chain_id, token, amount, updated_at FROM allowances
                  WHERE agent_id = ?1 AND chain_id = ?2 AND token = ?3",
                 params![agent_id, i64::try_from(chain_id).unwrap_or(i64::MAX), token],
                 allowance_from_row,
             )
-            .optional()
-            .map_err(|e| self.err(e))
+            .optional()?)
     }
 }
 

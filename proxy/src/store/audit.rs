@@ -31,29 +31,26 @@ impl Store {
         agent_id: Option<&str>,
         detail: Option<&serde_json::Value>,
     ) -> Result<()> {
-        insert_audit(&self.conn(), actor, kind, agent_id, detail).map_err(|e| self.err(e))
+        Ok(insert_audit(&self.conn(), actor, kind, agent_id, detail)?)
     }
 
     /// The newest `limit` audit events, oldest first.
     pub fn audit_events(&self, limit: u32) -> Result<Vec<AuditRow>> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare("SELECT * FROM (SELECT id, at, actor, kind, agent_id, detail FROM audit_events ORDER BY id DESC LIMIT ?1) ORDER BY id")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([limit], |r| {
-                let detail: Option<String> = r.get(5)?;
-                Ok(AuditRow {
-                    id: r.get(0)?,
-                    at: r.get(1)?,
-                    actor: r.get(2)?,
-                    kind: r.get(3)?,
-                    agent_id: r.get(4)?,
-                    detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
-                })
+            .prepare("SELECT * FROM (SELECT id, at, actor, kind, agent_id, detail FROM audit_events ORDER BY id DESC LIMIT ?1) ORDER BY id")?;
+        let rows = stmt.query_map([limit], |r| {
+            let detail: Option<String> = r.get(5)?;
+            Ok(AuditRow {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                actor: r.get(2)?,
+                kind: r.get(3)?,
+                agent_id: r.get(4)?,
+                detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
             })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 }
 

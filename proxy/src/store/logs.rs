@@ -60,37 +60,33 @@ impl Store {
     /// Stores log lines in one transaction.
     pub fn insert_logs(&self, logs: &[NewLog]) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let tx = conn.transaction()?;
         {
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT INTO logs (agent_id, agent_name, level, message, data, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(|e| self.err(e))?;
+                )?;
             for l in logs {
                 let data = l.data.as_ref().map(|d| d.to_string());
-                stmt.execute(params![l.agent_id, l.agent_name, l.level.as_str(), l.message, data, l.created_at])
-                    .map_err(|e| self.err(e))?;
+                stmt.execute(params![l.agent_id, l.agent_name, l.level.as_str(), l.message, data, l.created_at])?;
             }
         }
-        tx.commit().map_err(|e| self.err(e))
+        Ok(tx.commit()?)
     }
 
     /// Reads log lines, oldest first.
     pub fn logs(&self, q: &LogQuery) -> Result<Vec<LogRow>> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT id, agent_id, agent_name, level, message, data, created_at FROM (
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, agent_id, agent_name, level, message, data, created_at FROM (
                    SELECT * FROM logs
                    WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR level = ?2) AND id > ?3
                    ORDER BY id DESC LIMIT ?4
                  ) ORDER BY id",
-            )
-            .map_err(|e| self.err(e))?;
+        )?;
         let limit = q.limit.map_or(-1, i64::from);
-        let rows = stmt
-            .query_map(params![q.agent_id, q.level.map(LogLevel::as_str), q.after_id.unwrap_or(0), limit], |r| {
+        let rows =
+            stmt.query_map(params![q.agent_id, q.level.map(LogLevel::as_str), q.after_id.unwrap_or(0), limit], |r| {
                 let level: String = r.get(3)?;
                 let data: Option<String> = r.get(5)?;
                 Ok((
@@ -105,10 +101,9 @@ impl Store {
                     },
                     level,
                 ))
-            })
-            .map_err(|e| self.err(e))?;
+            })?;
         rows.map(|row| {
-            let (mut row, level) = row.map_err(|e| self.err(e))?;
+            let (mut row, level) = row?;
             row.level = level.parse().map_err(StoreError::Corrupt)?;
             Ok(row)
         })
@@ -117,13 +112,13 @@ impl Store {
 
     /// How many log lines there are, optionally of one agent and/or level.
     pub fn log_count(&self, agent_id: Option<&str>, level: Option<LogLevel>) -> Result<u64> {
-        self.conn()
+        Ok(self
+            .conn()
             .query_row(
                 "SELECT COUNT(*) FROM logs WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR level = ?2)",
                 params![agent_id, level.map(LogLevel::as_str)],
                 |r| r.get::<_, i64>(0),
             )
-            .map(|n| n.max(0) as u64)
-            .map_err(|e| self.err(e))
+            .map(|n| n.max(0) as u64)?)
     }
 }

@@ -35,9 +35,12 @@ pub use usage::{NewUsage, UsageSummary};
 /// A database failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// SQLite failed.
+    /// A query failed (the database is the home's `assegai.db`).
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// The database could not be opened.
     #[error("{path}: {source}", path = path.display())]
-    Sqlite {
+    Open {
         /// The database file.
         path: PathBuf,
         /// The SQLite error.
@@ -94,13 +97,12 @@ pub fn now_ms() -> i64 {
 #[derive(Debug)]
 pub struct Store {
     conn: Mutex<Connection>,
-    path: PathBuf,
 }
 
 impl Store {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub fn open(path: &Path) -> Result<Self> {
-        let sql = |source| StoreError::Sqlite { path: path.to_owned(), source };
+        let sql = |source| StoreError::Open { path: path.to_owned(), source };
         let mut conn = Connection::open(path).map_err(sql)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(sql)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
@@ -127,17 +129,13 @@ impl Store {
         MIGRATIONS.to_latest(&mut conn).map_err(|e| migration(e.to_string()))?;
         drop(lock);
         restrict_permissions(path);
-        Ok(Store { conn: Mutex::new(conn), path: path.to_owned() })
+        Ok(Store { conn: Mutex::new(conn) })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
         // back on drop), so a poisoned lock is still safe to use.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite { path: self.path.clone(), source }
     }
 }
 

@@ -15,21 +15,17 @@ impl Store {
     pub fn spend_breakdown(&self, agent_id: &str, chain_id: u64, since_ms: i64) -> Result<(U256, U256)> {
         let total = self.spent_since(agent_id, chain_id, since_ms)?;
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT value_wei, max_fee_wei FROM transactions WHERE agent_id = ?1 AND chain_id = ?2 AND created_at >= ?3
+        let mut stmt = conn.prepare_cached(
+            "SELECT value_wei, max_fee_wei FROM transactions WHERE agent_id = ?1 AND chain_id = ?2 AND created_at >= ?3
                  AND status = 'pending'",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![agent_id, i64::try_from(chain_id).unwrap_or(i64::MAX), since_ms], |r| {
-                Ok((parse_wei(&r.get::<_, String>(0)?)?, r.get::<_, Option<String>>(1)?))
-            })
-            .map_err(|e| self.err(e))?;
+        )?;
+        let rows = stmt.query_map(params![agent_id, i64::try_from(chain_id).unwrap_or(i64::MAX), since_ms], |r| {
+            Ok((parse_wei(&r.get::<_, String>(0)?)?, r.get::<_, Option<String>>(1)?))
+        })?;
         let mut pending = U256::ZERO;
         for row in rows {
-            let (value, max_fee) = row.map_err(|e| self.err(e))?;
-            let max_fee = max_fee.as_deref().map(parse_wei).transpose().map_err(|e| self.err(e))?;
+            let (value, max_fee) = row?;
+            let max_fee = max_fee.as_deref().map(parse_wei).transpose()?;
             pending = pending.saturating_add(limits::counted(TxStatus::Pending, value, max_fee, None));
         }
         Ok((total.saturating_sub(pending), pending))
@@ -37,7 +33,7 @@ impl Store {
 
     /// What an agent's requests on a chain since `since_ms` count against its limits.
     pub fn spent_since(&self, agent_id: &str, chain_id: u64, since_ms: i64) -> Result<U256> {
-        sum_wei(&self.conn(), agent_id, chain_id, since_ms).map_err(|e| self.err(e))
+        Ok(sum_wei(&self.conn(), agent_id, chain_id, since_ms)?)
     }
 }
 

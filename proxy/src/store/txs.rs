@@ -106,10 +106,10 @@ impl Store {
             .map(|g| i64::try_from(g).map_err(|_| StoreError::Corrupt(format!("gas limit {g} does not fit a row"))))
             .transpose()?;
         let mut conn = self.conn();
-        let t = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
+        let t = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for w in windows {
             let since = w.window.since(tx.created_at);
-            let spent = sum_wei(&t, &tx.agent_id, tx.chain_id, since).map_err(|e| self.err(e))?;
+            let spent = sum_wei(&t, &tx.agent_id, tx.chain_id, since)?;
             if tx.value_wei.checked_add(max_fee.unwrap_or_default()).is_none() || !limits::fits(spent, cost, w.limit) {
                 return Ok(Some(*w));
             }
@@ -136,12 +136,10 @@ impl Store {
                 fees.and_then(|f| f.max_priority_fee_per_gas).map(|v| v.to_string()),
                 fees.map(|f| f.max_fee_wei.to_string()),
             ],
-        )
-        .map_err(|e| self.err(e))?;
-        add_spend(&t, &tx.agent_id, tx.chain_id, tx.created_at, cost, true).map_err(|e| self.err(e))?;
-        insert_audit(&t, &tx.agent_id, "tx.requested", Some(&tx.agent_id), Some(&serde_json::json!({"tx": tx.id})))
-            .map_err(|e| self.err(e))?;
-        t.commit().map_err(|e| self.err(e))?;
+        )?;
+        add_spend(&t, &tx.agent_id, tx.chain_id, tx.created_at, cost, true)?;
+        insert_audit(&t, &tx.agent_id, "tx.requested", Some(&tx.agent_id), Some(&serde_json::json!({"tx": tx.id})))?;
+        t.commit()?;
         Ok(None)
     }
 
@@ -169,15 +167,13 @@ impl Store {
         by: &str,
     ) -> Result<bool> {
         let mut conn = self.conn();
-        let t = conn.transaction().map_err(|e| self.err(e))?;
-        let n = t
-            .execute(
-                "UPDATE transactions SET status = ?3, error = COALESCE(?4, error), decided_at = ?5, decided_by = ?6,
+        let t = conn.transaction()?;
+        let n = t.execute(
+            "UPDATE transactions SET status = ?3, error = COALESCE(?4, error), decided_at = ?5, decided_by = ?6,
                    fee_wei = COALESCE(?7, fee_wei)
                  WHERE id = ?1 AND status = ?2",
-                params![id, from.as_str(), to.as_str(), error, now_ms(), by, fee.map(|f| f.to_string())],
-            )
-            .map_err(|e| self.err(e))?;
+            params![id, from.as_str(), to.as_str(), error, now_ms(), by, fee.map(|f| f.to_string())],
+        )?;
         if n > 0 {
             type Row = (String, i64, i64, String, Option<String>, Option<String>);
             let row: Option<Row> = t
@@ -186,8 +182,7 @@ impl Store {
                     [id],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
                 )
-                .optional()
-                .map_err(|e| self.err(e))?;
+                .optional()?;
             if let Some((agent, chain, created_at, value, max_fee, paid)) = &row {
                 let wei = |t: &str| U256::from_str_radix(t, 10).map_err(|e| StoreError::Corrupt(format!("wei: {e}")));
                 let value = wei(value)?;
@@ -198,9 +193,9 @@ impl Store {
                 let after = limits::counted(to, value, max_fee, paid);
                 let chain = u64::try_from(*chain).unwrap_or_default();
                 if after > before {
-                    add_spend(&t, agent, chain, *created_at, after - before, true).map_err(|e| self.err(e))?;
+                    add_spend(&t, agent, chain, *created_at, after - before, true)?;
                 } else if before > after {
-                    add_spend(&t, agent, chain, *created_at, before - after, false).map_err(|e| self.err(e))?;
+                    add_spend(&t, agent, chain, *created_at, before - after, false)?;
                 }
             }
             let agent = row.map(|r| r.0);
@@ -208,29 +203,24 @@ impl Store {
             if let Some(fee) = fee {
                 detail["fee_wei"] = fee.to_string().into();
             }
-            insert_audit(&t, by, &format!("tx.{}", to.as_str()), agent.as_deref(), Some(&detail))
-                .map_err(|e| self.err(e))?;
+            insert_audit(&t, by, &format!("tx.{}", to.as_str()), agent.as_deref(), Some(&detail))?;
         }
-        t.commit().map_err(|e| self.err(e))?;
+        t.commit()?;
         Ok(n > 0)
     }
 
     /// Records the hash of a broadcast request.
     pub fn set_tx_hash(&self, id: &str, hash: &str) -> Result<()> {
-        self.conn()
-            .execute("UPDATE transactions SET tx_hash = ?2 WHERE id = ?1", params![id, hash])
-            .map(drop)
-            .map_err(|e| self.err(e))
+        Ok(self.conn().execute("UPDATE transactions SET tx_hash = ?2 WHERE id = ?1", params![id, hash]).map(drop)?)
     }
 
     /// Marks every pending request expired (at proxy start: nobody is waiting for them any more).
     pub fn expire_all_pending(&self, reason: &str) -> Result<Vec<String>> {
         let ids: Vec<String> = {
             let conn = self.conn();
-            let mut stmt =
-                conn.prepare("SELECT id FROM transactions WHERE status = 'pending'").map_err(|e| self.err(e))?;
-            let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
-            rows.collect::<Result<_, _>>().map_err(|e| self.err(e))?
+            let mut stmt = conn.prepare("SELECT id FROM transactions WHERE status = 'pending'")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
         };
         let mut expired = Vec::new();
         for id in ids {
@@ -243,10 +233,7 @@ impl Store {
 
     /// One request.
     pub fn tx(&self, id: &str) -> Result<Option<TxRow>> {
-        self.conn()
-            .query_row(&format!("{TX_SELECT} WHERE id = ?1"), [id], tx_from_row)
-            .optional()
-            .map_err(|e| self.err(e))
+        Ok(self.conn().query_row(&format!("{TX_SELECT} WHERE id = ?1"), [id], tx_from_row).optional()?)
     }
 
     /// Requests, newest first, optionally for one agent and/or status.
@@ -260,31 +247,25 @@ impl Store {
             (false, false) => "WHERE ?1 IS NULL AND ?2 IS NULL",
         };
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(&format!("{TX_SELECT} {filter} ORDER BY created_at DESC, id DESC LIMIT ?3"))
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![agent_id, status.map(TxStatus::as_str), limit], tx_from_row)
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+        let mut stmt =
+            conn.prepare_cached(&format!("{TX_SELECT} {filter} ORDER BY created_at DESC, id DESC LIMIT ?3"))?;
+        let rows = stmt.query_map(params![agent_id, status.map(TxStatus::as_str), limit], tx_from_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     /// How many transaction requests an agent has in each status (statuses with none are left out).
     pub fn tx_counts(&self, agent_id: &str) -> Result<Vec<(TxStatus, u64)>> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached("SELECT status, COUNT(*) FROM transactions WHERE agent_id = ?1 GROUP BY status")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![agent_id], |r| {
-                let status: String = r.get(0)?;
-                let status = status.parse::<TxStatus>().map_err(|e: String| {
-                    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
-                })?;
-                Ok((status, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0)))
-            })
-            .map_err(|e| self.err(e))?;
-        let mut counts = rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))?;
+        let mut stmt =
+            conn.prepare_cached("SELECT status, COUNT(*) FROM transactions WHERE agent_id = ?1 GROUP BY status")?;
+        let rows = stmt.query_map(params![agent_id], |r| {
+            let status: String = r.get(0)?;
+            let status = status.parse::<TxStatus>().map_err(|e: String| {
+                rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+            })?;
+            Ok((status, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0)))
+        })?;
+        let mut counts = rows.collect::<Result<Vec<_>, _>>()?;
         counts.sort_by_key(|(s, _)| TxStatus::ALL.iter().position(|x| x == s));
         Ok(counts)
     }
