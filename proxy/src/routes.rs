@@ -118,24 +118,25 @@ pub async fn transaction(
     let row = row.filter(|r| r.agent_id == agent.id).ok_or_else(|| {
         Error::NotFound(format!("No transaction `{}` for this agent", crate::sanitize::neutralize(&id)))
     })?;
-    let bad = |what: &str| Error::Internal(format!("stored transaction {} has a bad {what}", row.id));
+    // The wire writes amounts as decimal strings (JSON numbers would round them).
+    let decimal = |v: Option<alloy_primitives::U256>| v.map(|v| v.to_string());
     Ok(Json(TxInfo {
         id: row.id.clone(),
         status: row.status,
         chain: ChainId::eip155(row.chain_id),
-        to: row.to.parse().map_err(|_| bad("address"))?,
-        value: row.value_wei.clone(),
-        data: row.data.clone(),
+        to: row.to,
+        value: row.value_wei.to_string(),
+        data: row.data.to_string(),
         action: row.action.clone(),
-        tx_hash: row.tx_hash.as_deref().map(str::parse).transpose().map_err(|_| bad("hash"))?,
+        tx_hash: row.tx_hash,
         error: row.error.clone(),
         created_at: row.created_at,
         fees: assegai_sdk::wire::TxFeeInfo {
             gas_limit: row.gas_limit.map(|g| g.to_string()),
-            max_fee_per_gas: row.max_fee_per_gas.clone(),
-            max_priority_fee_per_gas: row.max_priority_fee_per_gas.clone(),
-            max_fee_wei: row.max_fee_wei.clone(),
-            fee_wei: row.fee_wei.clone(),
+            max_fee_per_gas: decimal(row.max_fee_per_gas),
+            max_priority_fee_per_gas: decimal(row.max_priority_fee_per_gas),
+            max_fee_wei: decimal(row.max_fee_wei),
+            fee_wei: decimal(row.fee_wei),
         },
         simulation: row.detail.as_ref().map(|d| d["simulation"].clone()).filter(|s| !s.is_null()),
     }))

@@ -21,7 +21,7 @@ use assegai_proxy::{
     manifest::Manifest,
     sanitize::neutralize,
     store::{LogQuery, LogRow, Store, TxRow, now_ms},
-    tx::{limits, policy::native_symbol},
+    tx::{fees::FeeModel, limits, policy::native_symbol},
     units::format_units,
     wallet::{self, ANVIL_TEST_ACCOUNT},
 };
@@ -412,7 +412,7 @@ async fn approve(
     match (&done.tx_hash, done.status) {
         (Some(hash), _) => {
             printer.success(format!("Approved {}: {}", row.id, neutralize(&row.action)));
-            printer.data(neutralize(hash));
+            printer.data(hash.to_string());
             Ok(Approval::Signed)
         }
         (None, status) => {
@@ -499,12 +499,7 @@ fn limit_impact(store: &Store, row: &TxRow) -> anyhow::Result<Impact> {
 
 /// What the request counts against the limits at most: value + worst-case fee.
 fn cost(row: &TxRow) -> U256 {
-    let max_fee = row.max_fee_wei.as_deref().map(wei);
-    limits::counted(TxStatus::Pending, wei(&row.value_wei), max_fee, None)
-}
-
-fn wei(text: &str) -> U256 {
-    U256::from_str_radix(text, 10).unwrap_or_default()
+    limits::counted(TxStatus::Pending, row.value_wei, row.max_fee_wei, None)
 }
 
 /// The wallet's predicted balance changes (`−0.0001 ETH, −25 USDC`), or why there are none; `None`
@@ -538,13 +533,13 @@ fn simulation_line(row: &TxRow, symbol: &str) -> Option<String> {
 
 /// `max 2.5 gwei per gas (priority 0.1) → at most 0.0000525 ETH`, or why there is no fee.
 fn fee_line(row: &TxRow, symbol: &str) -> String {
-    let gwei = |text: &str| format_units(wei(text), 9);
-    let (Some(model), Some(per_gas), Some(max_fee)) = (&row.fee_model, &row.max_fee_per_gas, &row.max_fee_wei) else {
+    let gwei = |wei: U256| format_units(wei, 9);
+    let (Some(model), Some(per_gas), Some(max_fee)) = (row.fee_model, row.max_fee_per_gas, row.max_fee_wei) else {
         return "not fixed (requested before fees were recorded)".to_owned();
     };
-    let worst = format_units(wei(max_fee), 18);
-    match (model.as_str(), &row.max_priority_fee_per_gas) {
-        ("eip1559", Some(priority)) => {
+    let worst = format_units(max_fee, 18);
+    match (model, row.max_priority_fee_per_gas) {
+        (FeeModel::Eip1559, Some(priority)) => {
             format!("max {} gwei per gas (priority {} gwei) → at most {worst} {symbol}", gwei(per_gas), gwei(priority))
         }
         _ => format!("gas price {} gwei → {worst} {symbol}", gwei(per_gas)),
@@ -658,7 +653,7 @@ fn context_lines(logs: &[LogRow]) -> Vec<String> {
 fn card(row: &TxRow, impact: &Impact, from: &str, position: Option<(usize, usize)>) -> Vec<String> {
     let chain = ChainId::eip155(row.chain_id);
     let symbol = native_symbol(chain);
-    let value = wei(&row.value_wei);
+    let value = row.value_wei;
     let field = |label: &str, text: String| format!("  {} {text}", style(format!("{label:<8}")).dim().for_stderr());
     let title = match position {
         Some((n, of)) => format!("Request {n} of {of}"),
@@ -669,15 +664,15 @@ fn card(row: &TxRow, impact: &Impact, from: &str, position: Option<(usize, usize
     lines.push(field("Agent", format!("{} ({})", neutralize(&row.agent_name), neutralize(&row.agent_id))));
     lines.push(field("Chain", chain.name().map_or_else(|| chain.to_string(), |n| format!("{n} ({chain})"))));
     lines.push(field("From", from.to_owned()));
-    let calls = row.data != "0x" && !row.data.is_empty();
-    lines.push(field(if calls { "Contract" } else { "To" }, neutralize(&row.to)));
+    let calls = !row.data.is_empty();
+    lines.push(field(if calls { "Contract" } else { "To" }, row.to.to_checksum(None)));
     lines.push(field("Value", format!("{value} wei ({} {symbol})", format_units(value, 18))));
     if let Some(token) = row.detail.as_ref().and_then(|d| d.get("token")) {
         lines.push(field("Token", token_line(token)));
     }
     lines.push(field("Action", style(neutralize(&row.action)).bold().for_stderr().to_string()));
     if calls {
-        let bytes = row.data.len().saturating_sub(2) / 2;
+        let bytes = row.data.len();
         lines.push(field("Data", format!("{bytes} bytes of calldata")));
     }
     lines.push(field("Gas", gas_line(row)));
@@ -761,9 +756,9 @@ mod tests {
             agent_id: "ag_abc".into(),
             agent_name: "payer".into(),
             chain_id: 31337,
-            to: "0xd8dA6BF26964aF9D7eEd9e03E53415D37aA96045".into(),
-            value_wei: "100000000000000".into(),
-            data: "0x".into(),
+            to: "0xd8dA6BF26964aF9D7eEd9e03E53415D37aA96045".parse().unwrap(),
+            value_wei: eth(1),
+            data: Default::default(),
             gas_limit: None,
             action: "Send 0.0001 ETH to 0xd8dA6BF26964aF9D7eEd9e03E53415D37aA96045".into(),
             detail: None,
@@ -813,10 +808,10 @@ mod tests {
         console::set_colors_enabled_stderr(false);
         let mut r = row();
         r.gas_limit = Some(21_000);
-        r.fee_model = Some("eip1559".into());
-        r.max_fee_per_gas = Some("2500000000".into());
-        r.max_priority_fee_per_gas = Some("100000000".into());
-        r.max_fee_wei = Some("52500000000000".into());
+        r.fee_model = Some(FeeModel::Eip1559);
+        r.max_fee_per_gas = Some(U256::from(2500000000u64));
+        r.max_priority_fee_per_gas = Some(U256::from(100000000u64));
+        r.max_fee_wei = Some(U256::from(52500000000000u64));
         r.detail = Some(json!({"gas": {"estimate": 21000, "limit": 21000}, "signing_rpc": "127.0.0.1:8545"}));
         let impact = Impact::Limits { per_transaction: Some(eth(1)), windows: vec![] };
         let text = card(&r, &impact, FROM, None).join("\n");
@@ -829,7 +824,7 @@ mod tests {
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
-        r.fee_model = Some("legacy".into());
+        r.fee_model = Some(FeeModel::Legacy);
         r.max_priority_fee_per_gas = None;
         assert_eq!(fee_line(&r, "ETH"), "gas price 2.5 gwei → 0.0000525 ETH");
     }
@@ -893,11 +888,11 @@ mod tests {
     fn token_calls_show_the_token_amount_and_no_native_impact() {
         console::set_colors_enabled_stderr(false);
         let mut r = row();
-        r.value_wei = "0".into();
-        r.data = "0xa9059cbb".into();
+        r.value_wei = U256::ZERO;
+        r.data = "0xa9059cbb".parse().unwrap();
         r.gas_limit = Some(60_000);
-        r.to = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48".into();
-        r.detail = Some(json!({"token": {"address": r.to, "symbol": "USDC", "decimals": 6,
+        r.to = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48".parse().unwrap();
+        r.detail = Some(json!({"token": {"address": r.to.to_checksum(None), "symbol": "USDC", "decimals": 6,
             "amount": "1000000000", "allowance": "2000"}}));
         let impact = Impact::Limits { per_transaction: Some(eth(10_000)), windows: vec![] };
         let text = card(&r, &impact, FROM, None).join("\n");

@@ -6,7 +6,7 @@ use assegai_proxy::{
     agents,
     sanitize::neutralize,
     store::{Store, TxRow},
-    tx::policy::native_symbol,
+    tx::{fees::FeeModel, policy::native_symbol},
     units::format_units,
 };
 use assegai_sdk::{ChainId, U256, wire::TxStatus};
@@ -112,7 +112,7 @@ pub fn print_rows(rows: &[TxRow], json: bool, printer: Printer, empty: &str) -> 
             chain_label(r.chain_id),
             neutralize(&r.action),
             timestamp(r.created_at),
-            outcome(r.tx_hash.as_deref(), r.error.as_deref()),
+            outcome(r.tx_hash.map(|h| h.to_string()).as_deref(), r.error.as_deref()),
         ]);
     }
     printer.data(table);
@@ -125,14 +125,16 @@ fn chain_label(id: u64) -> String {
 
 fn row_json(r: &TxRow) -> Value {
     let chain = ChainId::eip155(r.chain_id);
-    let value = U256::from_str_radix(&r.value_wei, 10).unwrap_or_default();
+    // Amounts as decimal strings, exact (a JSON number would round them).
+    let decimal = |v: Option<U256>| v.map(|v| v.to_string());
     json!({
         "id": r.id, "agent": r.agent_name, "agent_id": r.agent_id, "status": r.status,
-        "chain": chain, "chain_name": chain.name(), "to": r.to, "value": r.value_wei,
-        "value_display": format!("{} {}", format_units(value, 18), native_symbol(chain)),
-        "data": r.data, "gas_limit": r.gas_limit, "action": r.action, "detail": r.detail,
-        "fee_model": r.fee_model, "max_fee_per_gas": r.max_fee_per_gas,
-        "max_priority_fee_per_gas": r.max_priority_fee_per_gas, "max_fee_wei": r.max_fee_wei, "fee_wei": r.fee_wei,
+        "chain": chain, "chain_name": chain.name(), "to": r.to.to_checksum(None), "value": r.value_wei.to_string(),
+        "value_display": format!("{} {}", format_units(r.value_wei, 18), native_symbol(chain)),
+        "data": r.data.to_string(), "gas_limit": r.gas_limit, "action": r.action, "detail": r.detail,
+        "fee_model": r.fee_model.map(FeeModel::as_str), "max_fee_per_gas": decimal(r.max_fee_per_gas),
+        "max_priority_fee_per_gas": decimal(r.max_priority_fee_per_gas), "max_fee_wei": decimal(r.max_fee_wei),
+        "fee_wei": decimal(r.fee_wei),
         "simulation": r.detail.as_ref().map_or(&Value::Null, |d| &d["simulation"]),
         "tx_hash": r.tx_hash, "error": r.error, "created_at": r.created_at, "decided_at": r.decided_at,
         "decided_by": r.decided_by,

@@ -1,10 +1,9 @@
 //! Transaction requests and their life: pending (checked against the limits in the same SQLite
 //! transaction as the insert), decided, sent, settled.
 
-use alloy_primitives::U256;
+use alloy_primitives::{Address, B256, Bytes, U256};
 use assegai_sdk::wire::TxStatus;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
-use serde::Serialize;
 
 use super::{
     Result, Store, StoreError,
@@ -13,7 +12,7 @@ use super::{
     spend::{add_spend, sum_wei},
 };
 use crate::tx::{
-    fees::TxFees,
+    fees::{FeeModel, TxFees},
     limits::{self, SpendWindow},
 };
 
@@ -47,7 +46,7 @@ pub struct NewTx {
 }
 
 /// A stored transaction request.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct TxRow {
     /// The request's id.
     pub id: String,
@@ -57,24 +56,24 @@ pub struct TxRow {
     pub agent_name: String,
     /// Numeric chain id.
     pub chain_id: u64,
-    /// Checksummed recipient or contract.
-    pub to: String,
-    /// Native value in wei (decimal).
-    pub value_wei: String,
-    /// `0x`-hex calldata.
-    pub data: String,
+    /// Recipient or contract.
+    pub to: Address,
+    /// Native value in wei.
+    pub value_wei: U256,
+    /// Calldata.
+    pub data: Bytes,
     /// Gas limit, if given.
     pub gas_limit: Option<u64>,
-    /// `eip1559` or `legacy` (then `max_fee_per_gas` is the gas price), if fees were fixed.
-    pub fee_model: Option<String>,
-    /// Max fee per gas (legacy: the gas price), wei, decimal.
-    pub max_fee_per_gas: Option<String>,
-    /// Max priority fee per gas, wei, decimal (EIP-1559 only).
-    pub max_priority_fee_per_gas: Option<String>,
-    /// The worst-case fee, gas limit × max fee per gas, wei, decimal.
-    pub max_fee_wei: Option<String>,
-    /// The fee paid (gas used × effective gas price), wei, decimal, once the receipt is in.
-    pub fee_wei: Option<String>,
+    /// EIP-1559 or legacy (then `max_fee_per_gas` is the gas price), if fees were fixed.
+    pub fee_model: Option<FeeModel>,
+    /// Max fee per gas (legacy: the gas price), wei.
+    pub max_fee_per_gas: Option<U256>,
+    /// Max priority fee per gas, wei (EIP-1559 only).
+    pub max_priority_fee_per_gas: Option<U256>,
+    /// The worst-case fee, gas limit × max fee per gas, wei.
+    pub max_fee_wei: Option<U256>,
+    /// The fee paid (gas used × effective gas price), wei, once the receipt is in.
+    pub fee_wei: Option<U256>,
     /// What it does, for people.
     pub action: String,
     /// Structured detail for the approver.
@@ -82,7 +81,7 @@ pub struct TxRow {
     /// Where it stands.
     pub status: TxStatus,
     /// The hash, once broadcast.
-    pub tx_hash: Option<String>,
+    pub tx_hash: Option<B256>,
     /// Why it failed, was rejected or expired.
     pub error: Option<String>,
     /// When it was requested (ms).
@@ -276,7 +275,23 @@ pub(super) const TX_SELECT: &str =
      status, tx_hash, error, created_at, decided_at, decided_by, fee_model, max_fee_per_gas,
      max_priority_fee_per_gas, max_fee_wei, fee_wei FROM transactions";
 
+/// Reads a stored request, every value back in its type: a row that does not parse is an error,
+/// never a zero on the approve card.
 pub(super) fn tx_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TxRow> {
+    fn typed<T, E: std::fmt::Display>(
+        r: &rusqlite::Row<'_>,
+        i: usize,
+        parse: impl Fn(&str) -> std::result::Result<T, E>,
+    ) -> rusqlite::Result<Option<T>> {
+        let Some(text) = r.get::<_, Option<String>>(i)? else { return Ok(None) };
+        parse(&text).map(Some).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, format!("`{text}`: {e}").into())
+        })
+    }
+    fn required<T>(v: Option<T>, i: usize) -> rusqlite::Result<T> {
+        v.ok_or(rusqlite::Error::InvalidColumnType(i, "(null)".into(), rusqlite::types::Type::Null))
+    }
+    let wei = |s: &str| U256::from_str_radix(s, 10);
     let detail: Option<String> = r.get(9)?;
     let status: String = r.get(10)?;
     Ok(TxRow {
@@ -284,25 +299,25 @@ pub(super) fn tx_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TxRow> {
         agent_id: r.get(1)?,
         agent_name: r.get(2)?,
         chain_id: r.get::<_, i64>(3)?.max(0) as u64,
-        to: r.get(4)?,
-        value_wei: r.get(5)?,
-        data: r.get(6)?,
+        to: required(typed(r, 4, str::parse::<Address>)?, 4)?,
+        value_wei: required(typed(r, 5, wei)?, 5)?,
+        data: required(typed(r, 6, str::parse::<Bytes>)?, 6)?,
         gas_limit: r.get::<_, Option<i64>>(7)?.map(|g| g.max(0) as u64),
         action: r.get(8)?,
         detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
         status: status.parse().map_err(|e: String| {
             rusqlite::Error::FromSqlConversionFailure(10, rusqlite::types::Type::Text, e.into())
         })?,
-        tx_hash: r.get(11)?,
+        tx_hash: typed(r, 11, str::parse::<B256>)?,
         error: r.get(12)?,
         created_at: r.get(13)?,
         decided_at: r.get(14)?,
         decided_by: r.get(15)?,
-        fee_model: r.get(16)?,
-        max_fee_per_gas: r.get(17)?,
-        max_priority_fee_per_gas: r.get(18)?,
-        max_fee_wei: r.get(19)?,
-        fee_wei: r.get(20)?,
+        fee_model: typed(r, 16, |s| FeeModel::parse(s).ok_or("not a fee model"))?,
+        max_fee_per_gas: typed(r, 17, wei)?,
+        max_priority_fee_per_gas: typed(r, 18, wei)?,
+        max_fee_wei: typed(r, 19, wei)?,
+        fee_wei: typed(r, 20, wei)?,
     })
 }
 
