@@ -271,6 +271,32 @@ impl Running {
         }
     }
 
+    /// Polls `check` while the process runs, until it returns `Some`; panics with the output so
+    /// far when the process exits first or `timeout` passes, so a failure says what happened.
+    pub fn wait_until<T>(&mut self, timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = check() {
+                return v;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "exited ({status}) while waiting for {what}:\nstdout:\n{}\nstderr:\n{}",
+                    self.stdout(),
+                    self.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}:\nstdout:\n{}\nstderr:\n{}",
+                self.stdout(),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
     /// Sends a signal (`"INT"`, `"TERM"`…).
     pub fn signal(&self, name: &str) {
         let ok = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status();

@@ -61,7 +61,12 @@ fn every_template_scaffolds_a_complete_project_with_a_valid_manifest() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("`assegai run rusty`") && stderr.contains("`assegai approve`"), "next steps: {stderr}");
     let rust = work.path().join("rusty");
-    assert_eq!(files_under(&rust), [".gitignore", "Cargo.toml", "README.md", "assegai.json", "src/main.rs"]);
+    let sdk = workspace_root().join("sdk");
+    let mut expected: Vec<String> =
+        [".gitignore", "Cargo.lock", "Cargo.toml", "README.md", "assegai.json", "src/main.rs"].map(String::from).into();
+    expected.extend(files_under(&sdk).into_iter().map(|f| format!("vendor/assegai-sdk/{f}")));
+    expected.sort();
+    assert_eq!(files_under(&rust), expected, "the project, its lockfile and a copy of the SDK");
 
     let out = new_in(&env, work.path(), &["Nodey_1", "--template", "node", "--dir", "agents/nodey"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -84,11 +89,28 @@ fn every_template_scaffolds_a_complete_project_with_a_valid_manifest() {
     let cargo_toml = read(rust.join("Cargo.toml"));
     assert!(cargo_toml.contains("name = \"rusty\""), "{cargo_toml}");
     assert!(cargo_toml.contains("\n[workspace]\n"), "the project stays out of enclosing workspaces");
-    let sdk = std::fs::canonicalize(workspace_root().join("sdk")).unwrap();
     assert!(
-        cargo_toml.contains(&format!("assegai-sdk = {{ path = \"{}\" }}", sdk.display())),
-        "built from a checkout, the SDK comes from its sources: {cargo_toml}"
+        cargo_toml.contains("assegai-sdk = { path = \"vendor/assegai-sdk\" }"),
+        "the SDK is the copy beside it, so the project builds anywhere: {cargo_toml}"
     );
+    // The copy is the SDK's sources byte for byte, with a manifest that stands on its own.
+    for file in files_under(&sdk).iter().filter(|f| *f != "Cargo.toml") {
+        assert_eq!(read(rust.join("vendor/assegai-sdk").join(file)), read(sdk.join(file)), "{file}");
+    }
+    let vendored: toml::Table = read(rust.join("vendor/assegai-sdk/Cargo.toml")).parse().unwrap();
+    assert!(!read(rust.join("vendor/assegai-sdk/Cargo.toml")).contains("workspace"), "{vendored}");
+    assert_eq!(vendored["package"]["name"].as_str(), Some("assegai-sdk"));
+    assert_eq!(vendored["package"]["version"].as_str(), Some(env!("CARGO_PKG_VERSION")));
+    assert_eq!(vendored["package"]["publish"].as_bool(), Some(false), "a copy is never published by mistake");
+    let workspace: toml::Table = read(workspace_root().join("Cargo.toml")).parse().unwrap();
+    let ws_deps = workspace["workspace"]["dependencies"].as_table().unwrap();
+    let sdk_manifest: toml::Table = read(sdk.join("Cargo.toml")).parse().unwrap();
+    for name in sdk_manifest["dependencies"].as_table().unwrap().keys() {
+        let ws_version = ws_deps[name].as_str().or_else(|| ws_deps[name]["version"].as_str()).unwrap();
+        assert_eq!(vendored["dependencies"][name]["version"].as_str(), Some(ws_version), "{name}");
+    }
+    // The lockfile pins what this workspace was tested with, not what the registry has today.
+    assert_eq!(read(rust.join("Cargo.lock")), read(workspace_root().join("Cargo.lock")));
     let package: Value = serde_json::from_str(&read(node.join("package.json"))).unwrap();
     assert_eq!(package["name"], "nodey_1", "npm names are lower case");
     assert!(package.get("dependencies").is_none(), "nothing to download");

@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 
 use crate::{
     cli::{NewArgs, Template},
-    printer::Printer,
+    printer::{Printer, shell_quote},
 };
 
 /// A template file: its path in the new project, and its text with `{{placeholders}}`.
@@ -27,6 +27,13 @@ macro_rules! template {
 }
 
 const RUST: &[TemplateFile] = template!("rust": "Cargo.toml", "src/main.rs", "assegai.json", "README.md", ".gitignore");
+/// Where the Rust template's copy of the SDK goes, as its `Cargo.toml` names it.
+const SDK_DIR: &str = "vendor/assegai-sdk";
+/// The versions this workspace was built and tested with: the agent starts from them instead of
+/// whatever the registry holds the day it is first built (Cargo drops what it does not use).
+const LOCKFILE: &str = include_str!("../../../Cargo.lock");
+
+include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
 const NODE: &[TemplateFile] =
     template!("node": "package.json", "index.js", "sdk.js", "assegai.json", "README.md", ".gitignore");
 const PYTHON: &[TemplateFile] =
@@ -43,24 +50,32 @@ pub fn run(args: &NewArgs, printer: Printer) -> anyhow::Result<()> {
         Template::Node => (NODE, "node"),
         Template::Python => (PYTHON, "python"),
     };
-    let sdk = sdk_dependency();
     let vars = [
         ("{{name}}", args.name.clone()),
         ("{{package_name}}", args.name.to_ascii_lowercase()),
-        ("{{sdk_dependency}}", sdk.toml_line()),
+        ("{{sdk_dir}}", SDK_DIR.to_owned()),
     ];
-    let rendered: Vec<(&str, String)> = files
+    let mut rendered: Vec<(String, String)> = files
         .iter()
-        .map(|(path, text)| (*path, vars.iter().fold((*text).to_owned(), |t, (key, value)| t.replace(key, value))))
+        .map(|(path, text)| {
+            ((*path).to_owned(), vars.iter().fold((*text).to_owned(), |t, (key, value)| t.replace(key, value)))
+        })
         .collect();
+    let shown: Vec<String> = rendered.iter().map(|(path, _)| path.clone()).collect();
+    if args.template == Template::Rust {
+        rendered.push(("Cargo.lock".to_owned(), LOCKFILE.to_owned()));
+        rendered.extend(SDK_FILES.iter().map(|(path, text)| (format!("{SDK_DIR}/{path}"), (*text).to_owned())));
+    }
 
     create_project(&dir, &rendered)?;
 
     printer.success(format!("Created agent `{}` in `{}` from the {template_name} template", args.name, dir.display()));
-    let names: Vec<&str> = rendered.iter().map(|(path, _)| *path).collect();
-    printer.info(format!("  {}", names.join(", ")));
+    printer.info(format!("  {}", shown.join(", ")));
     if args.template == Template::Rust {
-        printer.info(format!("  assegai-sdk comes {}", sdk.describe()));
+        printer.info(format!(
+            "  with Cargo.lock and a copy of assegai-sdk {} in {SDK_DIR}, so it builds offline and anywhere",
+            env!("CARGO_PKG_VERSION")
+        ));
     }
     let run = format!("`assegai run {}`", shell_quote(&dir.display().to_string()));
     let what = if args.template == Template::Rust { "builds and starts it" } else { "starts it" };
@@ -94,67 +109,9 @@ fn validate_name(name: &str) -> anyhow::Result<()> {
     )
 }
 
-/// Where the Rust template gets `assegai-sdk` from.
-enum SdkSource {
-    /// This CLI was built from a checkout that still has the SDK's sources: use them, so the agent
-    /// builds offline and against exactly this protocol.
-    Path(PathBuf),
-    /// The published crate of the same version.
-    CratesIo(&'static str),
-}
-
-impl SdkSource {
-    fn toml_line(&self) -> String {
-        match self {
-            SdkSource::Path(p) => format!("assegai-sdk = {{ path = {} }}", toml_string(&p.display().to_string())),
-            SdkSource::CratesIo(v) => format!("assegai-sdk = {}", toml_string(v)),
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            SdkSource::Path(p) => format!("from the sources at `{}`", p.display()),
-            SdkSource::CratesIo(v) => format!("version {v} from crates.io"),
-        }
-    }
-}
-
-fn sdk_dependency() -> SdkSource {
-    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
-    match sdk.join("Cargo.toml").is_file().then(|| fs::canonicalize(&sdk)) {
-        Some(Ok(path)) => SdkSource::Path(path),
-        _ => SdkSource::CratesIo(env!("CARGO_PKG_VERSION")),
-    }
-}
-
-/// A TOML basic string.
-fn toml_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Quotes a path for a POSIX shell when it needs it, so the printed command can be pasted.
-fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,~".contains(c)) {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
 /// Writes `files` into `dir`, which must not exist or be an empty directory. Everything is written
 /// into a staging directory first; only complete projects are moved into place.
-fn create_project(dir: &Path, files: &[(&str, String)]) -> anyhow::Result<()> {
+fn create_project(dir: &Path, files: &[(String, String)]) -> anyhow::Result<()> {
     let shown = dir.display();
     let existing_empty = match fs::symlink_metadata(dir) {
         Ok(meta) if meta.is_dir() => {
@@ -273,7 +230,7 @@ mod tests {
 
     #[test]
     fn every_placeholder_is_known() {
-        let known = ["{{name}}", "{{package_name}}", "{{sdk_dependency}}"];
+        let known = ["{{name}}", "{{package_name}}", "{{sdk_dir}}"];
         for (path, text) in RUST.iter().chain(NODE).chain(PYTHON) {
             let mut rest = *text;
             while let Some(i) = rest.find("{{") {
@@ -282,12 +239,5 @@ mod tests {
                 rest = &rest[end..];
             }
         }
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(toml_string(r#"C:\a "b""#), r#""C:\\a \"b\"""#);
-        assert_eq!(shell_quote("./my-agent"), "./my-agent");
-        assert_eq!(shell_quote("my dir/it's"), r"'my dir/it'\''s'");
     }
 }
