@@ -57,8 +57,8 @@ pub async fn settle(
     printer: Printer,
 ) -> anyhow::Result<()> {
     let Some(agent) = registered(store, name, origin)? else { return Ok(()) };
-    let lines = match Manifest::parse(&agent.manifest, Path::new("(registered manifest)")) {
-        Ok(current) => manifest_diff::widening(&current, wanted).iter().map(Widening::to_string).collect::<Vec<_>>(),
+    let lines = match agent.manifest() {
+        Ok(current) => manifest_diff::widening(current, wanted).iter().map(Widening::to_string).collect::<Vec<_>>(),
         // Every stored manifest was validated; one that no longer parses cannot be compared, so
         // replacing it is a person's decision too.
         Err(e) => vec![format!(

@@ -87,7 +87,7 @@ impl AgentCache {
     pub async fn registered(&self, id_or_name: &str) -> Result<Arc<Agent>> {
         let key = id_or_name.to_owned();
         let row = crate::state::db(&self.store, move |s| crate::agents::find(s, &key)).await?;
-        let manifest = Manifest::parse(&row.manifest, std::path::Path::new("(stored manifest)"))?;
+        let manifest = row.manifest()?.clone();
         Ok(Arc::new(Agent { id: row.id, name: row.name, manifest, paused: row.paused, token_hash: [0; 32] }))
     }
 
@@ -99,7 +99,7 @@ impl AgentCache {
             return Ok(None);
         };
         let Some(token_hash) = row.token_hash else { return Ok(None) };
-        let manifest = Manifest::parse(&row.manifest, std::path::Path::new("(stored manifest)"))?;
+        let manifest = row.manifest()?.clone();
         let agent = Arc::new(Agent { id: row.id, name: row.name, manifest, paused: row.paused, token_hash });
         self.agents.write().unwrap_or_else(|p| p.into_inner()).insert(agent.id.clone(), agent.clone());
         Ok(Some(agent))

@@ -2,7 +2,8 @@
 
 use anyhow::{Context, bail};
 use assegai_proxy::{
-    agents, ai::budget::Window, manifest::Manifest, sanitize::neutralize, store::now_ms, units::format_usd,
+    admin::wire::Granted, agents, ai::budget::Window, manifest::Manifest, sanitize::neutralize, store::now_ms,
+    units::format_usd,
 };
 use assegai_sdk::{U256, wire::TxStatus};
 use comfy_table::{Table, presets::NOTHING};
@@ -91,7 +92,7 @@ fn list(args: &JsonFlag, settings: &Settings, printer: Printer) -> anyhow::Resul
         let out: Vec<_> = rows
             .iter()
             .map(|a| {
-                let manifest: serde_json::Value = serde_json::from_str(&a.manifest).unwrap_or_default();
+                let manifest: serde_json::Value = serde_json::from_str(&a.manifest_json).unwrap_or_default();
                 json!({
                     "id": a.id, "name": a.name, "paused": a.paused, "source_dir": a.source_dir,
                     "created_at": a.created_at, "updated_at": a.updated_at, "manifest": manifest,
@@ -107,7 +108,8 @@ fn list(args: &JsonFlag, settings: &Settings, printer: Printer) -> anyhow::Resul
     let mut table = Table::new();
     table.load_preset(NOTHING).set_header(["ID", "NAME", "STATUS", "CHAINS", "REGISTERED (UTC)"]);
     for a in &rows {
-        let chains = Manifest::parse(&a.manifest, std::path::Path::new("(stored)"))
+        let chains = a
+            .manifest()
             .map(|m| m.permissions.chains.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
             .unwrap_or_else(|_| "?".into());
         let status = if a.paused { "paused" } else { "active" };
@@ -123,7 +125,7 @@ const USAGE_DAYS: i64 = 30;
 async fn show(args: &AgentsShowArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
     let store = settings.store()?;
     let agent = agents::find(&store, &args.agent)?;
-    let manifest = Manifest::parse(&agent.manifest, std::path::Path::new("(stored manifest)"))?;
+    let manifest = agent.manifest()?;
     let allowances = allowance::effective(&store, &agent)?;
     let txs = store.tx_counts(&agent.id)?;
     let usage = store.usage_summary(Some(&agent.id), now_ms() - USAGE_DAYS * 86_400_000)?;
@@ -146,7 +148,7 @@ async fn show(args: &AgentsShowArgs, settings: &Settings, printer: Printer) -> a
     let approvals = settings.admin().agent_approvals(&agent.id).await.ok().flatten();
 
     if args.json.json {
-        let manifest_json: serde_json::Value = serde_json::from_str(&agent.manifest).unwrap_or_default();
+        let manifest_json: serde_json::Value = serde_json::from_str(&agent.manifest_json).unwrap_or_default();
         return printer.json(&json!({
             "id": agent.id, "name": agent.name, "paused": agent.paused, "source_dir": agent.source_dir,
             "created_at": agent.created_at, "updated_at": agent.updated_at, "manifest": manifest_json,
@@ -270,21 +272,25 @@ async fn show(args: &AgentsShowArgs, settings: &Settings, printer: Printer) -> a
 }
 
 /// The ERC-20 approvals the agent's requests granted, as the chain has them now.
-fn approvals_text(approvals: Option<&serde_json::Value>, id: &str) -> String {
-    let Some(list) = approvals.and_then(serde_json::Value::as_array) else {
+fn approvals_text(approvals: Option<&Vec<Granted>>, id: &str) -> String {
+    let Some(list) = approvals else {
         return "(start `assegai proxy` to read what its approved requests granted from the chain)".to_owned();
     };
     let items: Vec<String> = list
         .iter()
         .map(|a| {
-            let text = |k: &str| neutralize(a[k].as_str().unwrap_or("?"));
-            let decimals = a["decimals"].as_u64().and_then(|d| u8::try_from(d).ok()).unwrap_or(0);
-            let left = match a["remaining"].as_str().and_then(|r| U256::from_str_radix(r, 10).ok()) {
-                Some(v) if v == U256::MAX => "unlimited".to_owned(),
-                Some(v) => assegai_proxy::units::format_units(v, decimals),
-                None => format!("unknown ({})", text("error")),
+            let left = match a.remaining.as_deref().map(|r| U256::from_str_radix(r, 10)) {
+                Some(Ok(v)) if v == U256::MAX => "unlimited".to_owned(),
+                Some(Ok(v)) => assegai_proxy::units::format_units(v, a.decimals),
+                _ => format!("unknown ({})", neutralize(a.error.as_deref().unwrap_or("?"))),
             };
-            format!("{} may spend {left} {} of {} on {}", text("spender"), text("symbol"), text("token"), text("chain"))
+            format!(
+                "{} may spend {left} {} of {} on {}",
+                neutralize(&a.spender),
+                neutralize(&a.symbol),
+                neutralize(&a.token),
+                a.chain
+            )
         })
         .collect();
     if items.is_empty() {

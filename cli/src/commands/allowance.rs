@@ -4,7 +4,7 @@
 use anyhow::Context;
 use assegai_proxy::{
     agents,
-    manifest::{Manifest, TokenAmount},
+    manifest::TokenAmount,
     sanitize::neutralize,
     store::{AgentRow, Store},
     tx::{policy::parse_address, tokens},
@@ -48,7 +48,7 @@ fn set(args: &AllowanceSetArgs, settings: &Settings, printer: Printer) -> anyhow
     if let Some(t) = known {
         parse_units(&args.amount, t.decimals).map_err(|e| anyhow::anyhow!("AMOUNT for {}: {e}", t.symbol))?;
     }
-    let manifest = Manifest::parse(&agent.manifest, std::path::Path::new("(stored manifest)"))?;
+    let manifest = agent.manifest()?;
     if !manifest.allows_chain(args.chain) {
         printer.warn(format!(
             "{} is not in the agent's `permissions.chains`, so this allowance has no effect until it is",
@@ -90,7 +90,7 @@ impl Entry {
 /// not set.
 pub fn effective(store: &Store, agent: &AgentRow) -> anyhow::Result<Vec<Entry>> {
     let set = store.allowances(Some(&agent.id))?;
-    let manifest = Manifest::parse(&agent.manifest, std::path::Path::new("(stored manifest)"))?;
+    let manifest = agent.manifest()?;
     let mut entries = Vec::new();
     for (chain, tokens) in &manifest.allowances {
         for (token, amount) in tokens {

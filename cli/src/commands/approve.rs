@@ -12,13 +12,12 @@
 //! the prompt. Cards and prompts go to the controlling terminal, wherever stdout and stderr go.
 //! Decisions go to the running proxy over its admin socket; policy and signing live there.
 
-use std::{collections::HashSet, io, path::Path, sync::Arc, time::Duration};
+use std::{collections::HashSet, io, sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
 use assegai_proxy::{
     agents,
     keys::KeyStore,
-    manifest::Manifest,
     sanitize::neutralize,
     store::{LogQuery, LogRow, Store, TxRow, now_ms},
     tx::{fees::FeeModel, limits, policy::native_symbol},
@@ -479,11 +478,11 @@ fn limit_impact(store: &Store, row: &TxRow) -> anyhow::Result<Impact> {
     let Ok(agent) = agents::find(store, &row.agent_id) else {
         return Ok(Impact::Unknown("the agent is no longer registered".into()));
     };
-    let manifest = match Manifest::parse(&agent.manifest, Path::new("(stored manifest)")) {
+    let manifest = match agent.manifest() {
         Ok(m) => m,
         Err(e) => return Ok(Impact::Unknown(format!("its stored manifest does not parse: {e}"))),
     };
-    let Some(spending) = manifest.spending_limits else { return Ok(Impact::NoLimits) };
+    let Some(spending) = manifest.spending_limits.clone() else { return Ok(Impact::NoLimits) };
     let cost = cost(row);
     let mut windows = Vec::new();
     for w in limits::windows(Some(&spending)) {

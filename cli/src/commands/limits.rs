@@ -4,7 +4,6 @@
 
 use assegai_proxy::{
     agents,
-    manifest::Manifest,
     sanitize::neutralize,
     store::now_ms,
     tx::{limits::Window, policy::native_symbol},
@@ -23,7 +22,7 @@ use crate::{
 pub fn run(args: &LimitsArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
     let store = settings.store()?;
     let agent = agents::find(&store, &args.agent)?;
-    let manifest = Manifest::parse(&agent.manifest, std::path::Path::new("(stored manifest)"))?;
+    let manifest = agent.manifest()?;
     let limits = manifest.spending_limits.clone().unwrap_or_default();
     let mut out = Vec::new();
     for chain in &manifest.permissions.chains {

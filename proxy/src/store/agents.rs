@@ -1,9 +1,12 @@
 //! Agents: registration (one id per directory, names unique), pause, token revocation, removal.
 
+use std::path::Path;
+
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::{Result, Store, StoreError, audit::insert_audit, now_ms};
+use crate::manifest::{Manifest, ManifestError};
 
 /// A registered agent, as stored.
 #[derive(Debug, Clone, Serialize)]
@@ -12,9 +15,12 @@ pub struct AgentRow {
     pub id: String,
     /// Unique display name.
     pub name: String,
-    /// Manifest JSON.
+    /// The manifest as stored (JSON).
     #[serde(skip)]
-    pub manifest: String,
+    pub manifest_json: String,
+    /// The manifest, parsed once when the row was read; see [`AgentRow::manifest`].
+    #[serde(skip)]
+    manifest: std::result::Result<Manifest, ManifestError>,
     /// Where it was registered from, if by `assegai run`.
     pub source_dir: Option<String>,
     /// Paused by the kill switch.
@@ -26,6 +32,15 @@ pub struct AgentRow {
     /// SHA-256 of the current token.
     #[serde(skip)]
     pub token_hash: Option<[u8; 32]>,
+}
+
+impl AgentRow {
+    /// The agent's manifest. It was checked when it was stored, so an error here means a newer
+    /// Assegai reads it more strictly: the row still lists and shows, only acting on it fails
+    /// (and says to register the manifest again).
+    pub fn manifest(&self) -> std::result::Result<&Manifest, ManifestError> {
+        self.manifest.as_ref().map_err(Clone::clone)
+    }
 }
 
 impl Store {
@@ -170,10 +185,14 @@ pub(super) const AGENT_SELECT: &str =
 
 pub(super) fn agent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRow> {
     let hash: Option<Vec<u8>> = r.get(7)?;
+    let name: String = r.get(1)?;
+    let manifest_json: String = r.get(2)?;
+    let manifest = Manifest::parse(&manifest_json, Path::new(&format!("(the stored manifest of `{name}`)")));
     Ok(AgentRow {
         id: r.get(0)?,
-        name: r.get(1)?,
-        manifest: r.get(2)?,
+        name,
+        manifest_json,
+        manifest,
         source_dir: r.get(3)?,
         paused: r.get(4)?,
         created_at: r.get(5)?,

@@ -298,3 +298,20 @@ fn logs_filter_and_follow() {
     let last = s.logs(&LogQuery { limit: Some(1), ..Default::default() }).unwrap();
     assert_eq!(last[0].message, "c");
 }
+
+#[test]
+fn a_stored_manifest_is_parsed_once_and_one_that_no_longer_parses_still_lists() {
+    let (_d, s) = store();
+    let manifest = r#"{"name":"a","permissions":{"chains":["eip155:31337"]}}"#;
+    s.upsert_agent("ag_1", "a", manifest, None, &[1; 32]).unwrap();
+    let row = s.agent("ag_1").unwrap().unwrap();
+    assert_eq!(row.manifest().unwrap().permissions.chains.len(), 1);
+    assert_eq!(row.manifest_json, manifest);
+
+    // As if a newer version read an old manifest more strictly.
+    s.conn().execute("UPDATE agents SET manifest = ?1 WHERE id = 'ag_1'", [r#"{"name":"a","nope":1}"#]).unwrap();
+    let rows = s.list_agents().unwrap();
+    assert_eq!(rows.len(), 1, "the agent still lists");
+    let err = rows[0].manifest().unwrap_err().to_string();
+    assert!(err.contains("the stored manifest of `a`"), "the error names the agent: {err}");
+}

@@ -12,7 +12,7 @@ use assegai_sdk::{
     ChainId,
     wire::{TxRequest, TxStatus},
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::{Error, Result, auth::Agent, state::AppState};
@@ -23,7 +23,7 @@ sol! {
 }
 
 /// One approval an agent's request granted, as the chain has it now.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Granted {
     /// The chain.
     pub chain: ChainId,
