@@ -21,7 +21,20 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Directory holding Assegai's state [default: ~/.local/share/assegai]
-    #[arg(long, global = true, env = env::HOME, value_name = "DIR")]
+    // Not clap's `env`: clap counts a value from the environment as typed, and then writes
+    // `--home <DIR>` into every usage line as if it were required. `ASSEGAI_HOME` is read with
+    // the other settings (`Settings::resolve`).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        value_hint = clap::ValueHint::DirPath,
+        long_help = format!(
+            "Directory holding Assegai's state: config.toml, the database, the key file, the admin socket\n\n\
+             [env: {}] [default: ~/.local/share/assegai]",
+            env::HOME
+        )
+    )]
     pub home: Option<PathBuf>,
     /// Print only data and errors
     #[arg(long, short, global = true)]
@@ -60,6 +73,8 @@ pub enum Command {
     Run(RunArgs),
     /// Check the key store, the proxy, the local chain and the wallet, and say what to fix
     Doctor(JsonFlag),
+    /// The settings in effect: config.toml's values, the defaults for the rest
+    Config(JsonFlag),
     /// Print shell completions
     Completions(CompletionsArgs),
 }

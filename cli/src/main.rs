@@ -10,7 +10,7 @@ mod runner;
 mod sandbox;
 mod settings;
 
-use std::process::ExitCode;
+use std::{io::Write, process::ExitCode};
 
 use clap::Parser;
 
@@ -25,7 +25,8 @@ fn main() -> ExitCode {
     if sandbox::is_trampoline(&args) {
         // Before anything else: this process is about to become agent code.
         let err = sandbox::trampoline(&args[2..]);
-        eprintln!("assegai sandbox: {err:#}");
+        // Not `eprintln!`: a closed stderr must not turn this message into a panic.
+        let _ = writeln!(std::io::stderr(), "assegai sandbox: {err:#}");
         return ExitCode::from(126);
     }
     // No other process of this user can read this one's environment or memory, or ptrace it:
@@ -75,7 +76,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
     if let Command::Completions(args) = &cli.command {
-        commands::completions::run(args);
+        commands::completions::run(args, printer);
         return Ok(());
     }
     if let Command::New(args) = &cli.command {
@@ -98,6 +99,7 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
         Command::Allowance(args) => commands::allowance::run(args, &settings, printer),
         Command::Run(args) => commands::run::run(args, settings, printer).await,
         Command::Doctor(args) => commands::doctor::run(args, &settings, printer).await,
+        Command::Config(args) => commands::config::run(args, &settings, printer),
         Command::Completions(_) | Command::New(_) => unreachable!("handled above"),
     }
 }

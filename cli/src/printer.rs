@@ -43,11 +43,17 @@ impl Drop for HeldLines {
     }
 }
 
-/// Writes a line of data to stdout. When the reader has gone (`assegai txs | head`) the rest of
-/// the data has nowhere to go: the command ends quietly and successfully, as Unix tools do, rather
-/// than panicking the way `println!` does.
+/// Writes a line of data to stdout, see [`data_bytes`].
 fn data_line(line: impl std::fmt::Display) {
-    if let Err(e) = writeln!(std::io::stdout().lock(), "{line}")
+    data_bytes(format!("{line}\n").as_bytes());
+}
+
+/// Writes data to stdout: the one way anything reaches stdout. When the reader has gone (`assegai
+/// txs | head`) the rest of the data has nowhere to go: the command ends quietly and successfully,
+/// as Unix tools do, rather than panicking the way `println!` does.
+fn data_bytes(bytes: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(bytes).and_then(|()| out.flush())
         && e.kind() == std::io::ErrorKind::BrokenPipe
     {
         std::process::exit(0);
@@ -79,6 +85,11 @@ impl Printer {
     /// A line of data (stdout).
     pub fn data(&self, line: impl std::fmt::Display) {
         data_line(line);
+    }
+
+    /// Data as it is, with no newline added (stdout): a generated file such as a completion script.
+    pub fn data_raw(&self, bytes: &[u8]) {
+        data_bytes(bytes);
     }
 
     /// A line from a running agent: printed now, or once the prompt on screen is answered.

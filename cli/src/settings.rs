@@ -1,6 +1,8 @@
 //! Arguments, environment and `config.toml` resolved into one settings value before any command
 //! runs; commands never read the environment themselves.
 
+use std::path::PathBuf;
+
 use anyhow::{Context, bail};
 use assegai_proxy::{
     admin::AdminClient,
@@ -27,9 +29,10 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Resolves `--home` / `ASSEGAI_HOME` and reads the config file.
+    /// Resolves `--home`, else `ASSEGAI_HOME`, and reads the config file.
     pub fn resolve(global: &GlobalArgs) -> anyhow::Result<Self> {
-        let home = Home::resolve(global.home.clone())?;
+        let from_env = std::env::var_os(assegai_sdk::env::HOME).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let home = Home::resolve(global.home.clone().or(from_env))?;
         let config = Config::load(&home)?;
         let passphrase = std::env::var(assegai_sdk::env::PASSPHRASE).ok().filter(|p| !p.is_empty()).map(Zeroizing::new);
         Ok(Settings { home, config, passphrase })

@@ -159,15 +159,15 @@ impl Default for RateLimits {
 pub struct ChainConfig {
     /// The user's JSON-RPC endpoint: it serves reads when the agent's manifest names none, and it
     /// always signs, fixes nonces and fees (an agent's manifest must not choose what it pays).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub rpc: Option<String>,
     /// Refuse requests whose max fee per gas is above this many gwei (default
     /// [`DEFAULT_MAX_FEE_PER_GAS_GWEI`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub max_fee_per_gas_gwei: Option<GweiAmount>,
     /// Refuse requests whose worst-case fee (gas limit × max fee per gas) is above this, in the
     /// chain's native currency (default [`DEFAULT_MAX_FEE_ETH`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub max_fee_eth: Option<crate::manifest::NativeAmount>,
 }
 
@@ -200,13 +200,13 @@ pub struct ProviderConfig {
     pub base_url: String,
     /// Endpoints beyond the built-in inference ones that agents may call with the user's key,
     /// e.g. `["POST /v1/audio/speech", "GET /v1/files/*"]` (see [`crate::ai::endpoints`]).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub extra_endpoints: Vec<crate::ai::endpoints::Endpoint>,
     /// `OpenAI-Organization` sent with every call (OpenAI only); agents cannot choose it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub organization: Option<String>,
     /// `OpenAI-Project` sent with every call (OpenAI only); agents cannot choose it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub project: Option<String>,
 }
 
@@ -434,6 +434,52 @@ impl Config {
         self.chains.get(&chain).and_then(|c| c.rpc.as_deref())
     }
 
+    /// Every setting as it applies, for `assegai config`: each key `config.toml` knows, with its
+    /// value (the file's, else the default) and where it came from. `file_text` is the file as
+    /// read, to tell which keys it sets (`None`: there is no file). Each chain with a table of its
+    /// own shows the fee caps that apply to it, and `chains."*"` those of every other chain.
+    ///
+    /// URLs are shown only as [`crate::chain::shown_url`] shows them: a provider's RPC URL often
+    /// carries its API key. Nothing else in the file is a secret (keys live in the key store).
+    pub fn effective(&self, file_text: Option<&str>) -> Vec<Setting> {
+        let file = file_text.and_then(|t| t.parse::<toml::Table>().ok()).unwrap_or_default();
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let Some(chains) = value.get_mut("chains").and_then(serde_json::Value::as_object_mut) {
+            let defaults = ChainConfig {
+                rpc: None,
+                max_fee_per_gas_gwei: GweiAmount::parse(DEFAULT_MAX_FEE_PER_GAS_GWEI).ok(),
+                max_fee_eth: crate::manifest::NativeAmount::parse(DEFAULT_MAX_FEE_ETH).ok(),
+            };
+            let defaults = serde_json::to_value(&defaults).unwrap_or_default();
+            for chain in chains.values_mut() {
+                for key in ["max_fee_per_gas_gwei", "max_fee_eth"] {
+                    if chain[key].is_null() {
+                        chain[key] = defaults[key].clone();
+                    }
+                }
+            }
+            let mut others = defaults;
+            if let Some(o) = others.as_object_mut() {
+                o.remove("rpc");
+            }
+            chains.insert("*".into(), others);
+        }
+        // Organizations and projects are OpenAI's alone: elsewhere they are mistakes, not settings.
+        for provider in ["anthropic", "deepseek"] {
+            if let Some(p) =
+                value.get_mut("providers").and_then(|p| p.get_mut(provider)).and_then(|p| p.as_object_mut())
+            {
+                p.remove("organization");
+                p.remove("project");
+            }
+        }
+        let mut out = Vec::new();
+        flatten_settings(&mut out, &mut Vec::new(), &value, &file);
+        // As a file reads: the top-level keys first, then the tables.
+        out.sort_by_key(|s| s.key.contains('.'));
+        out
+    }
+
     /// [`approval_timeout_secs`](Self::approval_timeout_secs) as a duration.
     pub fn approval_timeout(&self) -> Duration {
         Duration::from_secs(self.approval_timeout_secs)
@@ -443,6 +489,66 @@ impl Config {
     pub fn upstream_timeout(&self) -> Duration {
         Duration::from_secs(self.upstream_timeout_secs)
     }
+}
+
+/// Where the value of a setting comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Source {
+    /// Nothing sets it: the built-in default.
+    #[serde(rename = "default")]
+    Default,
+    /// `config.toml` sets it.
+    #[serde(rename = "config.toml")]
+    File,
+}
+
+/// One setting as it applies (see [`Config::effective`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Setting {
+    /// The key as `config.toml` spells it, tables joined with dots: `chains."eip155:1".rpc`.
+    pub key: String,
+    /// The value; `null` for an optional key nothing sets.
+    pub value: serde_json::Value,
+    /// Where the value comes from.
+    pub source: Source,
+    /// Whether part of the value is left out: a URL's path, query or user info.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shortened: bool,
+}
+
+/// Adds one [`Setting`] per leaf of `value` (tables are walked; arrays are values).
+fn flatten_settings(out: &mut Vec<Setting>, path: &mut Vec<String>, value: &serde_json::Value, file: &toml::Table) {
+    if let serde_json::Value::Object(table) = value {
+        for (key, v) in table {
+            path.push(key.clone());
+            flatten_settings(out, path, v, file);
+            path.pop();
+        }
+        return;
+    }
+    let mut in_file = Some(file);
+    let mut set = false;
+    for (i, key) in path.iter().enumerate() {
+        let Some(entry) = in_file.and_then(|t| t.get(key)) else { break };
+        set = i + 1 == path.len();
+        in_file = entry.as_table();
+    }
+    let (value, shortened) = match value {
+        serde_json::Value::String(text) => match crate::chain::shown_url(text) {
+            Some(shown) => (serde_json::Value::String(shown), crate::chain::url_is_shortened(text)),
+            None => (value.clone(), false),
+        },
+        _ => (value.clone(), false),
+    };
+    let key = path
+        .iter()
+        .map(|k| {
+            let bare = !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if bare { k.clone() } else { format!("\"{k}\"") }
+        })
+        .collect::<Vec<_>>()
+        .join(".");
+    out.push(Setting { key, value, source: if set { Source::File } else { Source::Default }, shortened });
 }
 
 #[cfg(test)]
@@ -515,6 +621,49 @@ mod tests {
         assert!(m.contains("providers.anthropic.organization"), "{m}");
         let m = msg("max_connections = 0");
         assert!(m.contains("max_connections"), "{m}");
+    }
+
+    #[test]
+    fn effective_settings_say_where_they_come_from_and_hide_url_paths() {
+        let text = r#"
+            approval_timeout_secs = 60
+            [rate_limits]
+            rpc = { requests = 3, per_secs = 1000 }
+            [chains."eip155:1"]
+            rpc = "https://user:pw@eth.example:8443/v3/sekrit?apikey=sekrit2"
+            max_fee_eth = "0.01"
+            "#;
+        let settings = parse(text).unwrap().effective(Some(text));
+        let get =
+            |key: &str| settings.iter().find(|s| s.key == key).unwrap_or_else(|| panic!("no {key}: {settings:?}"));
+        let file = |key: &str, value: serde_json::Value| {
+            assert_eq!((&get(key).value, get(key).source), (&value, Source::File), "{key}");
+        };
+        let default = |key: &str, value: serde_json::Value| {
+            assert_eq!((&get(key).value, get(key).source), (&value, Source::Default), "{key}");
+        };
+        file("approval_timeout_secs", 60.into());
+        default("listen", "127.0.0.1:8765".into());
+        default("local_rpc_url", "http://localhost:8545".into());
+        file("rate_limits.rpc.requests", 3.into());
+        default("rate_limits.openai.per_secs", 60.into());
+        file("chains.\"eip155:1\".rpc", "https://eth.example:8443".into());
+        assert!(get("chains.\"eip155:1\".rpc").shortened);
+        assert!(!get("local_rpc_url").shortened);
+        file("chains.\"eip155:1\".max_fee_eth", "0.01".into());
+        default("chains.\"eip155:1\".max_fee_per_gas_gwei", DEFAULT_MAX_FEE_PER_GAS_GWEI.into());
+        default("chains.\"*\".max_fee_eth", DEFAULT_MAX_FEE_ETH.into());
+        default("providers.openai.organization", serde_json::Value::Null);
+        assert!(settings.iter().all(|s| s.key != "providers.anthropic.project"), "OpenAI only");
+        default("providers.deepseek.extra_endpoints", serde_json::json!([]));
+        default("ai.default_max_output_tokens", 8192.into());
+        default("keys.backend", "auto".into());
+        let all = format!("{settings:?}");
+        assert!(!all.contains("sekrit") && !all.contains("pw@"), "{all}");
+        // Top-level keys first, as a file has them.
+        let first_table = settings.iter().position(|s| s.key.contains('.')).unwrap();
+        assert!(settings[first_table..].iter().all(|s| s.key.contains('.')), "{settings:?}");
+        assert!(Config::default().effective(None).iter().all(|s| s.source == Source::Default));
     }
 
     #[test]

@@ -3,7 +3,13 @@
 
 use std::time::Duration;
 
-use assegai_proxy::{chain::parse_rpc_url, keys::KeyError, manifest::Provider, upstream::Upstream, wallet};
+use assegai_proxy::{
+    chain::{parse_rpc_url, shown_url},
+    keys::KeyError,
+    manifest::Provider,
+    upstream::Upstream,
+    wallet,
+};
 use console::style;
 use serde::Serialize;
 use serde_json::json;
@@ -170,8 +176,8 @@ fn signing_rpcs(settings: &Settings) -> Check {
         .chains
         .iter()
         .filter_map(|(chain, c)| {
-            let url = parse_rpc_url(c.rpc.as_deref()?).ok()?;
-            Some(format!("{chain} through {}://{} (config.toml)", url.scheme(), url.host_str().unwrap_or("?")))
+            let url = shown_url(c.rpc.as_deref()?)?;
+            Some(format!("{chain} through {url} (config.toml)"))
         })
         .collect();
     let fix = parts.is_empty().then(|| {
@@ -193,7 +199,9 @@ fn key_store_fix(e: &anyhow::Error) -> Option<String> {
 }
 
 async fn local_chain(settings: &Settings) -> Check {
-    let url = &settings.config.local_rpc_url;
+    let configured = &settings.config.local_rpc_url;
+    // What the report says; the request goes to `configured`, which may carry a key.
+    let url = shown_url(configured).unwrap_or_else(|| "`local_rpc_url`".to_owned());
     let anvil_fix = || {
         let how = if find_program("anvil").is_some() {
             "start it with `anvil` in another terminal"
@@ -202,7 +210,7 @@ async fn local_chain(settings: &Settings) -> Check {
         };
         Some(format!("{how}, or set `local_rpc_url` in config.toml"))
     };
-    let (Ok(upstream), Ok(parsed)) = (Upstream::new(&settings.config), parse_rpc_url(url)) else {
+    let (Ok(upstream), Ok(parsed)) = (Upstream::new(&settings.config), parse_rpc_url(configured)) else {
         return check("local RPC", Level::Fail, format!("{url} is not a usable URL"), anvil_fix());
     };
     let Ok(uri) = parsed.as_str().parse() else {

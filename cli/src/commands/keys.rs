@@ -5,7 +5,7 @@
 use std::io::Read;
 
 use anyhow::{Context, bail};
-use assegai_proxy::{ai::endpoints, keys, manifest::Provider, upstream::Upstream};
+use assegai_proxy::{Error, ai::endpoints, config::Providers, keys, manifest::Provider, upstream::Upstream};
 use comfy_table::{Table, presets::NOTHING};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -151,7 +151,40 @@ async fn test(args: &KeysProviderArg, settings: &Settings, printer: Printer) -> 
     *req.headers_mut() = endpoints::request_headers(provider, config, &hyper::HeaderMap::new());
     endpoints::set_auth(provider, key.expose(), req.headers_mut())?;
     let upstream = Upstream::new(&settings.config)?;
-    let resp = upstream.send(req).await.with_context(|| format!("calling {url}"))?;
+    let resp = match upstream.send(req).await {
+        Ok(resp) => resp,
+        Err(e @ (Error::Unreachable | Error::UpstreamTimeout)) => {
+            let what = match e {
+                Error::UpstreamTimeout => {
+                    format!("{url} did not answer within {} s", settings.config.upstream_timeout_secs)
+                }
+                _ => format!("could not reach {url}"),
+            };
+            let name = provider.display_name();
+            let (why, check) = if config.base_url == Providers::default().get(provider).base_url {
+                (
+                    format!(
+                        "this machine may be offline, or a firewall or proxy may block the URL ({name}'s own; \
+                         `base_url` under `[providers.{provider}]` in config.toml changes it)"
+                    ),
+                    "the connection",
+                )
+            } else {
+                (
+                    format!(
+                        "this machine may be offline, or the URL may be wrong (it comes from `base_url` under \
+                         `[providers.{provider}]` in config.toml)"
+                    ),
+                    "the connection and the URL",
+                )
+            };
+            bail!(
+                "{what}, so the {name} key was not checked: {why}; check {check}, then run `{}` again",
+                settings.command(&format!("keys test {provider}"))
+            );
+        }
+        Err(e) => return Err(e).with_context(|| format!("calling {url}")),
+    };
     let status = resp.status();
     if status.is_success() {
         printer.success(format!(

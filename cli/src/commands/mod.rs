@@ -4,6 +4,7 @@ pub mod agents;
 pub mod allowance;
 pub mod approve;
 pub mod completions;
+pub mod config;
 pub mod doctor;
 pub mod keys;
 pub mod limits;

@@ -31,6 +31,24 @@ pub fn parse_rpc_url(text: &str) -> std::result::Result<Url, String> {
     Ok(url)
 }
 
+/// An RPC (or API base) URL as it may be shown to a person: its scheme, host and port only. A
+/// provider's RPC URL often carries its API key in the path (`/v2/KEY`), the query (`?apikey=`)
+/// or the user info, so none of those is ever shown; `None` when it is not a URL with a host.
+/// `assegai doctor` and `assegai config` show URLs only through this.
+pub fn shown_url(text: &str) -> Option<String> {
+    let url = Url::parse(text).ok()?;
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("{}://{host}:{port}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
+    })
+}
+
+/// Whether [`shown_url`] leaves out part of `text` (a path, query, fragment or user info).
+pub fn url_is_shortened(text: &str) -> bool {
+    shown_url(text).is_none_or(|shown| shown != text.trim_end_matches('/'))
+}
+
 /// Forwards JSON-RPC reads to nodes.
 #[derive(Debug)]
 pub struct ChainClient {
