@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use assegai_proxy::{
     agents,
+    ids::AgentId,
     manifest::{Manifest, Runtime},
 };
 use assegai_sdk::env;
@@ -36,12 +37,12 @@ pub struct Step {
 pub fn plan(
     dir: &Path,
     manifest: &Manifest,
-    agent_id: &str,
+    agent_id: &AgentId,
     dockerfile: &Path,
     workspace: &Path,
     port: u16,
 ) -> anyhow::Result<Vec<Step>> {
-    let image = format!("assegai-agent-{}", agent_id.trim_start_matches("ag_").to_ascii_lowercase());
+    let image = format!("assegai-agent-{}", agent_id.as_str().trim_start_matches("ag_").to_ascii_lowercase());
     let build = Step {
         args: vec![
             "build".into(),
@@ -74,7 +75,7 @@ pub fn plan(
     .map(String::from)
     .collect::<Vec<_>>();
     run.extend([
-        format!("--name=assegai-{}", agent_id.to_ascii_lowercase().replace('_', "-")),
+        format!("--name=assegai-{}", agent_id.as_str().to_ascii_lowercase().replace('_', "-")),
         format!("--memory={}m", memory >> 20),
         format!("--memory-swap={}m", memory >> 20),
         format!("--cpus={cpus}"),
@@ -167,7 +168,7 @@ pub async fn run(
     // A dry run changes nothing: an agent not registered yet is shown with a placeholder id.
     let known = store.list_agents()?.into_iter().find(|a| a.source_dir.as_deref() == Some(&dir.display().to_string()));
     let (agent_id, token) = if dry_run {
-        (known.map_or_else(|| "ag_new".to_owned(), |a| a.id), None)
+        (known.map_or_else(|| AgentId::from("ag_new"), |a| a.id), None)
     } else {
         // As without --docker: the file may grant more than the person registered.
         let origin = manifest_check::Origin::Run(dir);
@@ -176,7 +177,7 @@ pub async fn run(
         settings.admin().agent_changed(&r.id).await.ok();
         (r.id, Some(r.token))
     };
-    let workspace = settings.home.root().join("workspaces").join(&agent_id);
+    let workspace = settings.home.workspace(&agent_id);
     let own = dir.join("Dockerfile");
     let dockerfile: PathBuf = if own.is_file() {
         own
@@ -228,7 +229,7 @@ mod tests {
             Path::new("assegai.json"),
         )
         .unwrap();
-        let steps = plan(Path::new("/a"), &m, "ag_AB", Path::new("/d"), Path::new("/w"), 8765).unwrap();
+        let steps = plan(Path::new("/a"), &m, &AgentId::from("ag_AB"), Path::new("/d"), Path::new("/w"), 8765).unwrap();
         let run = &steps[1].args;
         for flag in [
             "--read-only",

@@ -12,6 +12,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use assegai_proxy::{
+    ids::AgentId,
     manifest::{Manifest, Runtime},
     sanitize::neutralize,
     store::{LogQuery, NewLog, Store},
@@ -550,13 +551,13 @@ fn log_line(prefix: &str, level: LogLevel, message: &str, data: Option<&serde_js
 /// Shows the lines agent `agent_id` logs to the proxy this process runs (they arrive on `lines`).
 pub fn forward_logs(
     mut lines: tokio::sync::broadcast::Receiver<std::sync::Arc<NewLog>>,
-    agent_id: &str,
+    agent_id: &AgentId,
     name: &str,
     printer: Printer,
 ) -> LogFollower {
     use tokio::sync::broadcast::error::{RecvError, TryRecvError};
     let (stop, mut stopping) = tokio::sync::watch::channel(false);
-    let (agent_id, prefix) = (agent_id.to_owned(), format!("{} │", neutralize(name)));
+    let (agent_id, prefix) = (agent_id.clone(), format!("{} │", neutralize(name)));
     let show = move |line: &NewLog| {
         if line.agent_id == agent_id {
             let text = log_line(&prefix, line.level, &line.message, line.data.as_ref());
@@ -590,9 +591,9 @@ pub fn forward_logs(
 
 /// Shows the lines agent `agent_id` logs from now on, read from the database: for a proxy that
 /// runs in another process (the one this process runs is followed by [`forward_logs`]).
-pub fn follow_logs(store: Store, agent_id: &str, name: &str, printer: Printer) -> anyhow::Result<LogFollower> {
+pub fn follow_logs(store: Store, agent_id: &AgentId, name: &str, printer: Printer) -> anyhow::Result<LogFollower> {
     const POLL: Duration = Duration::from_millis(200);
-    let mut query = LogQuery { agent_id: Some(agent_id.to_owned()), limit: Some(1), ..LogQuery::default() };
+    let mut query = LogQuery { agent_id: Some(agent_id.clone()), limit: Some(1), ..LogQuery::default() };
     // Only what is logged from now on: earlier runs' lines are in `assegai logs`.
     query.after_id = store.logs(&query)?.last().map(|l| l.id);
     query.limit = None;

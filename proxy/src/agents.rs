@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::{
     Error, Result, auth,
+    ids::AgentId,
     manifest::Manifest,
     store::{AgentRow, Store},
 };
@@ -15,7 +16,7 @@ use crate::{
 #[derive(Debug, Serialize)]
 pub struct Registered {
     /// The agent's id (unchanged when re-registering).
-    pub id: String,
+    pub id: AgentId,
     /// The agent's name.
     pub name: String,
     /// The new token. Show it once; it cannot be recovered.

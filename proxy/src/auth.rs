@@ -16,7 +16,7 @@ use rand::TryRngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::{Error, Result, manifest::Manifest, state::AppState, store::Store};
+use crate::{Error, Result, ids::AgentId, manifest::Manifest, state::AppState, store::Store};
 
 /// A fresh agent token: `asg_` and 64 hex digits (256 bits from the OS generator).
 pub fn mint_token() -> String {
@@ -26,10 +26,10 @@ pub fn mint_token() -> String {
 }
 
 /// A fresh agent id: `ag_` and 16 hex digits.
-pub fn new_agent_id() -> String {
+pub fn new_agent_id() -> AgentId {
     let mut bytes = [0u8; 8];
     rand::rngs::OsRng.try_fill_bytes(&mut bytes).expect("the OS random number generator failed");
-    format!("ag_{}", hex::encode(bytes))
+    AgentId::from_random(&bytes)
 }
 
 /// The stored form of a token.
@@ -41,7 +41,7 @@ pub fn hash_token(token: &str) -> [u8; 32] {
 #[derive(Debug)]
 pub struct Agent {
     /// Stable id.
-    pub id: String,
+    pub id: AgentId,
     /// Display name.
     pub name: String,
     /// Its validated manifest.
@@ -55,7 +55,7 @@ pub struct Agent {
 #[derive(Debug)]
 pub struct AgentCache {
     store: Arc<Store>,
-    agents: RwLock<HashMap<String, Arc<Agent>>>,
+    agents: RwLock<HashMap<AgentId, Arc<Agent>>>,
 }
 
 impl AgentCache {
@@ -78,7 +78,9 @@ impl AgentCache {
         {
             return Ok(agent);
         }
-        let agent = self.load(id).await?.ok_or(Error::InvalidCredentials)?;
+        // An id that is not one cannot be registered: refused without a look at the database.
+        let id: AgentId = id.parse().map_err(|_| Error::InvalidCredentials)?;
+        let agent = self.load(&id).await?.ok_or(Error::InvalidCredentials)?;
         if bool::from(agent.token_hash.ct_eq(&hash)) { Ok(agent) } else { Err(Error::InvalidCredentials) }
     }
 
@@ -91,11 +93,11 @@ impl AgentCache {
         Ok(Arc::new(Agent { id: row.id, name: row.name, manifest, paused: row.paused, token_hash: [0; 32] }))
     }
 
-    async fn load(&self, id: &str) -> Result<Option<Arc<Agent>>> {
-        let key = id.to_owned();
+    async fn load(&self, id: &AgentId) -> Result<Option<Arc<Agent>>> {
+        let key = id.clone();
         let row = crate::state::db(&self.store, move |s| s.agent(&key)).await?;
         let Some(row) = row else {
-            self.invalidate(id);
+            self.invalidate(id.as_str());
             return Ok(None);
         };
         let Some(token_hash) = row.token_hash else { return Ok(None) };

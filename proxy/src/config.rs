@@ -101,8 +101,8 @@ impl Home {
     }
 
     /// `workspaces/<agent-id>/`.
-    pub fn workspace(&self, agent_id: &str) -> PathBuf {
-        self.root.join("workspaces").join(agent_id)
+    pub fn workspace(&self, agent_id: &crate::ids::AgentId) -> PathBuf {
+        self.root.join("workspaces").join(agent_id.as_str())
     }
 }
 

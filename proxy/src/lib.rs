@@ -18,6 +18,7 @@ pub mod chain;
 pub mod config;
 mod error;
 mod extract;
+pub mod ids;
 pub mod keys;
 pub mod logs;
 pub mod manifest;

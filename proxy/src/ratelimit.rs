@@ -10,6 +10,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
 use crate::{
     Error, Result,
     config::{RateLimit, RateLimits},
+    ids::AgentId,
 };
 
 /// The services that are limited separately.
@@ -28,10 +29,10 @@ pub enum Service {
 /// One keyed limiter per service.
 #[derive(Debug)]
 pub struct RateLimiter {
-    rpc: DefaultKeyedRateLimiter<String>,
-    openai: DefaultKeyedRateLimiter<String>,
-    anthropic: DefaultKeyedRateLimiter<String>,
-    deepseek: DefaultKeyedRateLimiter<String>,
+    rpc: DefaultKeyedRateLimiter<AgentId>,
+    openai: DefaultKeyedRateLimiter<AgentId>,
+    anthropic: DefaultKeyedRateLimiter<AgentId>,
+    deepseek: DefaultKeyedRateLimiter<AgentId>,
 }
 
 fn quota(limit: RateLimit) -> Quota {
@@ -52,7 +53,7 @@ impl RateLimiter {
     }
 
     /// Takes one request from `agent_id`'s quota for `service`, or says when to come back.
-    pub fn check(&self, service: Service, agent_id: &String) -> Result<()> {
+    pub fn check(&self, service: Service, agent_id: &AgentId) -> Result<()> {
         let limiter = match service {
             Service::Rpc => &self.rpc,
             Service::OpenAi => &self.openai,
@@ -76,7 +77,7 @@ mod tests {
     fn burst_then_refuse_with_the_time_to_the_next_slot() {
         let limits = RateLimits { rpc: RateLimit { requests: 30, per_secs: 10 }, ..RateLimits::default() };
         let rl = RateLimiter::new(&limits);
-        let a = "ag_a".to_owned();
+        let a = AgentId::from("ag_a");
         for _ in 0..30 {
             rl.check(Service::Rpc, &a).unwrap();
         }
@@ -86,7 +87,7 @@ mod tests {
             other => panic!("expected a rate limit, got {other:?}"),
         }
         // Other agents and other services have their own quota.
-        rl.check(Service::Rpc, &"ag_b".to_owned()).unwrap();
+        rl.check(Service::Rpc, &AgentId::from("ag_b")).unwrap();
         rl.check(Service::OpenAi, &a).unwrap();
     }
 
@@ -94,7 +95,7 @@ mod tests {
     fn long_windows_report_long_waits() {
         let limits = RateLimits { openai: RateLimit { requests: 2, per_secs: 100 }, ..RateLimits::default() };
         let rl = RateLimiter::new(&limits);
-        let a = "x".to_owned();
+        let a = AgentId::from("x");
         rl.check(Service::OpenAi, &a).unwrap();
         rl.check(Service::OpenAi, &a).unwrap();
         let Err(Error::RateLimited { retry_after_secs }) = rl.check(Service::OpenAi, &a) else { panic!() };

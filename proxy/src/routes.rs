@@ -8,6 +8,7 @@ use crate::{
     auth::Agent,
     chain::{jsonrpc, policy},
     extract::{ApiJson, ApiPath, RawBody},
+    ids::TxId,
     ratelimit::Service,
     state::AppState,
     store::{NewLog, now_ms},
@@ -104,7 +105,7 @@ pub async fn request_transaction(
     ApiJson(req): ApiJson<TxRequest>,
 ) -> Result<Json<TxSent>> {
     let (id, tx_hash) = crate::tx::request(&state, &agent, req).await?;
-    Ok(Json(TxSent { success: true, tx_hash, transaction_id: Some(id) }))
+    Ok(Json(TxSent { success: true, tx_hash, transaction_id: Some(id.to_string()) }))
 }
 
 /// `GET /agent/transactions/{id}`: one of the caller's own requests.
@@ -113,15 +114,18 @@ pub async fn transaction(
     Extension(agent): Extension<Arc<Agent>>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TxInfo>> {
-    let key = id.clone();
-    let row = state.db(move |s| s.tx(&key)).await?;
+    // Not an id at all, or another agent's: the same answer.
+    let row = match id.parse::<TxId>() {
+        Ok(key) => state.db(move |s| s.tx(&key)).await?,
+        Err(_) => None,
+    };
     let row = row.filter(|r| r.agent_id == agent.id).ok_or_else(|| {
         Error::NotFound(format!("No transaction `{}` for this agent", crate::sanitize::neutralize(&id)))
     })?;
     // The wire writes amounts as decimal strings (JSON numbers would round them).
     let decimal = |v: Option<alloy_primitives::U256>| v.map(|v| v.to_string());
     Ok(Json(TxInfo {
-        id: row.id.clone(),
+        id: row.id.to_string(),
         status: row.status,
         chain: ChainId::eip155(row.chain_id),
         to: row.to,

@@ -49,6 +49,7 @@ use assegai_proxy::{
     admin::AdminClient,
     auth::AgentCache,
     config::Home,
+    ids::TxId,
     manifest::Manifest,
     store::{NewTx, Store, now_ms},
     tx::limits::{self, SpendWindow},
@@ -152,7 +153,8 @@ fn run() -> Result<(), String> {
         history.seed(&store, &hist_id)?;
         // The store must see what the generator counted, or the limits below mean nothing.
         for (days, expected) in [1, 7, 30].into_iter().zip(sums) {
-            let seen = store.spent_since(&hist_id, 31337, now - days * DAY_MS).map_err(|e| e.to_string())?;
+            let seen =
+                store.spent_since(&hist_id.as_str().into(), 31337, now - days * DAY_MS).map_err(|e| e.to_string())?;
             if seen != U256::from(expected) {
                 return Err(format!(
                     "the store counts {seen} wei in the last {days} days; the history holds {expected}"
@@ -385,8 +387,8 @@ impl History {
                 }
             };
             let tx = NewTx {
-                id: format!("tx_{}", rng.hex(8)),
-                agent_id: agent_id.to_owned(),
+                id: format!("tx_{}", rng.hex(8)).into(),
+                agent_id: agent_id.into(),
                 agent_name: "history".into(),
                 chain_id: r.chain,
                 to: to.to_owned(),
@@ -442,7 +444,7 @@ async fn measure_store(db: &Path, agent_id: &str, token: &str) -> Result<StoreFi
     }
     // Outside the timed section each sample is rejected, so it stops counting against the limits.
     let reject =
-        |id: &str| match store.decide_tx(id, TxStatus::Pending, TxStatus::Rejected, Some("rejected by user"), "cli") {
+        |id: &TxId| match store.decide_tx(id, TxStatus::Pending, TxStatus::Rejected, Some("rejected by user"), "cli") {
             Ok(true) => Ok(()),
             Ok(false) => Err(format!("{id} was not pending any more")),
             Err(e) => Err(e.to_string()),
@@ -451,7 +453,7 @@ async fn measure_store(db: &Path, agent_id: &str, token: &str) -> Result<StoreFi
     let mut new_tx = || {
         let to = RECIPIENTS[rng.below(RECIPIENTS.len() as u64) as usize];
         NewTx {
-            id: format!("tx_{}", rng.hex(8)),
+            id: format!("tx_{}", rng.hex(8)).into(),
             agent_id: agent.id.clone(),
             agent_name: agent.name.clone(),
             chain_id: 31337,
@@ -656,7 +658,7 @@ async fn measure_approvals(
         // Untimed: wait until the request is stored as pending.
         let deadline = Instant::now() + Duration::from_secs(10);
         let tx_id = loop {
-            let pending = store.txs(Some(id), Some(TxStatus::Pending), 1).map_err(|e| e.to_string())?;
+            let pending = store.txs(Some(&id.into()), Some(TxStatus::Pending), 1).map_err(|e| e.to_string())?;
             if let Some(row) = pending.into_iter().next() {
                 break row.id;
             }

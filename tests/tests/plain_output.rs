@@ -86,7 +86,7 @@ async fn an_empty_transaction_listing_says_what_is_empty() {
 fn seed(env: &TestEnv, agent: &(String, String), days_ago: &[(i64, u64)]) {
     let store = Store::open(&env.home().join("assegai.db")).unwrap();
     let log = |level, message: &str| NewLog {
-        agent_id: agent.0.clone(),
+        agent_id: agent.0.clone().into(),
         agent_name: agent.1.clone(),
         level,
         message: message.into(),
@@ -99,7 +99,7 @@ fn seed(env: &TestEnv, agent: &(String, String), days_ago: &[(i64, u64)]) {
     let usage: Vec<NewUsage> = days_ago
         .iter()
         .map(|(ago, nano)| NewUsage {
-            agent_id: agent.0.clone(),
+            agent_id: agent.0.clone().into(),
             agent_name: agent.1.clone(),
             provider: "openai",
             model: Some("gpt-4o".into()),

@@ -2,8 +2,8 @@
 
 use anyhow::{Context, bail};
 use assegai_proxy::{
-    admin::wire::Granted, agents, ai::budget::Window, manifest::Manifest, sanitize::neutralize, store::now_ms,
-    units::format_usd,
+    admin::wire::Granted, agents, ai::budget::Window, ids::AgentId, manifest::Manifest, sanitize::neutralize,
+    store::now_ms, units::format_usd,
 };
 use assegai_sdk::{U256, wire::TxStatus};
 use comfy_table::{Table, presets::NOTHING};
@@ -113,7 +113,7 @@ fn list(args: &JsonFlag, settings: &Settings, printer: Printer) -> anyhow::Resul
             .map(|m| m.permissions.chains.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
             .unwrap_or_else(|_| "?".into());
         let status = if a.paused { "paused" } else { "active" };
-        table.add_row([a.id.clone(), neutralize(&a.name), status.into(), chains, timestamp(a.created_at)]);
+        table.add_row([a.id.to_string(), neutralize(&a.name), status.into(), chains, timestamp(a.created_at)]);
     }
     printer.data(table);
     Ok(())
@@ -133,7 +133,7 @@ async fn show(args: &AgentsShowArgs, settings: &Settings, printer: Printer) -> a
     let cost_nano: u64 = usage.iter().map(|r| r.cost_nano_usd).sum();
     // The AI budget as `limits` shows spending: settled spend per window, plus what the calls in
     // flight on the running proxy reserve (against every window at once).
-    let flying = in_flight(settings, printer).await.into_iter().find(|f| f.agent_id == agent.id);
+    let flying = in_flight(settings, printer).await.into_iter().find(|f| agent.id == f.agent_id.as_str());
     let (flying_calls, reserved) = flying.map_or((0, 0), |f| (f.calls, f.reserved_nano_usd));
     let mut budget_windows = Vec::new();
     if let Some(b) = &manifest.ai_budget {
@@ -272,7 +272,7 @@ async fn show(args: &AgentsShowArgs, settings: &Settings, printer: Printer) -> a
 }
 
 /// The ERC-20 approvals the agent's requests granted, as the chain has them now.
-fn approvals_text(approvals: Option<&Vec<Granted>>, id: &str) -> String {
+fn approvals_text(approvals: Option<&Vec<Granted>>, id: &AgentId) -> String {
     let Some(list) = approvals else {
         return "(start `assegai proxy` to read what its approved requests granted from the chain)".to_owned();
     };

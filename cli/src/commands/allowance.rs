@@ -4,6 +4,7 @@
 use anyhow::Context;
 use assegai_proxy::{
     agents,
+    ids::AgentId,
     manifest::TokenAmount,
     sanitize::neutralize,
     store::{AgentRow, Store},
@@ -70,7 +71,7 @@ fn set(args: &AllowanceSetArgs, settings: &Settings, printer: Printer) -> anyhow
 /// One allowance in force: from the manifest, or set with the CLI (which wins for its token).
 pub struct Entry {
     agent: String,
-    agent_id: String,
+    agent_id: AgentId,
     pub chain: ChainId,
     pub token: String,
     pub symbol: Option<&'static str>,

@@ -17,6 +17,7 @@ use std::{collections::HashSet, io, sync::Arc, time::Duration};
 use anyhow::{Context, bail};
 use assegai_proxy::{
     agents,
+    ids::{AgentId, TxId},
     keys::KeyStore,
     sanitize::neutralize,
     store::{LogQuery, LogRow, Store, TxRow, now_ms},
@@ -52,7 +53,7 @@ pub async fn run(args: &ApproveArgs, settings: &Settings, printer: Printer) -> a
     let agent_id = agent.map(|a| a.id);
     // `--json` alone is a listing too: scripts never get a prompt.
     if args.list || (args.id.is_none() && args.json.json) {
-        let mut rows = store.txs(agent_id.as_deref(), Some(TxStatus::Pending), 1000)?;
+        let mut rows = store.txs(agent_id.as_ref(), Some(TxStatus::Pending), 1000)?;
         rows.reverse();
         return print_rows(&rows, args.json.json, printer, "No requests are waiting for approval.");
     }
@@ -72,7 +73,7 @@ pub async fn run(args: &ApproveArgs, settings: &Settings, printer: Printer) -> a
 
 /// `approve ID [--yes]`: one request, shown and confirmed unless `--yes`.
 async fn approve_one(id: &str, yes: bool, settings: &Settings, store: &Store, printer: Printer) -> anyhow::Result<()> {
-    let Some(row) = store.tx(id)? else {
+    let Some(row) = id.parse::<TxId>().ok().map(|id| store.tx(&id)).transpose()?.flatten() else {
         bail!("no transaction request `{}` (see `{}`)", neutralize(id), settings.command("approve --list"));
     };
     if row.status != TxStatus::Pending {
@@ -116,7 +117,7 @@ async fn approve_one(id: &str, yes: bool, settings: &Settings, store: &Store, pr
 #[derive(Debug, Clone, Default)]
 pub struct QueueOptions {
     /// Only this agent's requests (an agent id), e.g. the one `assegai run` started.
-    pub agent_id: Option<String>,
+    pub agent_id: Option<AgentId>,
     /// Return once nothing is waiting instead of waiting for more requests.
     pub once: bool,
     /// Asked inline by `assegai run`: no "waiting" line, and the agent's output is held back while
@@ -130,7 +131,7 @@ pub struct QueueOptions {
 }
 
 /// Where an interactive queue announces itself: for every agent, or for one.
-fn approver_lock(settings: &Settings, agent_id: Option<&str>) -> std::path::PathBuf {
+fn approver_lock(settings: &Settings, agent_id: Option<&AgentId>) -> std::path::PathBuf {
     let root = settings.home.root();
     match agent_id {
         None => root.join("approvers.lock"),
@@ -140,7 +141,7 @@ fn approver_lock(settings: &Settings, agent_id: Option<&str>) -> std::path::Path
 
 /// Announces an interactive queue for as long as the returned file is open: a shared lock, so any
 /// number of queues may run, and a process that dies releases it.
-fn attach(settings: &Settings, agent_id: Option<&str>) -> anyhow::Result<std::fs::File> {
+fn attach(settings: &Settings, agent_id: Option<&AgentId>) -> anyhow::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     settings.home.ensure()?;
     let path = approver_lock(settings, agent_id);
@@ -157,7 +158,7 @@ fn attach(settings: &Settings, agent_id: Option<&str>) -> anyhow::Result<std::fs
 
 /// Whether a person has an `assegai approve` queue open that would see `agent_id`'s requests:
 /// one for every agent, or one for this agent.
-pub fn approver_attached(settings: &Settings, agent_id: &str) -> bool {
+pub fn approver_attached(settings: &Settings, agent_id: &AgentId) -> bool {
     [None, Some(agent_id)].into_iter().any(|agent| {
         let Ok(file) = std::fs::File::open(approver_lock(settings, agent)) else { return false };
         // Held shared by a queue: an exclusive try fails. Free: taken and released at once.
@@ -175,7 +176,7 @@ pub async fn queue(settings: &Settings, printer: Printer, options: &QueueOptions
     let store = settings.existing_store()?;
     let mut ctrl_c = signal(SignalKind::interrupt()).context("listening for Ctrl-C")?;
     // `assegai run` asks inline only for its own agent, and only when no person is at a queue.
-    let _attached = if options.inline { None } else { Some(attach(settings, options.agent_id.as_deref())?) };
+    let _attached = if options.inline { None } else { Some(attach(settings, options.agent_id.as_ref())?) };
     if settings.admin().status().await.is_none() {
         printer.warn(format!(
             "no proxy is running, so no request can arrive or be signed; start one with `{}`",
@@ -184,7 +185,7 @@ pub async fn queue(settings: &Settings, printer: Printer, options: &QueueOptions
     }
     let wallet = SigningWallet::find(settings, printer, options.keys.as_deref());
     // Skipped requests are not offered again in this run; they stay pending.
-    let mut skipped: HashSet<String> = HashSet::new();
+    let mut skipped: HashSet<TxId> = HashSet::new();
     let (mut said_waiting, mut shown_any) = (false, false);
     loop {
         // One round: what is waiting now, oldest first; requests that arrive meanwhile join it.
@@ -274,8 +275,8 @@ pub async fn queue(settings: &Settings, printer: Printer, options: &QueueOptions
                 Some(_) => {
                     // Everything this queue has shown or is about to show: the rest of the round
                     // and what was skipped. Requests that arrive later are not included.
-                    let mut targets: Vec<String> = round[i..].to_vec();
-                    let earlier: Vec<String> = skipped.iter().filter(|id| !targets.contains(id)).cloned().collect();
+                    let mut targets: Vec<TxId> = round[i..].to_vec();
+                    let earlier: Vec<TxId> = skipped.iter().filter(|id| !targets.contains(id)).cloned().collect();
                     targets.extend(earlier);
                     let question = format!("Reject all {} pending request(s) in this queue?", targets.len());
                     let sure = ask(move || {
@@ -310,14 +311,14 @@ pub async fn queue(settings: &Settings, printer: Printer, options: &QueueOptions
 }
 
 /// Pending requests the queue should offer, oldest first.
-fn waiting(store: &Store, options: &QueueOptions, skipped: &HashSet<String>) -> anyhow::Result<Vec<String>> {
-    let mut rows = store.txs(options.agent_id.as_deref(), Some(TxStatus::Pending), 1000)?;
+fn waiting(store: &Store, options: &QueueOptions, skipped: &HashSet<TxId>) -> anyhow::Result<Vec<TxId>> {
+    let mut rows = store.txs(options.agent_id.as_ref(), Some(TxStatus::Pending), 1000)?;
     rows.reverse();
     Ok(rows.into_iter().map(|r| r.id).filter(|id| !skipped.contains(id)).collect())
 }
 
 /// Says goodbye when the queue ends early.
-fn stopped(settings: &Settings, store: &Store, skipped: &HashSet<String>, printer: Printer) -> anyhow::Result<()> {
+fn stopped(settings: &Settings, store: &Store, skipped: &HashSet<TxId>, printer: Printer) -> anyhow::Result<()> {
     let _ = prompt_term().show_cursor();
     let still =
         skipped.iter().filter(|id| store.tx(id).ok().flatten().is_some_and(|r| r.status == TxStatus::Pending)).count();
@@ -475,7 +476,7 @@ enum Impact {
 /// Reads the agent's limits and what its requests count against them so far. The store's
 /// pending figure already includes this request while it is pending.
 fn limit_impact(store: &Store, row: &TxRow) -> anyhow::Result<Impact> {
-    let Ok(agent) = agents::find(store, &row.agent_id) else {
+    let Ok(agent) = agents::find(store, row.agent_id.as_str()) else {
         return Ok(Impact::Unknown("the agent is no longer registered".into()));
     };
     let manifest = match agent.manifest() {
@@ -659,8 +660,8 @@ fn card(row: &TxRow, impact: &Impact, from: &str, position: Option<(usize, usize
         None => "Request".to_owned(),
     };
     let mut lines =
-        vec![format!("{} {}", style(title).bold().for_stderr(), style(neutralize(&row.id)).dim().for_stderr())];
-    lines.push(field("Agent", format!("{} ({})", neutralize(&row.agent_name), neutralize(&row.agent_id))));
+        vec![format!("{} {}", style(title).bold().for_stderr(), style(neutralize(row.id.as_str())).dim().for_stderr())];
+    lines.push(field("Agent", format!("{} ({})", neutralize(&row.agent_name), neutralize(row.agent_id.as_str()))));
     lines.push(field("Chain", chain.name().map_or_else(|| chain.to_string(), |n| format!("{n} ({chain})"))));
     lines.push(field("From", from.to_owned()));
     let calls = !row.data.is_empty();

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use assegai_proxy::{
     agents,
+    ids::AgentId,
     sanitize::neutralize,
     store::{LogQuery, Store},
 };
@@ -46,7 +47,7 @@ pub async fn run(args: &LogsArgs, settings: &Settings, printer: Printer) -> anyh
         }
     }
     if !shown_any && !args.follow && !args.json.json {
-        let agent = agent.as_ref().map(|a| (a.id.as_str(), a.name.as_str()));
+        let agent = agent.as_ref().map(|a| (&a.id, a.name.as_str()));
         printer.info(nothing_matches(&store, settings, agent, args.level)?);
     }
     Ok(())
@@ -57,7 +58,7 @@ pub async fn run(args: &LogsArgs, settings: &Settings, printer: Printer) -> anyh
 fn nothing_matches(
     store: &Store,
     settings: &Settings,
-    agent: Option<(&str, &str)>,
+    agent: Option<(&AgentId, &str)>,
     level: Option<LogLevel>,
 ) -> anyhow::Result<String> {
     let what = level.map_or_else(|| "log lines".to_owned(), |l| format!("{} lines", l.as_str()));

@@ -124,7 +124,7 @@ pub async fn run(args: &RunArgs, settings: Settings, printer: Printer) -> anyhow
     };
     let vars = AgentEnv {
         proxy_url: proxy_url.clone(),
-        agent_id: registered.id.clone(),
+        agent_id: registered.id.to_string(),
         token: registered.token,
         workspace,
         tmp: tmp.path().to_owned(),

@@ -4,6 +4,7 @@
 use anyhow::bail;
 use assegai_proxy::{
     agents,
+    ids::{AgentId, TxId},
     sanitize::neutralize,
     store::{Store, TxRow},
     tx::{fees::FeeModel, policy::native_symbol},
@@ -22,9 +23,9 @@ use crate::{
 pub fn history(args: &TxsArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
     let store = settings.existing_store()?;
     let agent = args.agent.as_deref().map(|a| agents::find(&store, a)).transpose()?;
-    let rows = store.txs(agent.as_ref().map(|a| a.id.as_str()), args.status, args.limit)?;
+    let rows = store.txs(agent.as_ref().map(|a| &a.id), args.status, args.limit)?;
     let empty = if rows.is_empty() && !args.json.json {
-        let agent = agent.as_ref().map(|a| (a.id.as_str(), a.name.as_str()));
+        let agent = agent.as_ref().map(|a| (&a.id, a.name.as_str()));
         nothing_matches(&store, settings, agent, args.status)?
     } else {
         String::new()
@@ -37,10 +38,11 @@ pub fn history(args: &TxsArgs, settings: &Settings, printer: Printer) -> anyhow:
 fn nothing_matches(
     store: &Store,
     settings: &Settings,
-    agent: Option<(&str, &str)>,
+    agent: Option<(&AgentId, &str)>,
     status: Option<TxStatus>,
 ) -> anyhow::Result<String> {
-    let count = |agent_id: &str| -> anyhow::Result<u64> { Ok(store.tx_counts(agent_id)?.iter().map(|(_, n)| n).sum()) };
+    let count =
+        |agent_id: &AgentId| -> anyhow::Result<u64> { Ok(store.tx_counts(agent_id)?.iter().map(|(_, n)| n).sum()) };
     let everyone =
         || -> anyhow::Result<u64> { store.list_agents()?.iter().map(|a| count(&a.id)).sum::<anyhow::Result<u64>>() };
     let what = status.map_or_else(|| "transaction requests".to_owned(), |s| format!("{} requests", s.as_str()));
@@ -66,7 +68,7 @@ fn nothing_matches(
 
 pub async fn reject(args: &RejectArgs, settings: &Settings, printer: Printer) -> anyhow::Result<()> {
     let store = settings.store()?;
-    let Some(row) = store.tx(&args.id)? else {
+    let Some(row) = args.id.parse::<TxId>().ok().map(|id| store.tx(&id)).transpose()?.flatten() else {
         bail!("no transaction request `{}` (see `{}`)", neutralize(&args.id), settings.command("approve --list"));
     };
     if row.status != TxStatus::Pending {
@@ -106,7 +108,7 @@ pub fn print_rows(rows: &[TxRow], json: bool, printer: Printer, empty: &str) -> 
     ]);
     for r in rows {
         table.add_row([
-            r.id.clone(),
+            r.id.to_string(),
             neutralize(&r.agent_name),
             r.status.as_str().to_owned(),
             chain_label(r.chain_id),

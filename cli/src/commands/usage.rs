@@ -8,6 +8,7 @@ use anyhow::bail;
 use assegai_proxy::{
     agents,
     ai::budget::InFlight,
+    ids::AgentId,
     sanitize::neutralize,
     store::{Store, now_ms},
     units::format_usd,
@@ -31,27 +32,20 @@ pub async fn run(args: &UsageArgs, settings: &Settings, printer: Printer) -> any
     let store = settings.existing_store()?;
     let agent = args.agent.as_deref().map(|a| agents::find(&store, a)).transpose()?;
     if args.by == Some(UsagePeriod::Day) {
-        return by_day(
-            args,
-            &store,
-            settings,
-            agent.as_ref().map(|a| (a.id.as_str(), a.name.as_str())),
-            since_ms,
-            printer,
-        );
+        return by_day(args, &store, settings, agent.as_ref().map(|a| (&a.id, a.name.as_str())), since_ms, printer);
     }
-    let rows = store.usage_summary(agent.as_ref().map(|a| a.id.as_str()), since_ms)?;
+    let rows = store.usage_summary(agent.as_ref().map(|a| &a.id), since_ms)?;
     let total_calls: u64 = rows.iter().map(|r| r.calls).sum();
     let total_cost: u64 = rows.iter().map(|r| r.cost_nano_usd).sum();
     let total_unpriced: u64 = rows.iter().map(|r| r.unpriced_calls).sum();
     let total_estimated: u64 = rows.iter().filter(|r| r.estimated).map(|r| r.calls).sum();
     let mut flying = in_flight(settings, printer).await;
     if let Some(a) = &agent {
-        flying.retain(|f| f.agent_id == a.id);
+        flying.retain(|f| a.id == f.agent_id.as_str());
     }
     let flying_calls: u64 = flying.iter().map(|f| u64::from(f.calls)).sum();
     let reserved: u64 = flying.iter().map(|f| f.reserved_nano_usd).sum();
-    let name_of = |id: &str| store.agent(id).ok().flatten().map(|a| a.name).unwrap_or_else(|| id.to_owned());
+    let name_of = |id: &AgentId| store.agent(id).ok().flatten().map(|a| a.name).unwrap_or_else(|| id.to_string());
     if args.json.json {
         let out: Vec<_> = rows
             .iter()
@@ -99,7 +93,7 @@ pub async fn run(args: &UsageArgs, settings: &Settings, printer: Printer) -> any
         format!("In flight: {} reserving {} USD: {}", calls(flying_calls), usd(reserved), who.join(", "))
     };
     if rows.is_empty() {
-        let agent = agent.as_ref().map(|a| (a.id.as_str(), a.name.as_str()));
+        let agent = agent.as_ref().map(|a| (&a.id, a.name.as_str()));
         printer.info(nothing_matches(&store, settings, agent, &args.since)?);
         if flying_calls > 0 {
             printer.data(in_flight_line());
@@ -165,10 +159,10 @@ pub async fn run(args: &UsageArgs, settings: &Settings, printer: Printer) -> any
 fn nothing_matches(
     store: &Store,
     settings: &Settings,
-    agent: Option<(&str, &str)>,
+    agent: Option<(&AgentId, &str)>,
     since: &str,
 ) -> anyhow::Result<String> {
-    let calls_of = |agent_id: Option<&str>, since_ms: i64| -> anyhow::Result<u64> {
+    let calls_of = |agent_id: Option<&AgentId>, since_ms: i64| -> anyhow::Result<u64> {
         Ok(store.usage_summary(agent_id, since_ms)?.iter().map(|r| r.calls).sum())
     };
     let window = parse_since(since).map(|ms| now_ms() - ms);
@@ -209,7 +203,7 @@ fn by_day(
     args: &UsageArgs,
     store: &Store,
     settings: &Settings,
-    agent: Option<(&str, &str)>,
+    agent: Option<(&AgentId, &str)>,
     since_ms: i64,
     printer: Printer,
 ) -> anyhow::Result<()> {

@@ -7,7 +7,10 @@ use hyper::body::Bytes;
 use serde::de::DeserializeOwned;
 
 use super::wire::{self, TOKEN_HEADER, path};
-use crate::{Error, Result};
+use crate::{
+    Error, Result,
+    ids::{AgentId, TxId},
+};
 
 /// The CLI's side of the admin socket.
 #[derive(Debug, Clone)]
@@ -28,7 +31,7 @@ impl AdminClient {
     }
 
     /// Tells a running proxy that an agent changed. `Ok(false)` when no proxy is running.
-    pub async fn agent_changed(&self, id: &str) -> Result<bool> {
+    pub async fn agent_changed(&self, id: &AgentId) -> Result<bool> {
         let reply: Option<wire::AgentChanged> = self.call("POST", &path::with_id(path::AGENT_CHANGED, id)).await?;
         Ok(reply.is_some())
     }
@@ -49,7 +52,7 @@ impl AdminClient {
 
     /// Tells a running proxy an agent was paused; returns how many pending requests it rejected,
     /// or `None` when no proxy is running.
-    pub async fn agent_paused(&self, id: &str) -> Result<Option<usize>> {
+    pub async fn agent_paused(&self, id: &AgentId) -> Result<Option<usize>> {
         let reply: Option<wire::AgentPaused> = self.call("POST", &path::with_id(path::AGENT_PAUSED, id)).await?;
         Ok(reply.map(|r| r.rejected))
     }
@@ -62,28 +65,28 @@ impl AdminClient {
 
     /// The approvals an agent's requests granted, read back from the chain by the running proxy;
     /// `Ok(None)` when no proxy is running.
-    pub async fn agent_approvals(&self, id: &str) -> Result<Option<Vec<wire::Granted>>> {
+    pub async fn agent_approvals(&self, id: &AgentId) -> Result<Option<Vec<wire::Granted>>> {
         let reply: Option<wire::Approvals> = self.call("GET", &path::with_id(path::AGENT_APPROVALS, id)).await?;
         Ok(reply.map(|r| r.approvals))
     }
 
     /// Asks the running proxy to queue revokes of an agent's approvals; returns how many, or
     /// `None` when no proxy is running.
-    pub async fn revoke_approvals(&self, id: &str) -> Result<Option<usize>> {
+    pub async fn revoke_approvals(&self, id: &AgentId) -> Result<Option<usize>> {
         let reply: Option<wire::RevokeQueued> = self.call("POST", &path::with_id(path::REVOKE_APPROVALS, id)).await?;
         Ok(reply.map(|r| r.queued))
     }
 
     /// Asks the running proxy to approve (sign and broadcast) a pending request. `Ok(None)`: no
     /// proxy is running; `Ok(Some(false))`: it was not pending any more.
-    pub async fn approve_tx(&self, id: &str) -> Result<Option<bool>> {
+    pub async fn approve_tx(&self, id: &TxId) -> Result<Option<bool>> {
         let reply: Option<wire::TxApproved> = self.call("POST", &path::with_id(path::TX_APPROVE, id)).await?;
         Ok(reply.map(|r| r.approved))
     }
 
     /// Asks the running proxy to reject a pending request. `Ok(None)`: no proxy is running;
     /// `Ok(Some(false))`: it was not pending.
-    pub async fn reject_tx(&self, id: &str) -> Result<Option<bool>> {
+    pub async fn reject_tx(&self, id: &TxId) -> Result<Option<bool>> {
         let reply: Option<wire::TxRejected> = self.call("POST", &path::with_id(path::TX_REJECT, id)).await?;
         Ok(reply.map(|r| r.rejected))
     }

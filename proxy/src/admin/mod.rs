@@ -31,7 +31,13 @@ pub use client::AdminClient;
 pub use wire::Status;
 use wire::{TOKEN_HEADER, path};
 
-use crate::{Error, Result, config::Home, state::AppState, store::Store};
+use crate::{
+    Error, Result,
+    config::Home,
+    ids::{AgentId, TxId},
+    state::AppState,
+    store::Store,
+};
 
 /// Writes a fresh admin token to `$ASSEGAI_HOME/admin.token` (0600, replacing the previous
 /// proxy's in one rename) and returns it.
@@ -147,8 +153,8 @@ async fn pricing_changed(State(state): State<AppState>) -> Result<Json<wire::Pri
 }
 
 /// The agent was paused: forget its cached (unpaused) state and reject what it has pending.
-async fn agent_paused(State(state): State<AppState>, UrlPath(id): UrlPath<String>) -> Result<Json<wire::AgentPaused>> {
-    state.agents().invalidate(&id);
+async fn agent_paused(State(state): State<AppState>, UrlPath(id): UrlPath<AgentId>) -> Result<Json<wire::AgentPaused>> {
+    state.agents().invalidate(id.as_str());
     let rejected = crate::tx::reject_all_of(&state, &id, "kill switch").await?;
     Ok(Json(wire::AgentPaused { rejected }))
 }
@@ -175,12 +181,12 @@ async fn revoke_approvals(
     Ok(Json(wire::RevokeQueued { queued }))
 }
 
-async fn approve_tx(State(state): State<AppState>, UrlPath(id): UrlPath<String>) -> Result<Json<wire::TxApproved>> {
+async fn approve_tx(State(state): State<AppState>, UrlPath(id): UrlPath<TxId>) -> Result<Json<wire::TxApproved>> {
     let approved = crate::tx::approve(&state, &id, "cli").await?;
     Ok(Json(wire::TxApproved { approved }))
 }
 
-async fn reject_tx(State(state): State<AppState>, UrlPath(id): UrlPath<String>) -> Result<Json<wire::TxRejected>> {
+async fn reject_tx(State(state): State<AppState>, UrlPath(id): UrlPath<TxId>) -> Result<Json<wire::TxRejected>> {
     let rejected = crate::tx::reject(&state, &id, "cli").await?;
     Ok(Json(wire::TxRejected { rejected }))
 }

@@ -112,7 +112,7 @@ pub mod path {
     pub const TX_REJECT: &str = "/txs/{id}/reject";
 
     /// `route` with its `{id}` filled in.
-    pub fn with_id(route: &str, id: &str) -> String {
-        route.replace("{id}", id)
+    pub fn with_id(route: &str, id: &impl AsRef<str>) -> String {
+        route.replace("{id}", id.as_ref())
     }
 }

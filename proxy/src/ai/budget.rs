@@ -70,6 +70,7 @@ use crate::{
         pricing::Pricing,
         usage::{self, Prepared},
     },
+    ids::AgentId,
     manifest::{AiBudget, Provider},
     units::format_usd,
 };
@@ -263,7 +264,7 @@ impl AgentSpend {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct InFlight {
     /// The agent.
-    pub agent_id: String,
+    pub agent_id: AgentId,
     /// Its calls in flight.
     pub calls: u32,
     /// What they reserve against its budget, nano-USD.
@@ -363,7 +364,11 @@ impl Ledger {
         let mut out: Vec<InFlight> = agents
             .iter()
             .filter(|(_, s)| s.in_flight > 0)
-            .map(|(id, s)| InFlight { agent_id: id.clone(), calls: s.in_flight, reserved_nano_usd: s.reserved })
+            .map(|(id, s)| InFlight {
+                agent_id: AgentId::from(id.as_str()),
+                calls: s.in_flight,
+                reserved_nano_usd: s.reserved,
+            })
             .collect();
         out.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
         out

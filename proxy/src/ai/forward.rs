@@ -81,7 +81,7 @@ pub async fn forward(
         state.metering().ledger(),
         &pricing,
         state.metering().plan_settings(),
-        &agent.id,
+        agent.id.as_str(),
         agent.manifest.ai_budget.as_ref(),
         provider,
         &parts.method,

@@ -42,6 +42,7 @@ use crate::{
         usage::{self, StreamTap, Usage},
     },
     config::AiSettings,
+    ids::AgentId,
     manifest::Provider,
     store::{NewUsage, Store, now_ms},
     upstream::Upstream,
@@ -136,7 +137,7 @@ pub struct Call {
     /// The request's `model`.
     pub request_model: Option<String>,
     /// The agent's id.
-    pub agent_id: String,
+    pub agent_id: AgentId,
     /// The agent's name.
     pub agent_name: String,
     /// When the proxy got the request.

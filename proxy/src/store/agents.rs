@@ -6,13 +6,16 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::{Result, Store, StoreError, audit::insert_audit, now_ms};
-use crate::manifest::{Manifest, ManifestError};
+use crate::{
+    ids::AgentId,
+    manifest::{Manifest, ManifestError},
+};
 
 /// A registered agent, as stored.
 #[derive(Debug, Clone, Serialize)]
 pub struct AgentRow {
     /// Stable id (`ag_…`).
-    pub id: String,
+    pub id: AgentId,
     /// Unique display name.
     pub name: String,
     /// The manifest as stored (JSON).
@@ -48,7 +51,7 @@ impl Store {
     /// Returns the row and whether it is new. The audit event is written in the same transaction.
     pub fn upsert_agent(
         &self,
-        new_id: &str,
+        new_id: &AgentId,
         name: &str,
         manifest_json: &str,
         source_dir: Option<&str>,
@@ -57,12 +60,12 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let now = now_ms();
-        let by_name: Option<(String, Option<String>)> = tx
+        let by_name: Option<(AgentId, Option<String>)> = tx
             .query_row("SELECT id, source_dir FROM agents WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         // An agent run from a directory keeps its id across runs, even if its manifest renames it;
         // a name is never taken over from an agent that runs from another directory.
-        let by_dir: Option<String> = match source_dir {
+        let by_dir: Option<AgentId> = match source_dir {
             Some(dir) => tx.query_row("SELECT id FROM agents WHERE source_dir = ?1", [dir], |r| r.get(0)).optional()?,
             None => None,
         };
@@ -92,7 +95,7 @@ impl Store {
                     "INSERT INTO agents (id, name, manifest, source_dir, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
                     params![new_id, name, manifest_json, source_dir, now],
                 )?;
-                (new_id.to_owned(), true)
+                (new_id.clone(), true)
             }
         };
         tx.execute(
@@ -109,7 +112,7 @@ impl Store {
     }
 
     /// The agent with this id.
-    pub fn agent(&self, id: &str) -> Result<Option<AgentRow>> {
+    pub fn agent(&self, id: &AgentId) -> Result<Option<AgentRow>> {
         Ok(self.conn().query_row(&format!("{AGENT_SELECT} WHERE a.id = ?1"), [id], agent_from_row).optional()?)
     }
 
@@ -134,7 +137,7 @@ impl Store {
     }
 
     /// Pauses or resumes an agent, with an audit event. Returns whether the flag changed.
-    pub fn set_paused(&self, id: &str, paused: bool, by: &str) -> Result<bool> {
+    pub fn set_paused(&self, id: &AgentId, paused: bool, by: &str) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let n = tx.execute(
@@ -151,7 +154,7 @@ impl Store {
 
     /// Revokes the agent's token if it is still `token_hash` (a later registration's token stays),
     /// with an audit event. Returns whether a token was revoked.
-    pub fn revoke_token(&self, id: &str, token_hash: &[u8; 32], why: &str) -> Result<bool> {
+    pub fn revoke_token(&self, id: &AgentId, token_hash: &[u8; 32], why: &str) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let n = tx.execute(
@@ -167,7 +170,7 @@ impl Store {
     }
 
     /// Removes an agent and its token (its logs and audit trail stay). Returns whether it existed.
-    pub fn remove_agent(&self, id: &str) -> Result<bool> {
+    pub fn remove_agent(&self, id: &AgentId) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let n = tx.execute("DELETE FROM agents WHERE id = ?1", [id])?;

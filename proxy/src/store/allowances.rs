@@ -4,12 +4,13 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::{Result, Store, audit::insert_audit, now_ms};
+use crate::ids::AgentId;
 
 /// A token allowance set with `assegai allowance set`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AllowanceRow {
     /// The agent.
-    pub agent_id: String,
+    pub agent_id: AgentId,
     /// The chain id.
     pub chain_id: u64,
     /// The token contract, checksummed.
@@ -22,7 +23,7 @@ pub struct AllowanceRow {
 
 impl Store {
     /// Sets an agent's allowance for a token (replacing any earlier one), as an audited decision.
-    pub fn set_allowance(&self, agent_id: &str, chain_id: u64, token: &str, amount: &str, by: &str) -> Result<()> {
+    pub fn set_allowance(&self, agent_id: &AgentId, chain_id: u64, token: &str, amount: &str, by: &str) -> Result<()> {
         let mut conn = self.conn();
         let t = conn.transaction()?;
         t.execute(
@@ -36,7 +37,7 @@ impl Store {
     }
 
     /// Allowances set with the CLI, for one agent or all.
-    pub fn allowances(&self, agent_id: Option<&str>) -> Result<Vec<AllowanceRow>> {
+    pub fn allowances(&self, agent_id: Option<&AgentId>) -> Result<Vec<AllowanceRow>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT agent_id, chain_id, token, amount, updated_at FROM allowances
@@ -47,7 +48,7 @@ impl Store {
     }
 
     /// The CLI-set allowance of an agent for a token, if any.
-    pub fn allowance(&self, agent_id: &str, chain_id: u64, token: &str) -> Result<Option<AllowanceRow>> {
+    pub fn allowance(&self, agent_id: &AgentId, chain_id: u64, token: &str) -> Result<Option<AllowanceRow>> {
         Ok(self
             .conn()
             .query_row(

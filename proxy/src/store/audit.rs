@@ -4,6 +4,7 @@ use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use super::{Result, Store, now_ms};
+use crate::ids::AgentId;
 
 /// An audit event.
 #[derive(Debug, Clone, Serialize)]
@@ -17,7 +18,7 @@ pub struct AuditRow {
     /// What, e.g. `agent.registered`.
     pub kind: String,
     /// The agent concerned.
-    pub agent_id: Option<String>,
+    pub agent_id: Option<AgentId>,
     /// Optional JSON detail.
     pub detail: Option<serde_json::Value>,
 }
@@ -28,7 +29,7 @@ impl Store {
         &self,
         actor: &str,
         kind: &str,
-        agent_id: Option<&str>,
+        agent_id: Option<&AgentId>,
         detail: Option<&serde_json::Value>,
     ) -> Result<()> {
         Ok(insert_audit(&self.conn(), actor, kind, agent_id, detail)?)
@@ -58,7 +59,7 @@ pub(super) fn insert_audit(
     conn: &Connection,
     actor: &str,
     kind: &str,
-    agent_id: Option<&str>,
+    agent_id: Option<&AgentId>,
     detail: Option<&serde_json::Value>,
 ) -> rusqlite::Result<()> {
     conn.execute(

@@ -5,12 +5,13 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::{Result, Store, StoreError};
+use crate::ids::AgentId;
 
 /// A log line to store.
 #[derive(Debug, Clone)]
 pub struct NewLog {
     /// The agent's id.
-    pub agent_id: String,
+    pub agent_id: AgentId,
     /// The agent's name at the time.
     pub agent_name: String,
     /// Severity.
@@ -29,7 +30,7 @@ pub struct LogRow {
     /// Increasing id; `logs -f` follows by id.
     pub id: i64,
     /// The agent's id.
-    pub agent_id: String,
+    pub agent_id: AgentId,
     /// The agent's name.
     pub agent_name: String,
     /// Severity.
@@ -47,7 +48,7 @@ pub struct LogRow {
 #[derive(Debug, Clone, Default)]
 pub struct LogQuery {
     /// Only this agent.
-    pub agent_id: Option<String>,
+    pub agent_id: Option<AgentId>,
     /// Only this level.
     pub level: Option<LogLevel>,
     /// Only lines with a larger id.
@@ -111,7 +112,7 @@ impl Store {
     }
 
     /// How many log lines there are, optionally of one agent and/or level.
-    pub fn log_count(&self, agent_id: Option<&str>, level: Option<LogLevel>) -> Result<u64> {
+    pub fn log_count(&self, agent_id: Option<&AgentId>, level: Option<LogLevel>) -> Result<u64> {
         Ok(self
             .conn()
             .query_row(

@@ -6,13 +6,14 @@ use assegai_sdk::wire::TxStatus;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Result, Store, txs::parse_wei};
+use crate::ids::AgentId;
 use crate::tx::limits;
 
 impl Store {
     /// (settled, pending) of what an agent's requests on a chain since `since_ms` count against
     /// its limits (value and fees, see [`limits::counted`]): settled is approved, confirmed and
     /// reverted, pending is what still waits for a person.
-    pub fn spend_breakdown(&self, agent_id: &str, chain_id: u64, since_ms: i64) -> Result<(U256, U256)> {
+    pub fn spend_breakdown(&self, agent_id: &AgentId, chain_id: u64, since_ms: i64) -> Result<(U256, U256)> {
         let total = self.spent_since(agent_id, chain_id, since_ms)?;
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
@@ -32,7 +33,7 @@ impl Store {
     }
 
     /// What an agent's requests on a chain since `since_ms` count against its limits.
-    pub fn spent_since(&self, agent_id: &str, chain_id: u64, since_ms: i64) -> Result<U256> {
+    pub fn spent_since(&self, agent_id: &AgentId, chain_id: u64, since_ms: i64) -> Result<U256> {
         Ok(sum_wei(&self.conn(), agent_id, chain_id, since_ms)?)
     }
 }
@@ -50,7 +51,7 @@ pub(super) const HOUR_MS: i64 = 3_600_000;
 
 /// Committed value of an agent on a chain since `since_ms`: whole hours from `spend_hours`, the
 /// partial first hour from `transactions` (through the (agent_id, created_at) index).
-pub(super) fn sum_wei(conn: &Connection, agent_id: &str, chain_id: u64, since_ms: i64) -> rusqlite::Result<U256> {
+pub(super) fn sum_wei(conn: &Connection, agent_id: &AgentId, chain_id: u64, since_ms: i64) -> rusqlite::Result<U256> {
     let chain = i64::try_from(chain_id).unwrap_or(i64::MAX);
     let next_hour = since_ms.div_euclid(HOUR_MS) + 1;
     let mut total = U256::ZERO;
@@ -86,7 +87,7 @@ pub(super) fn sum_wei(conn: &Connection, agent_id: &str, chain_id: u64, since_ms
 /// Adds `wei` to (or, with `add` false, takes it from) the hour bucket of a request.
 pub(super) fn add_spend(
     conn: &Connection,
-    agent_id: &str,
+    agent_id: &AgentId,
     chain_id: u64,
     created_at: i64,
     wei: U256,
@@ -119,7 +120,7 @@ pub(super) fn rebuild_spend_hours(t: &Connection) -> rusqlite::Result<()> {
         "SELECT agent_id, chain_id, created_at, value_wei FROM transactions WHERE status IN {VALUE_STATUSES}"
     ))?;
     let rows = stmt.query_map([], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?))
+        Ok((r.get::<_, AgentId>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?))
     })?;
     for row in rows {
         let (agent, chain, created_at, value) = row?;

@@ -83,7 +83,7 @@ fn rolling_sums_with_fees_match_a_full_scan() {
             max_fee_wei: max_fee_per_gas * U256::from(21_000),
         };
         let tx = NewTx {
-            id: format!("tx_{i}"),
+            id: format!("tx_{i}").into(),
             agent_id: "ag_a".into(),
             agent_name: "a".into(),
             chain_id: 31337,
@@ -113,7 +113,7 @@ fn rolling_sums_with_fees_match_a_full_scan() {
     }
     for _ in 0..100 {
         let since = base - HOUR_MS + (next() % (50 * HOUR_MS as u64)) as i64;
-        assert_eq!(s.spent_since("ag_a", 31337, since).unwrap(), scan(&s, "ag_a", since), "{since}");
+        assert_eq!(s.spent_since(&"ag_a".into(), 31337, since).unwrap(), scan(&s, "ag_a", since), "{since}");
     }
 }
 
@@ -144,7 +144,7 @@ fn rolling_sums_match_a_full_scan() {
         let agent = if i % 3 == 0 { "ag_b" } else { "ag_a" };
         let chain = if i % 5 == 0 { 1 } else { 31337 };
         let tx = NewTx {
-            id: format!("tx_{i}"),
+            id: format!("tx_{i}").into(),
             agent_id: agent.into(),
             agent_name: agent.into(),
             chain_id: chain,
@@ -173,7 +173,7 @@ fn rolling_sums_match_a_full_scan() {
     for _ in 0..200 {
         let since = base - HOUR_MS + (next() % (74 * HOUR_MS as u64)) as i64;
         for (agent, chain) in [("ag_a", 31337), ("ag_b", 31337), ("ag_a", 1), ("ag_c", 31337)] {
-            assert_eq!(s.spent_since(agent, chain, since).unwrap(), scan(&s, agent, chain, since), "{since}");
+            assert_eq!(s.spent_since(&agent.into(), chain, since).unwrap(), scan(&s, agent, chain, since), "{since}");
         }
     }
     // A rebuild (what migration 0005 does for older databases) gives the same buckets.
@@ -193,20 +193,20 @@ fn rolling_sums_match_a_full_scan() {
 #[test]
 fn agents_run_from_a_directory_keep_their_id_and_their_name() {
     let (_d, s) = store();
-    let (a, _) = s.upsert_agent("ag_1", "bot", "{}", Some("/a"), &[1; 32]).unwrap();
+    let (a, _) = s.upsert_agent(&"ag_1".into(), "bot", "{}", Some("/a"), &[1; 32]).unwrap();
     // Renamed in its manifest: same agent.
-    let (b, created) = s.upsert_agent("ag_2", "robot", "{}", Some("/a"), &[2; 32]).unwrap();
+    let (b, created) = s.upsert_agent(&"ag_2".into(), "robot", "{}", Some("/a"), &[2; 32]).unwrap();
     assert!(!created);
     assert_eq!((b.id.as_str(), b.name.as_str()), (a.id.as_str(), "robot"));
     // Another directory cannot take the name.
-    let e = s.upsert_agent("ag_3", "robot", "{}", Some("/b"), &[3; 32]).unwrap_err();
+    let e = s.upsert_agent(&"ag_3".into(), "robot", "{}", Some("/b"), &[3; 32]).unwrap_err();
     assert!(e.to_string().contains("already runs from /a"), "{e}");
     // Nor can the first directory take a name another agent has.
-    s.upsert_agent("ag_4", "other", "{}", None, &[4; 32]).unwrap();
-    let e = s.upsert_agent("ag_5", "other", "{}", Some("/a"), &[5; 32]).unwrap_err();
+    s.upsert_agent(&"ag_4".into(), "other", "{}", None, &[4; 32]).unwrap();
+    let e = s.upsert_agent(&"ag_5".into(), "other", "{}", Some("/a"), &[5; 32]).unwrap_err();
     assert!(matches!(e, StoreError::NameTaken(_)), "{e}");
     // An agent added by name only is adopted by the first directory that runs it.
-    let (c, created) = s.upsert_agent("ag_6", "other", "{}", Some("/c"), &[6; 32]).unwrap();
+    let (c, created) = s.upsert_agent(&"ag_6".into(), "other", "{}", Some("/c"), &[6; 32]).unwrap();
     assert!(!created);
     assert_eq!((c.id.as_str(), c.source_dir.as_deref()), ("ag_4", Some("/c")));
 }
@@ -214,15 +214,15 @@ fn agents_run_from_a_directory_keep_their_id_and_their_name() {
 #[test]
 fn upsert_rotates_and_keeps_the_id() {
     let (_d, s) = store();
-    let (a, created) = s.upsert_agent("ag_1", "bot", "{}", None, &[1; 32]).unwrap();
+    let (a, created) = s.upsert_agent(&"ag_1".into(), "bot", "{}", None, &[1; 32]).unwrap();
     assert!(created);
-    let (b, created) = s.upsert_agent("ag_2", "bot", "{}", Some("/x"), &[2; 32]).unwrap();
+    let (b, created) = s.upsert_agent(&"ag_2".into(), "bot", "{}", Some("/x"), &[2; 32]).unwrap();
     assert!(!created);
     assert_eq!(a.id, b.id);
     assert_eq!(b.token_hash, Some([2; 32]));
     assert_eq!(b.source_dir.as_deref(), Some("/x"));
     assert_eq!(s.find_agent("bot").unwrap().unwrap().id, "ag_1");
-    assert!(s.remove_agent("ag_1").unwrap());
+    assert!(s.remove_agent(&"ag_1".into()).unwrap());
     assert!(s.find_agent("ag_1").unwrap().is_none());
     let kinds: Vec<_> = s.audit_events(10).unwrap().into_iter().map(|e| e.kind).collect();
     assert_eq!(kinds, ["agent.registered", "agent.token_rotated", "agent.removed"]);
@@ -261,16 +261,16 @@ fn usage_sums_by_agent_provider_and_model() {
     assert_eq!((gpt.calls, gpt.input_tokens, gpt.cost_nano_usd, gpt.unpriced_calls), (2, 20, 150, 0));
     let mystery = sum.iter().find(|r| r.model.as_deref() == Some("mystery")).unwrap();
     assert_eq!((mystery.cost_nano_usd, mystery.unpriced_calls), (0, 1));
-    assert_eq!(s.ai_spend_since("ag_1", now - 1000).unwrap(), 150);
-    assert_eq!(s.ai_spend_since("ag_1", 0).unwrap(), 157);
+    assert_eq!(s.ai_spend_since(&"ag_1".into(), now - 1000).unwrap(), 150);
+    assert_eq!(s.ai_spend_since(&"ag_1".into(), 0).unwrap(), 157);
     // Estimated calls are counted in a row of their own, and spent all the same.
     let mut estimate = row("gpt-4o", Some(40), now);
     estimate.estimated = true;
     s.insert_usage(&[estimate]).unwrap();
-    let sum = s.usage_summary(Some("ag_1"), now - 1000).unwrap();
+    let sum = s.usage_summary(Some(&"ag_1".into()), now - 1000).unwrap();
     let flags: Vec<_> = sum.iter().map(|r| (r.model.as_deref(), r.estimated, r.calls)).collect();
     assert_eq!(flags, [(Some("gpt-4o"), false, 2), (Some("gpt-4o"), true, 1), (Some("mystery"), false, 1)]);
-    assert_eq!(s.ai_spend_since("ag_1", now - 1000).unwrap(), 190);
+    assert_eq!(s.ai_spend_since(&"ag_1".into(), now - 1000).unwrap(), 190);
     // Per minute, for the budget ledger: the unpriced row is not spend.
     let minute = now.div_euclid(60_000) * 60_000;
     assert_eq!(s.ai_spend_by_minute(1).unwrap(), [("ag_1".to_owned(), minute, 190)]);
@@ -303,8 +303,8 @@ fn logs_filter_and_follow() {
 fn a_stored_manifest_is_parsed_once_and_one_that_no_longer_parses_still_lists() {
     let (_d, s) = store();
     let manifest = r#"{"name":"a","permissions":{"chains":["eip155:31337"]}}"#;
-    s.upsert_agent("ag_1", "a", manifest, None, &[1; 32]).unwrap();
-    let row = s.agent("ag_1").unwrap().unwrap();
+    s.upsert_agent(&"ag_1".into(), "a", manifest, None, &[1; 32]).unwrap();
+    let row = s.agent(&"ag_1".into()).unwrap().unwrap();
     assert_eq!(row.manifest().unwrap().permissions.chains.len(), 1);
     assert_eq!(row.manifest_json, manifest);
 

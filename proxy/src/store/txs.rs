@@ -11,18 +11,21 @@ use super::{
     now_ms,
     spend::{add_spend, sum_wei},
 };
-use crate::tx::{
-    fees::{FeeModel, TxFees},
-    limits::{self, SpendWindow},
+use crate::{
+    ids::{AgentId, TxId},
+    tx::{
+        fees::{FeeModel, TxFees},
+        limits::{self, SpendWindow},
+    },
 };
 
 /// A transaction request that passed validation, to store as pending.
 #[derive(Debug, Clone)]
 pub struct NewTx {
     /// The request's id (`tx_…`).
-    pub id: String,
+    pub id: TxId,
     /// The agent's id.
-    pub agent_id: String,
+    pub agent_id: AgentId,
     /// The agent's name at the time.
     pub agent_name: String,
     /// Numeric chain id.
@@ -49,9 +52,9 @@ pub struct NewTx {
 #[derive(Debug, Clone)]
 pub struct TxRow {
     /// The request's id.
-    pub id: String,
+    pub id: TxId,
     /// The agent's id.
-    pub agent_id: String,
+    pub agent_id: AgentId,
     /// The agent's name.
     pub agent_name: String,
     /// Numeric chain id.
@@ -137,20 +140,26 @@ impl Store {
             ],
         )?;
         add_spend(&t, &tx.agent_id, tx.chain_id, tx.created_at, cost, true)?;
-        insert_audit(&t, &tx.agent_id, "tx.requested", Some(&tx.agent_id), Some(&serde_json::json!({"tx": tx.id})))?;
+        insert_audit(
+            &t,
+            tx.agent_id.as_str(),
+            "tx.requested",
+            Some(&tx.agent_id),
+            Some(&serde_json::json!({"tx": tx.id})),
+        )?;
         t.commit()?;
         Ok(None)
     }
 
     /// Moves a request from `from` to `to` (with an error text and who decided), and records the
     /// decision as an audit event. Returns false when it was not in `from` any more.
-    pub fn decide_tx(&self, id: &str, from: TxStatus, to: TxStatus, error: Option<&str>, by: &str) -> Result<bool> {
+    pub fn decide_tx(&self, id: &TxId, from: TxStatus, to: TxStatus, error: Option<&str>, by: &str) -> Result<bool> {
         self.move_tx(id, from, to, error, None, by)
     }
 
     /// Records a request's receipt: `to` is confirmed or reverted, `fee_wei` what it paid (gas
     /// used × effective gas price), which then counts instead of its worst case.
-    pub fn settle_tx(&self, id: &str, to: TxStatus, fee_wei: U256, error: Option<&str>) -> Result<bool> {
+    pub fn settle_tx(&self, id: &TxId, to: TxStatus, fee_wei: U256, error: Option<&str>) -> Result<bool> {
         self.move_tx(id, TxStatus::Approved, to, error, Some(fee_wei), "proxy")
     }
 
@@ -158,7 +167,7 @@ impl Store {
     /// after minus before, and an audit event records it, in the same SQL transaction.
     fn move_tx(
         &self,
-        id: &str,
+        id: &TxId,
         from: TxStatus,
         to: TxStatus,
         error: Option<&str>,
@@ -174,7 +183,7 @@ impl Store {
             params![id, from.as_str(), to.as_str(), error, now_ms(), by, fee.map(|f| f.to_string())],
         )?;
         if n > 0 {
-            type Row = (String, i64, i64, String, Option<String>, Option<String>);
+            type Row = (AgentId, i64, i64, String, Option<String>, Option<String>);
             let row: Option<Row> = t
                 .query_row(
                     "SELECT agent_id, chain_id, created_at, value_wei, max_fee_wei, fee_wei FROM transactions WHERE id = ?1",
@@ -202,20 +211,20 @@ impl Store {
             if let Some(fee) = fee {
                 detail["fee_wei"] = fee.to_string().into();
             }
-            insert_audit(&t, by, &format!("tx.{}", to.as_str()), agent.as_deref(), Some(&detail))?;
+            insert_audit(&t, by, &format!("tx.{}", to.as_str()), agent.as_ref(), Some(&detail))?;
         }
         t.commit()?;
         Ok(n > 0)
     }
 
     /// Records the hash of a broadcast request.
-    pub fn set_tx_hash(&self, id: &str, hash: &str) -> Result<()> {
+    pub fn set_tx_hash(&self, id: &TxId, hash: &str) -> Result<()> {
         Ok(self.conn().execute("UPDATE transactions SET tx_hash = ?2 WHERE id = ?1", params![id, hash]).map(drop)?)
     }
 
     /// Marks every pending request expired (at proxy start: nobody is waiting for them any more).
-    pub fn expire_all_pending(&self, reason: &str) -> Result<Vec<String>> {
-        let ids: Vec<String> = {
+    pub fn expire_all_pending(&self, reason: &str) -> Result<Vec<TxId>> {
+        let ids: Vec<TxId> = {
             let conn = self.conn();
             let mut stmt = conn.prepare("SELECT id FROM transactions WHERE status = 'pending'")?;
             let rows = stmt.query_map([], |r| r.get(0))?;
@@ -231,12 +240,12 @@ impl Store {
     }
 
     /// One request.
-    pub fn tx(&self, id: &str) -> Result<Option<TxRow>> {
+    pub fn tx(&self, id: &TxId) -> Result<Option<TxRow>> {
         Ok(self.conn().query_row(&format!("{TX_SELECT} WHERE id = ?1"), [id], tx_from_row).optional()?)
     }
 
     /// Requests, newest first, optionally for one agent and/or status.
-    pub fn txs(&self, agent_id: Option<&str>, status: Option<TxStatus>, limit: u32) -> Result<Vec<TxRow>> {
+    pub fn txs(&self, agent_id: Option<&AgentId>, status: Option<TxStatus>, limit: u32) -> Result<Vec<TxRow>> {
         // One statement per case: `?1 IS NULL OR agent_id = ?1` would hide the indexes from
         // SQLite and scan (and sort) the whole table.
         let filter = match (agent_id.is_some(), status.is_some()) {
@@ -253,7 +262,7 @@ impl Store {
     }
 
     /// How many transaction requests an agent has in each status (statuses with none are left out).
-    pub fn tx_counts(&self, agent_id: &str) -> Result<Vec<(TxStatus, u64)>> {
+    pub fn tx_counts(&self, agent_id: &AgentId) -> Result<Vec<(TxStatus, u64)>> {
         let conn = self.conn();
         let mut stmt =
             conn.prepare_cached("SELECT status, COUNT(*) FROM transactions WHERE agent_id = ?1 GROUP BY status")?;

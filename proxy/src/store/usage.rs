@@ -4,12 +4,13 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::{Result, Store};
+use crate::ids::AgentId;
 
 /// One forwarded AI call, to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewUsage {
     /// The agent's id.
-    pub agent_id: String,
+    pub agent_id: AgentId,
     /// The agent's name at the time.
     pub agent_name: String,
     /// `openai`, `anthropic` or `deepseek`.
@@ -42,7 +43,7 @@ pub struct NewUsage {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct UsageSummary {
     /// The agent's id.
-    pub agent_id: String,
+    pub agent_id: AgentId,
     /// The agent's name.
     pub agent_name: String,
     /// The provider.
@@ -103,7 +104,7 @@ impl Store {
     }
 
     /// Usage per agent, provider and model since `since_ms`, optionally for one agent.
-    pub fn usage_summary(&self, agent_id: Option<&str>, since_ms: i64) -> Result<Vec<UsageSummary>> {
+    pub fn usage_summary(&self, agent_id: Option<&AgentId>, since_ms: i64) -> Result<Vec<UsageSummary>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT agent_id, MAX(agent_name), provider, model, COUNT(*), SUM(input_tokens), SUM(output_tokens),
@@ -134,7 +135,7 @@ impl Store {
 
     /// AI calls and their known cost per UTC day since `since_ms`, optionally for one agent, oldest
     /// first: `(the day's start in ms, calls, nano-USD, calls of unknown cost)`.
-    pub fn usage_by_day(&self, agent_id: Option<&str>, since_ms: i64) -> Result<Vec<(i64, u64, u64, u64)>> {
+    pub fn usage_by_day(&self, agent_id: Option<&AgentId>, since_ms: i64) -> Result<Vec<(i64, u64, u64, u64)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT created_at / 86400000, COUNT(*), COALESCE(SUM(cost_nano_usd), 0), SUM(cost_nano_usd IS NULL)
@@ -162,7 +163,7 @@ impl Store {
     }
 
     /// An agent's known AI spend since `since_ms`, in nano-USD.
-    pub fn ai_spend_since(&self, agent_id: &str, since_ms: i64) -> Result<u64> {
+    pub fn ai_spend_since(&self, agent_id: &AgentId, since_ms: i64) -> Result<u64> {
         Ok(self
             .conn()
             .query_row(

@@ -31,6 +31,7 @@ use tokio::sync::oneshot;
 use crate::{
     Error, Result,
     auth::Agent,
+    ids::{AgentId, TxId},
     state::AppState,
     store::{NewTx, now_ms},
 };
@@ -52,7 +53,7 @@ const STOPPED: &str = "the proxy stopped while the request waited";
 pub struct Approvals {
     /// `None` once the proxy is stopping: nothing can be decided any more. One lock for both, so
     /// a request cannot register in the instant the queue closes and then wait forever.
-    waiting: Mutex<Option<HashMap<String, oneshot::Sender<Decision>>>>,
+    waiting: Mutex<Option<HashMap<TxId, oneshot::Sender<Decision>>>>,
 }
 
 impl Default for Approvals {
@@ -64,10 +65,10 @@ impl Default for Approvals {
 impl Approvals {
     /// A receiver for `id`'s decision; once [`Approvals::close`] has run, one that has already
     /// lost its sender, so the request ends at once instead of holding the shutdown up.
-    fn register(&self, id: &str) -> oneshot::Receiver<Decision> {
+    fn register(&self, id: &TxId) -> oneshot::Receiver<Decision> {
         let (tx, rx) = oneshot::channel();
         if let Some(waiting) = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            waiting.insert(id.to_owned(), tx);
+            waiting.insert(id.clone(), tx);
         }
         rx
     }
@@ -78,29 +79,29 @@ impl Approvals {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
-    fn forget(&self, id: &str) {
+    fn forget(&self, id: &TxId) {
         if let Some(waiting) = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             waiting.remove(id);
         }
     }
 
     /// Hands a decision to the waiting request; false if nothing waits for `id`.
-    pub fn decide(&self, id: &str, decision: Decision) -> bool {
+    pub fn decide(&self, id: &TxId, decision: Decision) -> bool {
         let waiter = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).as_mut().and_then(|w| w.remove(id));
         waiter.is_some_and(|w| w.send(decision).is_ok())
     }
 }
 
-fn new_tx_id() -> String {
+fn new_tx_id() -> TxId {
     let mut bytes = [0u8; 8];
     rand::rngs::OsRng.try_fill_bytes(&mut bytes).expect("the OS random number generator failed");
-    format!("tx_{}", hex::encode(bytes))
+    TxId::from_random(&bytes)
 }
 
 /// Checks, stores as pending, and waits for the decision. The waiting runs in its own task so
 /// that an agent that hangs up does not stop the timeout from expiring its request.
 /// Returns the request's id and the broadcast transaction's hash.
-pub async fn request(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Result<(String, B256)> {
+pub async fn request(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Result<(TxId, B256)> {
     let queued = queue(state, agent, req).await?;
     let id = queued.id.clone();
     let hash = queued.wait(state).await?;
@@ -110,7 +111,7 @@ pub async fn request(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Re
 /// A request stored as pending, whose decision has not been waited for yet.
 pub struct Queued {
     /// Its id.
-    pub id: String,
+    pub id: TxId,
     decision: oneshot::Receiver<Decision>,
     signing: signer::Signing,
     rpc: Uri,
@@ -282,7 +283,7 @@ fn breach_message(breach: limits::Breach, chain: assegai_sdk::ChainId, value: al
 
 async fn wait(
     state: AppState,
-    id: String,
+    id: TxId,
     decision: oneshot::Receiver<Decision>,
     timeout: Duration,
     signing: signer::Signing,
@@ -330,8 +331,8 @@ async fn wait(
     }
 }
 
-async fn mark(state: &AppState, id: &str, from: TxStatus, to: TxStatus, why: &str) -> Result<bool> {
-    let (id, why) = (id.to_owned(), why.to_owned());
+async fn mark(state: &AppState, id: &TxId, from: TxStatus, to: TxStatus, why: &str) -> Result<bool> {
+    let (id, why) = (id.clone(), why.to_owned());
     state.db(move |s| s.decide_tx(&id, from, to, Some(&why), "proxy")).await
 }
 
@@ -343,7 +344,7 @@ async fn sign_and_send(state: &AppState, signing: &signer::Signing, rpc: Uri) ->
 
 /// Records `confirmed` or `reverted` once the receipt is in, with the fee paid, which then counts
 /// against the limits instead of the worst case.
-async fn watch(state: AppState, id: String, sent: signer::Sent) {
+async fn watch(state: AppState, id: TxId, sent: signer::Sent) {
     let outcome = match sent.outcome().await {
         Ok(outcome) => outcome,
         Err(e) => {
@@ -364,8 +365,8 @@ async fn watch(state: AppState, id: String, sent: signer::Sent) {
 
 /// Approves a pending request (from the admin API): records it, then wakes the waiting agent's
 /// request, which signs and broadcasts.
-pub async fn approve(state: &AppState, id: &str, by: &str) -> Result<bool> {
-    let (key, who) = (id.to_owned(), by.to_owned());
+pub async fn approve(state: &AppState, id: &TxId, by: &str) -> Result<bool> {
+    let (key, who) = (id.clone(), by.to_owned());
     let changed = state.db(move |s| s.decide_tx(&key, TxStatus::Pending, TxStatus::Approved, None, &who)).await?;
     if changed && !state.approvals().decide(id, Decision::Approved) {
         // Nobody waits (the agent's request already timed out in this instant): undo.
@@ -376,8 +377,8 @@ pub async fn approve(state: &AppState, id: &str, by: &str) -> Result<bool> {
 }
 
 /// Rejects a pending request (from the admin API): records it, then wakes the waiting agent.
-pub async fn reject(state: &AppState, id: &str, by: &str) -> Result<bool> {
-    let (key, who) = (id.to_owned(), by.to_owned());
+pub async fn reject(state: &AppState, id: &TxId, by: &str) -> Result<bool> {
+    let (key, who) = (id.clone(), by.to_owned());
     let changed = state
         .db(move |s| s.decide_tx(&key, TxStatus::Pending, TxStatus::Rejected, Some("rejected by user"), &who))
         .await?;
@@ -388,8 +389,8 @@ pub async fn reject(state: &AppState, id: &str, by: &str) -> Result<bool> {
 }
 
 /// The kill switch's second half: rejects every pending request of an agent. Returns how many.
-pub async fn reject_all_of(state: &AppState, agent_id: &str, by: &str) -> Result<usize> {
-    let key = agent_id.to_owned();
+pub async fn reject_all_of(state: &AppState, agent_id: &AgentId, by: &str) -> Result<usize> {
+    let key = agent_id.clone();
     let pending = state.db(move |s| s.txs(Some(&key), Some(TxStatus::Pending), u32::MAX)).await?;
     let mut n = 0;
     for row in pending {
