@@ -57,7 +57,7 @@ fn set(args: &AllowanceSetArgs, settings: &Settings, printer: Printer) -> anyhow
         ));
     }
     let checksummed = token.to_checksum(None);
-    store.set_allowance(&agent.id, args.chain.id(), &checksummed, &args.amount, "cli")?;
+    store.set_allowance(&agent.id, args.chain.id(), token, &args.amount, "cli")?;
     let name = known.map_or_else(|| checksummed.clone(), |t| format!("{} ({checksummed})", t.symbol));
     printer.success(format!(
         "{} may move up to {} of {name} per request on {}.",
@@ -96,7 +96,7 @@ pub fn effective(store: &Store, agent: &AgentRow) -> anyhow::Result<Vec<Entry>> 
     for (chain, tokens) in &manifest.allowances {
         for (token, amount) in tokens {
             let key = token.to_checksum(None);
-            if set.iter().any(|r| r.chain_id == chain.id() && r.token == key) {
+            if set.iter().any(|r| r.chain_id == chain.id() && r.token == *token) {
                 continue; // overridden below
             }
             entries.push(entry(agent, *chain, key, amount.as_str().to_owned(), "manifest", None));
@@ -104,7 +104,7 @@ pub fn effective(store: &Store, agent: &AgentRow) -> anyhow::Result<Vec<Entry>> 
     }
     for r in set {
         let chain = ChainId::eip155(r.chain_id);
-        entries.push(entry(agent, chain, r.token, r.amount, "cli", Some(r.updated_at)));
+        entries.push(entry(agent, chain, r.token.to_checksum(None), r.amount, "cli", Some(r.updated_at)));
     }
     Ok(entries)
 }

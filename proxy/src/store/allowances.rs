@@ -1,6 +1,7 @@
 //! Token allowances set with `assegai allowance set`.
 
-use rusqlite::{OptionalExtension, params};
+use alloy_primitives::Address;
+use rusqlite::{OptionalExtension, params, types::Type};
 use serde::Serialize;
 
 use super::{Result, Store, audit::insert_audit, now_ms};
@@ -13,8 +14,8 @@ pub struct AllowanceRow {
     pub agent_id: AgentId,
     /// The chain id.
     pub chain_id: u64,
-    /// The token contract, checksummed.
-    pub token: String,
+    /// The token contract (stored checksummed).
+    pub token: Address,
     /// Decimal amount in token units.
     pub amount: String,
     /// When it was set (ms since the epoch).
@@ -23,7 +24,15 @@ pub struct AllowanceRow {
 
 impl Store {
     /// Sets an agent's allowance for a token (replacing any earlier one), as an audited decision.
-    pub fn set_allowance(&self, agent_id: &AgentId, chain_id: u64, token: &str, amount: &str, by: &str) -> Result<()> {
+    pub fn set_allowance(
+        &self,
+        agent_id: &AgentId,
+        chain_id: u64,
+        token: Address,
+        amount: &str,
+        by: &str,
+    ) -> Result<()> {
+        let token = token.to_checksum(None);
         let mut conn = self.conn();
         let t = conn.transaction()?;
         t.execute(
@@ -48,13 +57,13 @@ impl Store {
     }
 
     /// The CLI-set allowance of an agent for a token, if any.
-    pub fn allowance(&self, agent_id: &AgentId, chain_id: u64, token: &str) -> Result<Option<AllowanceRow>> {
+    pub fn allowance(&self, agent_id: &AgentId, chain_id: u64, token: Address) -> Result<Option<AllowanceRow>> {
         Ok(self
             .conn()
             .query_row(
                 "SELECT agent_id, chain_id, token, amount, updated_at FROM allowances
                  WHERE agent_id = ?1 AND chain_id = ?2 AND token = ?3",
-                params![agent_id, i64::try_from(chain_id).unwrap_or(i64::MAX), token],
+                params![agent_id, i64::try_from(chain_id).unwrap_or(i64::MAX), token.to_checksum(None)],
                 allowance_from_row,
             )
             .optional()?)
@@ -65,7 +74,10 @@ pub(super) fn allowance_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Allo
     Ok(AllowanceRow {
         agent_id: r.get(0)?,
         chain_id: u64::try_from(r.get::<_, i64>(1)?).unwrap_or_default(),
-        token: r.get(2)?,
+        token: r
+            .get::<_, String>(2)?
+            .parse()
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(2, Type::Text, Box::new(e)))?,
         amount: r.get(3)?,
         updated_at: r.get(4)?,
     })

@@ -8,7 +8,10 @@ use super::{
     spend::{HOUR_MS, VALUE_STATUSES, rebuild_spend_hours},
     *,
 };
-use crate::tx::{fees::TxFees, limits};
+use crate::{
+    ids::AgentId,
+    tx::{fees::TxFees, limits},
+};
 
 fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
@@ -314,4 +317,20 @@ fn a_stored_manifest_is_parsed_once_and_one_that_no_longer_parses_still_lists() 
     assert_eq!(rows.len(), 1, "the agent still lists");
     let err = rows[0].manifest().unwrap_err().to_string();
     assert!(err.contains("the stored manifest of `a`"), "the error names the agent: {err}");
+}
+
+#[test]
+fn allowances_store_the_token_checksummed_and_read_it_back_as_an_address() {
+    let (_d, s) = store();
+    let agent: AgentId = "ag_01".into();
+    s.upsert_agent(&agent, "a", r#"{"name":"a"}"#, None, &[1; 32]).unwrap();
+    let token: alloy_primitives::Address = "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48".parse().unwrap();
+    s.set_allowance(&agent, 1, token, "250", "cli").unwrap();
+    let row = s.allowance(&agent, 1, token).unwrap().unwrap();
+    assert_eq!((row.token, row.amount.as_str()), (token, "250"));
+    let text: String = s.conn().query_row("SELECT token FROM allowances", [], |r| r.get(0)).unwrap();
+    assert_eq!(text, "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48", "as EIP-55 writes it");
+    // A damaged row is an error, not a zero address.
+    s.conn().execute("UPDATE allowances SET token = 'nope'", []).unwrap();
+    assert!(s.allowances(Some(&agent)).is_err());
 }

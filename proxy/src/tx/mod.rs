@@ -208,8 +208,8 @@ pub async fn queue(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Resu
 async fn token_facts(state: &AppState, agent: &Agent, parsed: &policy::Parsed) -> Result<policy::Facts> {
     let Some(token) = parsed.token() else { return Ok(policy::Facts::default()) };
     let chain = parsed.chain;
-    let (id, key) = (agent.id.clone(), token.to_checksum(None));
-    let set = state.db(move |s| s.allowance(&id, chain.id(), &key)).await?;
+    let id = agent.id.clone();
+    let set = state.db(move |s| s.allowance(&id, chain.id(), token)).await?;
     let allowance = set.map(|row| row.amount).or_else(|| {
         agent.manifest.allowances.get(&chain).and_then(|tokens| tokens.get(&token)).map(|a| a.as_str().to_owned())
     });
