@@ -2,7 +2,7 @@
 //! agent id can never be passed where a request id is meant, from the HTTP edge to the store (on
 //! the wire and in SQLite they are plain text).
 
-use std::{borrow::Borrow, fmt, fmt::Write, str::FromStr};
+use std::{borrow::Borrow, fmt, str::FromStr};
 
 use rusqlite::types::{FromSql, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde::{Deserialize, Serialize};
@@ -20,12 +20,7 @@ macro_rules! id_type {
 
             /// `PREFIX` and the hex digits of `random` (the proxy mints ids this way).
             pub fn from_random(random: &[u8]) -> Self {
-                let mut id = String::with_capacity($prefix.len() + random.len() * 2);
-                id.push_str($prefix);
-                for b in random {
-                    let _ = write!(id, "{b:02x}");
-                }
-                $name(id)
+                $name(format!("{}{}", $prefix, hex::encode(random)))
             }
 
             /// The id as text.
