@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod fake_ai;
+pub mod postgres;
 pub mod rpc_tap;
 
 use std::{

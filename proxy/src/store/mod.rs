@@ -11,6 +11,7 @@ mod agents;
 mod allowances;
 mod audit;
 mod logs;
+pub mod postgres;
 mod spend;
 #[cfg(test)]
 mod tests;
@@ -55,6 +56,19 @@ pub enum StoreError {
         /// What failed.
         message: String,
     },
+    /// A PostgreSQL query or connection failed.
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    /// The shared database was migrated by a newer Assegai than this one.
+    #[error(
+        "the shared database has schema version {found}, and this Assegai knows only up to {known}; upgrade Assegai on this host"
+    )]
+    NewerSchema {
+        /// The newest version applied to the database.
+        found: i32,
+        /// The newest this build knows.
+        known: i32,
+    },
     /// A stored value is not what this version expects.
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -75,16 +89,16 @@ type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
     Migrations::new(vec![
-        M::up(include_str!("migrations/0001_init.sql")),
-        M::up(include_str!("migrations/0002_api_usage.sql")),
-        M::up(include_str!("migrations/0003_transactions.sql")),
-        M::up(include_str!("migrations/0004_allowances.sql")),
-        M::up_with_hook(include_str!("migrations/0005_spend_hours.sql"), |t: &rusqlite::Transaction<'_>| {
+        M::up(include_str!("migrations/sqlite/0001_init.sql")),
+        M::up(include_str!("migrations/sqlite/0002_api_usage.sql")),
+        M::up(include_str!("migrations/sqlite/0003_transactions.sql")),
+        M::up(include_str!("migrations/sqlite/0004_allowances.sql")),
+        M::up_with_hook(include_str!("migrations/sqlite/0005_spend_hours.sql"), |t: &rusqlite::Transaction<'_>| {
             spend::rebuild_spend_hours(t).map_err(rusqlite_migration::HookError::RusqliteError)
         }),
         // Rows before it have no fees: what they count is unchanged, so the buckets stand.
-        M::up(include_str!("migrations/0006_tx_fees.sql")),
-        M::up(include_str!("migrations/0007_usage_estimated.sql")),
+        M::up(include_str!("migrations/sqlite/0006_tx_fees.sql")),
+        M::up(include_str!("migrations/sqlite/0007_usage_estimated.sql")),
     ])
 });
 

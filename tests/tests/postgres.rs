@@ -1,0 +1,78 @@
+//! The PostgreSQL backend against a real server (started by the test, see
+//! `assegai_e2e::postgres`): the schema is migrated exactly once however many proxies start
+//! together, a database from a newer Assegai is refused, and a server that cannot be reached is a
+//! clear error that does not repeat the password.
+
+use assegai_e2e::postgres::Postgres;
+use assegai_proxy::store::{StoreError, postgres as pg};
+
+#[test]
+fn proxies_starting_together_migrate_once() {
+    let server = Postgres::start();
+    let url = server.database("together");
+    let results: Vec<Vec<i32>> = std::thread::scope(|s| {
+        let starts: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut client = pg::connect(&url).unwrap();
+                    pg::migrate(&mut client).unwrap()
+                })
+            })
+            .collect();
+        starts.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let all: Vec<i32> = pg::MIGRATIONS.iter().map(|(v, _, _)| *v).collect();
+    assert_eq!(results.iter().filter(|r| **r == all).count(), 1, "one start applied everything: {results:?}");
+    assert_eq!(results.iter().filter(|r| r.is_empty()).count(), 7, "the others found it done: {results:?}");
+
+    let mut client = pg::connect(&url).unwrap();
+    let versions: Vec<i32> = client
+        .query("SELECT version FROM assegai_migrations ORDER BY version", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, all);
+    // The schema is there and works: a row in each of two tables that refer to each other.
+    client
+        .execute(
+            "INSERT INTO agents (id, name, manifest, created_at, updated_at) VALUES ('ag_01', 'a', '{}', 1, 1)",
+            &[],
+        )
+        .unwrap();
+    client
+        .execute("INSERT INTO agent_tokens (agent_id, token_hash, created_at) VALUES ('ag_01', '\\x00', 1)", &[])
+        .unwrap();
+    let refused =
+        client.execute("INSERT INTO agent_tokens (agent_id, token_hash, created_at) VALUES ('ag_02', '\\x00', 1)", &[]);
+    assert!(refused.is_err(), "a token for an agent that does not exist is refused");
+    // A later start changes nothing.
+    assert!(pg::migrate(&mut client).unwrap().is_empty());
+}
+
+#[test]
+fn a_database_from_a_newer_assegai_is_refused() {
+    let server = Postgres::start();
+    let url = server.database("newer");
+    let mut client = pg::connect(&url).unwrap();
+    pg::migrate(&mut client).unwrap();
+    client
+        .execute("INSERT INTO assegai_migrations (version, name, applied_at) VALUES (999, 'future', 1)", &[])
+        .unwrap();
+    let err = pg::migrate(&mut client).unwrap_err();
+    assert!(matches!(err, StoreError::NewerSchema { found: 999, .. }), "{err}");
+    assert!(err.to_string().contains("upgrade Assegai"), "the message says what to do: {err}");
+    // The lock was released: another client can take it at once.
+    let mut other = pg::connect(&url).unwrap();
+    let got: bool = other.query_one("SELECT pg_try_advisory_lock($1)", &[&pg::MIGRATION_LOCK]).unwrap().get(0);
+    assert!(got, "the migration lock is not left held");
+}
+
+#[test]
+fn a_server_that_cannot_be_reached_is_a_clear_error_without_the_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("postgres://assegai:sekrit-pass@127.0.0.1:{port}/team");
+    let err = pg::connect(&url).map(drop).unwrap_err().to_string();
+    assert!(err.starts_with("PostgreSQL: "), "{err}");
+    assert!(!err.contains("sekrit"), "the password is not repeated: {err}");
+}
