@@ -280,6 +280,9 @@ pub struct Config {
     pub providers: Providers,
     /// AI metering and budgets.
     pub ai: AiSettings,
+    /// `redis://…`: the per-agent rate limits are shared with every proxy using this Redis (see
+    /// [`crate::ratelimit`]); without it, each proxy limits on its own.
+    pub redis_url: Option<String>,
 }
 
 /// `[ai]`: how AI calls are metered and held to budgets (see [`crate::ai::meter`] and
@@ -330,6 +333,7 @@ impl Default for Config {
             keys: KeysConfig::default(),
             providers: Providers::default(),
             ai: AiSettings::default(),
+            redis_url: None,
         }
     }
 }
@@ -405,6 +409,13 @@ impl Config {
                 if value.is_empty() || axum::http::HeaderValue::from_str(value).is_err() {
                     return bad(format!("`providers.{name}.{key}`: `{value}` is not a valid header value"));
                 }
+            }
+        }
+        if let Some(url) = &config.redis_url {
+            match url::Url::parse(url) {
+                Ok(u) if u.scheme() == "redis" && u.host_str().is_some() => {}
+                Ok(_) => return bad("`redis_url`: give a `redis://host:port` URL".into()),
+                Err(e) => return bad(format!("`redis_url`: {e}")),
             }
         }
         for (chain, c) in &config.chains {

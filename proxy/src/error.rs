@@ -99,6 +99,9 @@ pub enum Error {
     /// Every agent connection the proxy allows is open; this one only serves `/health`.
     #[error("Too many open connections to the proxy; close idle ones or retry later")]
     TooManyConnections,
+    /// The shared rate limits cannot be checked (Redis is down): refused, never unlimited.
+    #[error("Service unavailable: {0}")]
+    LimitsUnavailable(String),
     /// The agent's per-service rate limit was hit.
     #[error("Rate limit exceeded")]
     RateLimited {
@@ -197,7 +200,7 @@ impl Error {
             Error::NotFound(_) | Error::WalletNotConfigured(_) => StatusCode::NOT_FOUND,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            Error::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
+            Error::TooManyConnections | Error::LimitsUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Unreachable | Error::BadUpstream(_) | Error::ChainIdMismatch { .. } => StatusCode::BAD_GATEWAY,
             Error::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -225,6 +228,7 @@ impl Error {
             Error::EndpointNotAllowed { .. } => codes::ENDPOINT_NOT_ALLOWED,
             Error::RequestTimeout => codes::REQUEST_TIMEOUT,
             Error::TooManyConnections => codes::TOO_MANY_CONNECTIONS,
+            Error::LimitsUnavailable(_) => codes::LIMITS_UNAVAILABLE,
             Error::KeyNotConfigured(_) | Error::KeyStoreUnavailable(_) => codes::KEY_NOT_CONFIGURED,
             Error::BudgetExceeded(_) => codes::BUDGET_EXCEEDED,
             Error::Policy(_) => codes::POLICY_VIOLATION,

@@ -44,7 +44,7 @@ pub async fn query_chain(
     let req = jsonrpc::parse_query(&body)?;
     let url = state.chain().rpc_url(&agent.manifest, req.chain)?;
     policy::check_method(&req.method)?;
-    state.limits().check(Service::Rpc, &agent.id)?;
+    state.limits().check(Service::Rpc, &agent.id).await?;
     state.chain().verify(&url, req.chain).await?;
     let result = state.chain().query(url, &req.method, &req.params).await?;
     let body = format!("{{\"result\":{}}}", result.get());
@@ -62,7 +62,7 @@ pub async fn rpc(
     let chain = parse_chain(&chain)?;
     let url = state.chain().rpc_url(&agent.manifest, chain)?;
     let checked = jsonrpc::RpcBody::parse(&body)?;
-    state.limits().check(Service::Rpc, &agent.id)?;
+    state.limits().check(Service::Rpc, &agent.id).await?;
     state.chain().verify(&url, chain).await?;
     let (status, reply) = state.chain().forward(url, &checked).await?;
     Ok((status, [(header::CONTENT_TYPE, "application/json")], reply).into_response())

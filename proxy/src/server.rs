@@ -122,7 +122,10 @@ pub async fn start(home: &Home, config: Config, keys: Result<Arc<dyn KeyStore>, 
     let metering = ai::meter::Metering::open(&store, &config.ai)?;
     let state = AppState::new(Inner {
         agents: AgentCache::new(store.clone()),
-        limits: RateLimiter::new(&config.rate_limits),
+        limits: match &config.redis_url {
+            Some(url) => RateLimiter::shared(&config.rate_limits, url)?,
+            None => RateLimiter::new(&config.rate_limits),
+        },
         chain: ChainClient::new(http.clone(), config.clone()),
         upstream: http,
         wallet: crate::wallet::Wallet::new(keys.clone()),

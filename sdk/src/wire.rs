@@ -310,6 +310,8 @@ pub mod codes {
     pub const REQUEST_TIMEOUT: &str = "REQUEST_TIMEOUT";
     /// The proxy has as many agent connections open as it allows.
     pub const TOO_MANY_CONNECTIONS: &str = "TOO_MANY_CONNECTIONS";
+    /// The proxy's shared rate limits (Redis) cannot be checked, so the call was refused.
+    pub const LIMITS_UNAVAILABLE: &str = "LIMITS_UNAVAILABLE";
     /// The per-agent rate limit was hit; see `Retry-After`.
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
     /// The node answered with a JSON-RPC error.

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod fake_ai;
 pub mod postgres;
+pub mod redis;
 pub mod rpc_tap;
 
 use std::{

@@ -58,7 +58,7 @@ pub async fn forward(
     let rest = req.uri().path().get(prefix_len..).unwrap_or("");
     check_path(rest)?;
     endpoints::check(provider, provider_config, req.method(), rest)?;
-    state.limits().check(service(provider), &agent.id)?;
+    state.limits().check(service(provider), &agent.id).await?;
     let key = state.credentials().get(provider).await?;
 
     let (parts, body) = req.into_parts();

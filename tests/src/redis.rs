@@ -1,0 +1,64 @@
+//! A real Redis server for a test: `redis-server` on a free loopback port, nothing saved to disk,
+//! stopped on drop. Debian's `redis-server` package (which `scripts/test` installs).
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+/// A running server.
+pub struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    /// Starts a server on a free port, or panics saying what to install.
+    pub fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a port");
+        Self::start_on(port)
+    }
+
+    /// Starts a server on `port` (again, after [`Redis::stop`]).
+    pub fn start_on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is not installed: `apt-get install redis-server` (./scripts/test installs it)");
+        let redis = Redis { child, port };
+        crate::wait_until(Duration::from_secs(20), "Redis to accept connections", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(drop)
+        });
+        redis
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills it and waits until it is gone.
+    pub fn stop(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
