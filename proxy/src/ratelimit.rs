@@ -185,6 +185,18 @@ impl RateLimiter {
         }
     }
 
+    /// Whether the Redis the limits are shared through answers (`assegai doctor`); limits kept
+    /// in this process always can be checked.
+    pub async fn reachable(&self) -> Result<()> {
+        let Backend::Shared(shared) = &self.backend else { return Ok(()) };
+        let mut conn = shared.connection().await?;
+        match tokio::time::timeout(REDIS_TIMEOUT, redis::cmd("PING").query_async::<String>(&mut conn)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(shared.failed(e)),
+            Err(_) => Err(shared.failed("no answer within a second")),
+        }
+    }
+
     fn limit(&self, service: Service) -> RateLimit {
         match service {
             Service::Rpc => self.limits.rpc,

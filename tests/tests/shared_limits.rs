@@ -101,3 +101,30 @@ async fn without_redis_calls_are_refused_with_503_until_it_is_back() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[test]
+fn doctor_says_where_the_limits_are_kept_and_whether_redis_answers() {
+    let rate_limits = |env: &TestEnv| -> Value {
+        let out = env.run(&["doctor", "--json"]);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["checks"].as_array().unwrap().iter().find(|c| c["check"] == "rate limits").cloned().unwrap()
+    };
+    let env = TestEnv::new();
+    let local = rate_limits(&env);
+    assert_eq!(local["level"], "ok", "{local}");
+    assert!(local["detail"].as_str().unwrap().contains("each proxy"), "{local}");
+
+    let redis = Redis::start();
+    env.write_config(&format!("redis_url = \"{}\"\n", redis.url()));
+    let shared = rate_limits(&env);
+    assert_eq!(shared["level"], "ok", "{shared}");
+    assert!(shared["detail"].as_str().unwrap().contains(&format!("127.0.0.1:{}", redis.port())), "{shared}");
+
+    let port = redis.port();
+    redis.stop();
+    env.write_config(&format!("redis_url = \"redis://:sekrit-pass@127.0.0.1:{port}\"\n"));
+    let down = rate_limits(&env);
+    assert_eq!(down["level"], "fail", "{down}");
+    assert!(down["fix"].as_str().unwrap().contains("redis_url"), "{down}");
+    assert!(!down.to_string().contains("sekrit"), "the password is not shown: {down}");
+}

@@ -67,6 +67,7 @@ pub async fn run(args: &JsonFlag, settings: &Settings, printer: Printer) -> anyh
     checks.push(local_chain(settings).await);
     checks.push(fee_caps(settings));
     checks.push(signing_rpcs(settings));
+    checks.push(rate_limits(settings).await);
     checks.push(match crate::sandbox::probe() {
         support @ crate::sandbox::Support::Available { scoped: true } => {
             check("sandbox", Level::Ok, support.describe(), None)
@@ -187,6 +188,34 @@ fn signing_rpcs(settings: &Settings) -> Check {
     });
     parts.push("other chains through the agent manifest's RPC (local chains: `local_rpc_url`)".into());
     check("signing RPCs", Level::Ok, parts.join("; "), fix)
+}
+
+/// Where the per-agent rate limits are kept, and, when that is a Redis, that it answers (without
+/// one, calls are refused).
+async fn rate_limits(settings: &Settings) -> Check {
+    use assegai_proxy::ratelimit::RateLimiter;
+    let Some(url) = settings.config.redis_url.as_deref() else {
+        return check(
+            "rate limits",
+            Level::Ok,
+            "kept by each proxy on its own (set `redis_url` in config.toml to share them between proxies)",
+            None,
+        );
+    };
+    let shown = shown_url(url).unwrap_or_else(|| "(redis_url)".into());
+    let reachable = match RateLimiter::shared(&settings.config.rate_limits, url) {
+        Ok(limiter) => limiter.reachable().await,
+        Err(e) => Err(e),
+    };
+    match reachable {
+        Ok(()) => check("rate limits", Level::Ok, format!("shared through Redis at {shown}"), None),
+        Err(_) => check(
+            "rate limits",
+            Level::Fail,
+            format!("shared through Redis at {shown}, which does not answer: agents' AI and chain calls are refused"),
+            Some("start Redis there, or remove `redis_url` from config.toml to keep limits per proxy".into()),
+        ),
+    }
 }
 
 /// The next step for a key store that would not open, when its message does not already say one.
