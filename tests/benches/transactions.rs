@@ -78,7 +78,11 @@ const APPROVE_WARMUP: usize = 5;
 /// Wall-clock cap of each measuring loop.
 const PHASE_BUDGET: Duration = Duration::from_secs(90);
 
+/// The policy part alone (the store's window sums and insert).
 const TARGET_CHECK_MS: f64 = 1.0;
+/// The whole check over HTTP, which since fees and simulation also asks the node for the gas
+/// estimate, the fees and an `eth_simulateV1` (issue 11's target).
+const TARGET_WHOLE_CHECK_MS: f64 = 5.0;
 const TARGET_APPROVE_MS: f64 = 50.0;
 
 const DAY_MS: i64 = 86_400_000;
@@ -194,7 +198,8 @@ fn run() -> Result<(), String> {
     for (name, s) in ["daily", "weekly", "monthly"].iter().zip(store.sums) {
         row(&format!("in process:   {name} window sum (Store::spent_since)"), s, None);
     }
-    row("HTTP: full check, refused at the monthly window", http.monthly, Some((TARGET_CHECK_MS, &target)));
+    let whole = format!("(p50 <= {TARGET_WHOLE_CHECK_MS} ms)");
+    row("HTTP: whole check, fees + simulation, refused monthly", http.monthly, Some((TARGET_WHOLE_CHECK_MS, &whole)));
     row("HTTP: refused at per_transaction (no window sum)", http.per_tx, None);
     println!();
     println!(
