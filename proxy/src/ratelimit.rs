@@ -221,15 +221,13 @@ impl Shared {
     }
 
     async fn connection(&self) -> Result<ConnectionManager> {
-        if let Some(at) = *self.failed_at.lock().unwrap_or_else(|p| p.into_inner())
-            && at.elapsed() < RETRY_AFTER_FAILURE
-        {
-            return Err(unavailable("it did not answer a moment ago"));
-        }
+        self.refuse_if_failed_recently()?;
         let mut state = self.state.lock().await;
         if let Some(conn) = &*state {
             return Ok(conn.clone());
         }
+        // Callers that queued behind a connection attempt that failed do not each try again.
+        self.refuse_if_failed_recently()?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(REDIS_TIMEOUT)
             .set_response_timeout(REDIS_TIMEOUT)
@@ -242,6 +240,13 @@ impl Shared {
             }
             Ok(Err(e)) => Err(self.failed(e)),
             Err(_) => Err(self.failed("connecting took too long")),
+        }
+    }
+
+    fn refuse_if_failed_recently(&self) -> Result<()> {
+        match *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(at) if at.elapsed() < RETRY_AFTER_FAILURE => Err(unavailable("it did not answer a moment ago")),
+            _ => Ok(()),
         }
     }
 
