@@ -15,10 +15,7 @@ macro_rules! id_type {
         pub struct $name(String);
 
         impl $name {
-            /// What every such id starts with.
-            pub const PREFIX: &'static str = $prefix;
-
-            /// `PREFIX` and the hex digits of `random` (the proxy mints ids this way).
+            /// The prefix and the hex digits of `random` (the proxy mints ids this way).
             pub fn from_random(random: &[u8]) -> Self {
                 $name(format!("{}{}", $prefix, hex::encode(random)))
             }
@@ -42,7 +39,7 @@ macro_rules! id_type {
             }
         }
 
-        /// Text that must be an id (a URL segment, an argument): `PREFIX` and 1 to 64 hex digits.
+        /// Text that must be an id (a URL segment, an argument): its prefix and 1 to 64 hex digits.
         impl FromStr for $name {
             type Err = ParseIdError;
 
@@ -71,12 +68,6 @@ macro_rules! id_type {
         impl Borrow<str> for $name {
             fn borrow(&self) -> &str {
                 &self.0
-            }
-        }
-
-        impl PartialEq<str> for $name {
-            fn eq(&self, other: &str) -> bool {
-                self.0 == other
             }
         }
 

@@ -76,7 +76,6 @@ impl Service {
 /// The per-agent limits of every service.
 #[derive(Debug)]
 pub struct RateLimiter {
-    limits: RateLimits,
     backend: Backend,
 }
 
@@ -94,6 +93,7 @@ enum Backend {
 }
 
 struct Shared {
+    limits: RateLimits,
     client: redis::Client,
     script: redis::Script,
     state: tokio::sync::Mutex<Option<ConnectionManager>>,
@@ -129,7 +129,6 @@ impl RateLimiter {
     /// Limiters for the configured limits, in this process.
     pub fn new(limits: &RateLimits) -> Self {
         RateLimiter {
-            limits: limits.clone(),
             backend: Backend::Local {
                 rpc: DefaultKeyedRateLimiter::keyed(quota(limits.rpc)),
                 openai: DefaultKeyedRateLimiter::keyed(quota(limits.openai)),
@@ -145,8 +144,8 @@ impl RateLimiter {
     pub fn shared(limits: &RateLimits, url: &str) -> Result<Self> {
         let client = redis::Client::open(url).map_err(|e| Error::Internal(format!("redis_url: {e}")))?;
         Ok(RateLimiter {
-            limits: limits.clone(),
             backend: Backend::Shared(Shared {
+                limits: limits.clone(),
                 client,
                 script: redis::Script::new(GCRA_SCRIPT),
                 state: tokio::sync::Mutex::new(None),
@@ -175,7 +174,7 @@ impl RateLimiter {
                 })
             }
             Backend::Shared(shared) => {
-                let limit = self.limit(service);
+                let limit = shared.limit(service);
                 let burst = u64::from(limit.requests.max(1));
                 let emission_us = (limit.per_secs.max(1) * 1_000_000).div_ceil(burst);
                 let key = format!("assegai:ratelimit:{}:{agent_id}", service.as_str());
@@ -196,7 +195,9 @@ impl RateLimiter {
             Err(_) => Err(shared.failed("no answer within a second")),
         }
     }
+}
 
+impl Shared {
     fn limit(&self, service: Service) -> RateLimit {
         match service {
             Service::Rpc => self.limits.rpc,
@@ -205,9 +206,7 @@ impl RateLimiter {
             Service::DeepSeek => self.limits.deepseek,
         }
     }
-}
 
-impl Shared {
     /// The script's answer for `key`: 0, or the µs to wait.
     async fn run(&self, key: &str, emission_us: u64, burst: u64) -> Result<u64> {
         let mut conn = self.connection().await?;

@@ -253,36 +253,25 @@ impl Running {
 
     /// Waits until stdout or stderr contains `needle`; panics with both after `timeout`.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while !self.stdout().contains(needle) && !self.stderr().contains(needle) {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                // Output may still be in flight from the capture threads.
-                std::thread::sleep(Duration::from_millis(100));
-                if self.stdout().contains(needle) || self.stderr().contains(needle) {
-                    return;
-                }
-                panic!("exited ({status}) before printing `{needle}`:\n{}\n{}", self.stdout(), self.stderr());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no `{needle}` within {timeout:?}:\nstdout:\n{}\nstderr:\n{}",
-                self.stdout(),
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_until(timeout, &format!("`{needle}`"), |r| {
+            (r.stdout().contains(needle) || r.stderr().contains(needle)).then_some(())
+        });
     }
 
     /// Polls `check` while the process runs, until it returns `Some`; panics with the output so
     /// far when the process exits first or `timeout` passes, so a failure says what happened.
-    pub fn wait_until<T>(&mut self, timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    pub fn wait_until<T>(&mut self, timeout: Duration, what: &str, mut check: impl FnMut(&Self) -> Option<T>) -> T {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(v) = check() {
+            if let Some(v) = check(self) {
                 return v;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
+                // Output may still be in flight from the capture threads.
                 std::thread::sleep(Duration::from_millis(100));
+                if let Some(v) = check(self) {
+                    return v;
+                }
                 panic!(
                     "exited ({status}) while waiting for {what}:\nstdout:\n{}\nstderr:\n{}",
                     self.stdout(),
@@ -441,6 +430,11 @@ impl TestEnv {
     pub fn sdk(&self, proxy: &Proxy, id: &str, token: &str) -> Assegai {
         Assegai::builder().proxy_url(&proxy.url).agent_id(id).agent_token(token).max_retries(0).build().unwrap()
     }
+}
+
+/// A loopback port nothing listens on (bound, then released), for a server a test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 /// Polls `check` until it returns `Some`, or panics after `timeout`.

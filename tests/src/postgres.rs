@@ -7,7 +7,6 @@
 //! `scripts/test` does), or the ones on `PATH`.
 
 use std::{
-    net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
@@ -45,7 +44,7 @@ impl Postgres {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let port = free_port();
+        let port = crate::free_port();
         let child = command(&user, &bin.join("postgres"))
             .args(["-D", data.to_str().unwrap(), "-p", &port.to_string(), "-k", dir.path().to_str().unwrap()])
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=100"])
@@ -122,8 +121,4 @@ fn command(user: &Option<String>, program: &Path) -> Command {
         }
         None => Command::new(program),
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }

@@ -2,7 +2,6 @@
 //! stopped on drop. Debian's `redis-server` package (which `scripts/test` installs).
 
 use std::{
-    net::TcpListener,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -16,8 +15,7 @@ pub struct Redis {
 impl Redis {
     /// Starts a server on a free port, or panics saying what to install.
     pub fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a port");
-        Self::start_on(port)
+        Self::start_on(crate::free_port())
     }
 
     /// Starts a server on `port` (again, after [`Redis::stop`]).

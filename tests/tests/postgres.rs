@@ -70,7 +70,7 @@ fn a_database_from_a_newer_assegai_is_refused() {
 
 #[test]
 fn a_server_that_cannot_be_reached_is_a_clear_error_without_the_password() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = assegai_e2e::free_port();
     let url = format!("postgres://assegai:sekrit-pass@127.0.0.1:{port}/team");
     let err = pg::connect(&url).map(drop).unwrap_err().to_string();
     assert!(err.starts_with("PostgreSQL: "), "{err}");

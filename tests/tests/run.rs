@@ -383,7 +383,7 @@ fn scaffold_and_run(template: &str) {
     let mut cmd = run_cmd(&env, &dir, &[]);
     cmd.env("CARGO_TARGET_DIR", scaffold_target());
     let mut run = Running::spawn(cmd);
-    let pending = run.wait_until(Duration::from_secs(600), "the agent's request to be pending", || {
+    let pending = run.wait_until(Duration::from_secs(600), "the agent's request to be pending", |_| {
         let list: Value = serde_json::from_str(&env.run_ok(&["approve", "--list", "--json"])).ok()?;
         list.as_array()?.first().and_then(|r| r["id"].as_str()).map(str::to_owned)
     });
