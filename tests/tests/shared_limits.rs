@@ -114,11 +114,20 @@ fn doctor_says_where_the_limits_are_kept_and_whether_redis_answers() {
     assert_eq!(local["level"], "ok", "{local}");
     assert!(local["detail"].as_str().unwrap().contains("each proxy"), "{local}");
 
-    let redis = Redis::start();
+    // A Redis that takes anyone: an agent could reset its own limits there, so doctor warns.
+    let open = Redis::start();
+    env.write_config(&format!("redis_url = \"{}\"\n", open.url()));
+    let warned = rate_limits(&env);
+    assert_eq!(warned["level"], "warn", "{warned}");
+    assert!(warned["fix"].as_str().unwrap().contains("requirepass"), "{warned}");
+    drop(open);
+
+    let redis = Redis::start_with_password("sekrit-pass");
     env.write_config(&format!("redis_url = \"{}\"\n", redis.url()));
     let shared = rate_limits(&env);
     assert_eq!(shared["level"], "ok", "{shared}");
     assert!(shared["detail"].as_str().unwrap().contains(&format!("127.0.0.1:{}", redis.port())), "{shared}");
+    assert!(!shared.to_string().contains("sekrit"), "the password is not shown: {shared}");
 
     let port = redis.port();
     redis.stop();
@@ -127,4 +136,32 @@ fn doctor_says_where_the_limits_are_kept_and_whether_redis_answers() {
     assert_eq!(down["level"], "fail", "{down}");
     assert!(down["fix"].as_str().unwrap().contains("redis_url"), "{down}");
     assert!(!down.to_string().contains("sekrit"), "the password is not shown: {down}");
+}
+
+/// SPEC §8: an agent can open sockets, so with a password-protected Redis (what doctor asks for)
+/// a client without the password, as an agent would be, can neither read nor reset a limit, while
+/// the proxy, which has the password from config.toml, goes on limiting.
+#[tokio::test]
+async fn a_client_without_the_password_cannot_reset_a_limit() {
+    let redis = Redis::start_with_password("team-secret");
+    let proxy = RateLimiter::shared(&limits(2, 3600), &redis.url()).unwrap();
+    let agent = AgentId::from("ag_0b");
+    proxy.check(Service::Rpc, &agent).await.unwrap();
+    proxy.check(Service::Rpc, &agent).await.unwrap();
+    assert!(matches!(proxy.check(Service::Rpc, &agent).await, Err(Error::RateLimited { .. })));
+
+    // The agent's attempt: connect and delete every key.
+    let mut intruder = std::net::TcpStream::connect(("127.0.0.1", redis.port())).unwrap();
+    use std::io::{Read, Write};
+    intruder.write_all(b"FLUSHALL\r\n").unwrap();
+    let mut reply = [0u8; 64];
+    let n = intruder.read(&mut reply).unwrap();
+    let reply = String::from_utf8_lossy(&reply[..n]);
+    assert!(reply.starts_with("-NOAUTH"), "Redis refused the command: {reply}");
+    assert!(matches!(proxy.check(Service::Rpc, &agent).await, Err(Error::RateLimited { .. })), "still limited");
+
+    // A proxy configured without the password is refused too: 503, never unlimited.
+    let url = format!("redis://127.0.0.1:{}", redis.port());
+    let careless = RateLimiter::shared(&limits(2, 3600), &url).unwrap();
+    assert!(matches!(careless.check(Service::Rpc, &agent).await, Err(Error::LimitsUnavailable(_))));
 }

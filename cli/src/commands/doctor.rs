@@ -207,7 +207,23 @@ async fn rate_limits(settings: &Settings) -> Check {
         Ok(limiter) => limiter.reachable().await,
         Err(e) => Err(e),
     };
+    // An agent can open sockets: a Redis that takes anyone lets it reset its own limits. The
+    // password stays in config.toml, which agents cannot read.
+    let has_password = url::Url::parse(url).ok().is_some_and(|u| u.password().is_some_and(|p| !p.is_empty()));
     match reachable {
+        Ok(()) if !has_password => check(
+            "rate limits",
+            Level::Warn,
+            format!(
+                "shared through Redis at {shown}, which takes clients without a password: any local process, an \
+                 agent among them, could reset its own limits there"
+            ),
+            Some(
+                "require a password in Redis (`requirepass`) and give it in config.toml: \
+                 `redis_url = \"redis://:PASSWORD@host:port\"`"
+                    .into(),
+            ),
+        ),
         Ok(()) => check("rate limits", Level::Ok, format!("shared through Redis at {shown}"), None),
         Err(_) => check(
             "rate limits",
