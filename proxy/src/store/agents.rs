@@ -2,10 +2,14 @@
 
 use std::path::Path;
 
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{Result, Store, StoreError, audit::insert_audit, now_ms};
+use super::{
+    Result, Store, StoreError,
+    audit::insert_audit,
+    now_ms,
+    sql::{Db, Row, args},
+};
 use crate::{
     ids::AgentId,
     manifest::{Manifest, ManifestError},
@@ -57,136 +61,138 @@ impl Store {
         source_dir: Option<&str>,
         token_hash: &[u8; 32],
     ) -> Result<(AgentRow, bool)> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let now = now_ms();
-        let by_name: Option<(AgentId, Option<String>)> = tx
-            .query_row("SELECT id, source_dir FROM agents WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        // An agent run from a directory keeps its id across runs, even if its manifest renames it;
-        // a name is never taken over from an agent that runs from another directory.
-        let by_dir: Option<AgentId> = match source_dir {
-            Some(dir) => tx.query_row("SELECT id FROM agents WHERE source_dir = ?1", [dir], |r| r.get(0)).optional()?,
-            None => None,
-        };
-        if let (Some(dir), Some((other, Some(other_dir)))) = (source_dir, &by_name)
-            && other_dir != dir
-            && by_dir.as_ref() != Some(other)
-        {
-            return Err(StoreError::NameTakenElsewhere { name: name.to_owned(), dir: other_dir.clone() });
-        }
-        if let (Some(mine), Some((other, _))) = (&by_dir, &by_name)
-            && mine != other
-        {
-            return Err(StoreError::NameTaken(name.to_owned()));
-        }
-        let existing = by_dir.or(by_name.map(|(id, _)| id));
-        let (id, created) = match existing {
-            Some(id) => {
-                tx.execute(
-                    "UPDATE agents SET name = ?5, manifest = ?2, source_dir = COALESCE(?3, source_dir), updated_at = ?4
-                     WHERE id = ?1",
-                    params![id, manifest_json, source_dir, now, name],
-                )?;
-                (id, false)
+        self.write(|db| {
+            // Two registrations of one name on two hosts at once: the second waits, then sees
+            // the first's row.
+            db.lock(&format!("agent-name/{name}"))?;
+            let now = now_ms();
+            let by_name: Option<(AgentId, Option<String>)> = db
+                .query_opt("SELECT id, source_dir FROM agents WHERE name = ?1", args![name])?
+                .map(|r| Ok::<_, StoreError>((r.get(0)?, r.get(1)?)))
+                .transpose()?;
+            // An agent run from a directory keeps its id across runs, even if its manifest renames
+            // it; a name is never taken over from an agent that runs from another directory.
+            let by_dir: Option<AgentId> = match source_dir {
+                Some(dir) => {
+                    db.query_opt("SELECT id FROM agents WHERE source_dir = ?1", args![dir])?.map(|r| r.get(0)).transpose()?
+                }
+                None => None,
+            };
+            if let (Some(dir), Some((other, Some(other_dir)))) = (source_dir, &by_name)
+                && other_dir != dir
+                && by_dir.as_ref() != Some(other)
+            {
+                return Err(StoreError::NameTakenElsewhere { name: name.to_owned(), dir: other_dir.clone() });
             }
-            None => {
-                tx.execute(
-                    "INSERT INTO agents (id, name, manifest, source_dir, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                    params![new_id, name, manifest_json, source_dir, now],
-                )?;
-                (new_id.clone(), true)
+            if let (Some(mine), Some((other, _))) = (&by_dir, &by_name)
+                && mine != other
+            {
+                return Err(StoreError::NameTaken(name.to_owned()));
             }
-        };
-        tx.execute(
-            "INSERT INTO agent_tokens (agent_id, token_hash, created_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (agent_id) DO UPDATE SET token_hash = excluded.token_hash, created_at = excluded.created_at",
-            params![id, &token_hash[..], now],
-        )?;
-        let kind = if created { "agent.registered" } else { "agent.token_rotated" };
-        insert_audit(&tx, "cli", kind, Some(&id), None)?;
-        tx.commit()?;
-        drop(conn);
-        let row = self.agent(&id)?.ok_or_else(|| StoreError::Corrupt(format!("agent {id} vanished")))?;
-        Ok((row, created))
+            let existing = by_dir.or(by_name.map(|(id, _)| id));
+            let (id, created) = match existing {
+                Some(id) => {
+                    db.execute(
+                        "UPDATE agents SET name = ?5, manifest = ?2, source_dir = COALESCE(?3, source_dir), updated_at = ?4
+                         WHERE id = ?1",
+                        args![&id, manifest_json, source_dir, now, name],
+                    )?;
+                    (id, false)
+                }
+                None => {
+                    db.execute(
+                        "INSERT INTO agents (id, name, manifest, source_dir, created_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                        args![new_id, name, manifest_json, source_dir, now],
+                    )?;
+                    (new_id.clone(), true)
+                }
+            };
+            db.execute(
+                "INSERT INTO agent_tokens (agent_id, token_hash, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (agent_id) DO UPDATE SET token_hash = excluded.token_hash, created_at = excluded.created_at",
+                args![&id, &token_hash[..], now],
+            )?;
+            let kind = if created { "agent.registered" } else { "agent.token_rotated" };
+            insert_audit(db, "cli", kind, Some(&id), None)?;
+            let row = agent_by_id(db, &id)?.ok_or_else(|| StoreError::Corrupt(format!("agent {id} vanished")))?;
+            Ok((row, created))
+        })
     }
 
     /// The agent with this id.
     pub fn agent(&self, id: &AgentId) -> Result<Option<AgentRow>> {
-        Ok(self.conn().query_row(&format!("{AGENT_SELECT} WHERE a.id = ?1"), [id], agent_from_row).optional()?)
+        self.read(|db| agent_by_id(db, id))
     }
 
     /// The agent with this id, or else this name.
     pub fn find_agent(&self, id_or_name: &str) -> Result<Option<AgentRow>> {
-        Ok(self
-            .conn()
-            .query_row(
+        self.read(|db| {
+            db.query_opt(
                 &format!("{AGENT_SELECT} WHERE a.id = ?1 OR a.name = ?1 ORDER BY a.id = ?1 DESC LIMIT 1"),
-                [id_or_name],
-                agent_from_row,
-            )
-            .optional()?)
+                args![id_or_name],
+            )?
+            .as_ref()
+            .map(agent_from_row)
+            .transpose()
+        })
     }
 
     /// Every agent, by name.
     pub fn list_agents(&self) -> Result<Vec<AgentRow>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&format!("{AGENT_SELECT} ORDER BY a.name"))?;
-        let rows = stmt.query_map([], agent_from_row)?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        self.read(|db| db.query(&format!("{AGENT_SELECT} ORDER BY a.name"), args![])?.iter().map(agent_from_row).collect())
     }
 
     /// Pauses or resumes an agent, with an audit event. Returns whether the flag changed.
     pub fn set_paused(&self, id: &AgentId, paused: bool, by: &str) -> Result<bool> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let n = tx.execute(
-            "UPDATE agents SET paused = ?2, updated_at = ?3 WHERE id = ?1 AND paused != ?2",
-            params![id, paused, now_ms()],
-        )?;
-        if n > 0 {
-            let kind = if paused { "agent.paused" } else { "agent.resumed" };
-            insert_audit(&tx, by, kind, Some(id), None)?;
-        }
-        tx.commit()?;
-        Ok(n > 0)
+        self.write(|db| {
+            let n = db.execute(
+                "UPDATE agents SET paused = ?2, updated_at = ?3 WHERE id = ?1 AND paused != ?2",
+                args![id, paused, now_ms()],
+            )?;
+            if n > 0 {
+                let kind = if paused { "agent.paused" } else { "agent.resumed" };
+                insert_audit(db, by, kind, Some(id), None)?;
+            }
+            Ok(n > 0)
+        })
     }
 
     /// Revokes the agent's token if it is still `token_hash` (a later registration's token stays),
     /// with an audit event. Returns whether a token was revoked.
     pub fn revoke_token(&self, id: &AgentId, token_hash: &[u8; 32], why: &str) -> Result<bool> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let n = tx.execute(
-            "DELETE FROM agent_tokens WHERE agent_id = ?1 AND token_hash = ?2",
-            params![id, &token_hash[..]],
-        )?;
-        if n > 0 {
-            let detail = serde_json::json!({ "why": why });
-            insert_audit(&tx, "cli", "agent.token_revoked", Some(id), Some(&detail))?;
-        }
-        tx.commit()?;
-        Ok(n > 0)
+        self.write(|db| {
+            let n = db
+                .execute("DELETE FROM agent_tokens WHERE agent_id = ?1 AND token_hash = ?2", args![id, &token_hash[..]])?;
+            if n > 0 {
+                let detail = serde_json::json!({ "why": why });
+                insert_audit(db, "cli", "agent.token_revoked", Some(id), Some(&detail))?;
+            }
+            Ok(n > 0)
+        })
     }
 
     /// Removes an agent and its token (its logs and audit trail stay). Returns whether it existed.
     pub fn remove_agent(&self, id: &AgentId) -> Result<bool> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let n = tx.execute("DELETE FROM agents WHERE id = ?1", [id])?;
-        if n > 0 {
-            insert_audit(&tx, "cli", "agent.removed", Some(id), None)?;
-        }
-        tx.commit()?;
-        Ok(n > 0)
+        self.write(|db| {
+            let n = db.execute("DELETE FROM agents WHERE id = ?1", args![id])?;
+            if n > 0 {
+                insert_audit(db, "cli", "agent.removed", Some(id), None)?;
+            }
+            Ok(n > 0)
+        })
     }
 }
 
-pub(super) const AGENT_SELECT: &str =
+const AGENT_SELECT: &str =
     "SELECT a.id, a.name, a.manifest, a.source_dir, a.paused, a.created_at, a.updated_at, t.token_hash
      FROM agents a LEFT JOIN agent_tokens t ON t.agent_id = a.id";
 
-pub(super) fn agent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRow> {
+fn agent_by_id(db: &mut dyn Db, id: &AgentId) -> Result<Option<AgentRow>> {
+    db.query_opt(&format!("{AGENT_SELECT} WHERE a.id = ?1"), args![id])?.as_ref().map(agent_from_row).transpose()
+}
+
+fn agent_from_row(r: &Row) -> Result<AgentRow> {
     let hash: Option<Vec<u8>> = r.get(7)?;
     let name: String = r.get(1)?;
     let manifest_json: String = r.get(2)?;

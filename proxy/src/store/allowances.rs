@@ -1,10 +1,14 @@
 //! Token allowances set with `assegai allowance set`.
 
 use alloy_primitives::Address;
-use rusqlite::{OptionalExtension, params, types::Type};
 use serde::Serialize;
 
-use super::{Result, Store, audit::insert_audit, now_ms};
+use super::{
+    Result, Store, StoreError,
+    audit::insert_audit,
+    now_ms,
+    sql::{Row, args},
+};
 use crate::ids::AgentId;
 
 /// A token allowance set with `assegai allowance set`.
@@ -33,51 +37,53 @@ impl Store {
         by: &str,
     ) -> Result<()> {
         let token = token.to_checksum(None);
-        let mut conn = self.conn();
-        let t = conn.transaction()?;
-        t.execute(
-            "INSERT INTO allowances (agent_id, chain_id, token, amount, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (agent_id, chain_id, token) DO UPDATE SET amount = ?4, updated_at = ?5",
-            params![agent_id, i64::try_from(chain_id).unwrap_or(i64::MAX), token, amount, now_ms()],
-        )?;
-        let detail = serde_json::json!({"chain_id": chain_id, "token": token, "amount": amount});
-        insert_audit(&t, by, "allowance.set", Some(agent_id), Some(&detail))?;
-        Ok(t.commit()?)
+        self.write(|db| {
+            db.execute(
+                "INSERT INTO allowances (agent_id, chain_id, token, amount, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (agent_id, chain_id, token) DO UPDATE SET amount = excluded.amount,
+                   updated_at = excluded.updated_at",
+                args![agent_id, chain_id, &token, amount, now_ms()],
+            )?;
+            let detail = serde_json::json!({"chain_id": chain_id, "token": token, "amount": amount});
+            insert_audit(db, by, "allowance.set", Some(agent_id), Some(&detail))
+        })
     }
 
     /// Allowances set with the CLI, for one agent or all.
     pub fn allowances(&self, agent_id: Option<&AgentId>) -> Result<Vec<AllowanceRow>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT agent_id, chain_id, token, amount, updated_at FROM allowances
-                 WHERE ?1 IS NULL OR agent_id = ?1 ORDER BY agent_id, chain_id, token",
-        )?;
-        let rows = stmt.query_map([agent_id], allowance_from_row)?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        self.read(|db| {
+            db.query(
+                "SELECT agent_id, chain_id, token, amount, updated_at FROM allowances
+                 WHERE CAST(?1 AS TEXT) IS NULL OR agent_id = ?1 ORDER BY agent_id, chain_id, token",
+                args![agent_id],
+            )?
+            .iter()
+            .map(allowance_from_row)
+            .collect()
+        })
     }
 
     /// The CLI-set allowance of an agent for a token, if any.
     pub fn allowance(&self, agent_id: &AgentId, chain_id: u64, token: Address) -> Result<Option<AllowanceRow>> {
-        Ok(self
-            .conn()
-            .query_row(
+        self.read(|db| {
+            db.query_opt(
                 "SELECT agent_id, chain_id, token, amount, updated_at FROM allowances
                  WHERE agent_id = ?1 AND chain_id = ?2 AND token = ?3",
-                params![agent_id, i64::try_from(chain_id).unwrap_or(i64::MAX), token.to_checksum(None)],
-                allowance_from_row,
-            )
-            .optional()?)
+                args![agent_id, chain_id, token.to_checksum(None)],
+            )?
+            .as_ref()
+            .map(allowance_from_row)
+            .transpose()
+        })
     }
 }
 
-pub(super) fn allowance_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AllowanceRow> {
+fn allowance_from_row(r: &Row) -> Result<AllowanceRow> {
+    let token: String = r.get(2)?;
     Ok(AllowanceRow {
         agent_id: r.get(0)?,
-        chain_id: u64::try_from(r.get::<_, i64>(1)?).unwrap_or_default(),
-        token: r
-            .get::<_, String>(2)?
-            .parse()
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(2, Type::Text, Box::new(e)))?,
+        chain_id: r.get(1)?,
+        token: token.parse().map_err(|e| StoreError::Corrupt(format!("allowance token `{token}`: {e}")))?,
         amount: r.get(3)?,
         updated_at: r.get(4)?,
     })

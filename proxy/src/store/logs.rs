@@ -1,10 +1,9 @@
 //! Agents' log lines.
 
 use assegai_sdk::LogLevel;
-use rusqlite::params;
 use serde::Serialize;
 
-use super::{Result, Store, StoreError};
+use super::{Result, Store, StoreError, sql::args};
 use crate::ids::AgentId;
 
 /// A log line to store.
@@ -60,66 +59,59 @@ pub struct LogQuery {
 impl Store {
     /// Stores log lines in one transaction.
     pub fn insert_logs(&self, logs: &[NewLog]) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO logs (agent_id, agent_name, level, message, data, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?;
+        self.write(|db| {
             for l in logs {
                 let data = l.data.as_ref().map(|d| d.to_string());
-                stmt.execute(params![l.agent_id, l.agent_name, l.level.as_str(), l.message, data, l.created_at])?;
+                db.execute(
+                    "INSERT INTO logs (agent_id, agent_name, level, message, data, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    args![&l.agent_id, &l.agent_name, l.level.as_str(), &l.message, data, l.created_at],
+                )?;
             }
-        }
-        Ok(tx.commit()?)
+            Ok(())
+        })
     }
 
     /// Reads log lines, oldest first.
     pub fn logs(&self, q: &LogQuery) -> Result<Vec<LogRow>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, agent_id, agent_name, level, message, data, created_at FROM (
+        let limit = q.limit.map_or(i64::MAX, i64::from);
+        self.read(|db| {
+            db.query(
+                "SELECT id, agent_id, agent_name, level, message, data, created_at FROM (
                    SELECT * FROM logs
-                   WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR level = ?2) AND id > ?3
+                   WHERE (CAST(?1 AS TEXT) IS NULL OR agent_id = ?1) AND (CAST(?2 AS TEXT) IS NULL OR level = ?2)
+                     AND id > ?3
                    ORDER BY id DESC LIMIT ?4
-                 ) ORDER BY id",
-        )?;
-        let limit = q.limit.map_or(-1, i64::from);
-        let rows =
-            stmt.query_map(params![q.agent_id, q.level.map(LogLevel::as_str), q.after_id.unwrap_or(0), limit], |r| {
+                 ) AS newest ORDER BY id",
+                args![q.agent_id.as_ref(), q.level.map(LogLevel::as_str), q.after_id.unwrap_or(0), limit],
+            )?
+            .iter()
+            .map(|r| {
                 let level: String = r.get(3)?;
                 let data: Option<String> = r.get(5)?;
-                Ok((
-                    LogRow {
-                        id: r.get(0)?,
-                        agent_id: r.get(1)?,
-                        agent_name: r.get(2)?,
-                        level: LogLevel::Info,
-                        message: r.get(4)?,
-                        data: data.and_then(|d| serde_json::from_str(&d).ok()),
-                        created_at: r.get(6)?,
-                    },
-                    level,
-                ))
-            })?;
-        rows.map(|row| {
-            let (mut row, level) = row?;
-            row.level = level.parse().map_err(StoreError::Corrupt)?;
-            Ok(row)
+                Ok(LogRow {
+                    id: r.get(0)?,
+                    agent_id: r.get(1)?,
+                    agent_name: r.get(2)?,
+                    level: level.parse().map_err(StoreError::Corrupt)?,
+                    message: r.get(4)?,
+                    data: data.and_then(|d| serde_json::from_str(&d).ok()),
+                    created_at: r.get(6)?,
+                })
+            })
+            .collect()
         })
-        .collect()
     }
 
     /// How many log lines there are, optionally of one agent and/or level.
     pub fn log_count(&self, agent_id: Option<&AgentId>, level: Option<LogLevel>) -> Result<u64> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT COUNT(*) FROM logs WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR level = ?2)",
-                params![agent_id, level.map(LogLevel::as_str)],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n.max(0) as u64)?)
+        self.read(|db| {
+            db.query_opt(
+                "SELECT COUNT(*) FROM logs
+                 WHERE (CAST(?1 AS TEXT) IS NULL OR agent_id = ?1) AND (CAST(?2 AS TEXT) IS NULL OR level = ?2)",
+                args![agent_id, level.map(LogLevel::as_str)],
+            )?
+            .map_or(Ok(0), |r| r.get(0))
+        })
     }
 }

@@ -1,11 +1,12 @@
-//! All SQL lives here: the SQLite database (`assegai.db`), its migrations, and typed functions for
-//! everything the engine stores. Handlers and commands never write SQL.
+//! All SQL lives here: the database (SQLite's `assegai.db` in the home, or a team's shared
+//! PostgreSQL), its migrations, and typed functions for everything the engine stores. Handlers and
+//! commands never write SQL.
 //!
-//! This module owns opening the database (WAL mode, so the proxy and CLI commands can use it at
-//! once; migrations under a file lock) and its one error type; each submodule owns one kind of
-//! row and the functions that read and write it. Calls are blocking; async code runs them on the
-//! blocking pool. A shared PostgreSQL for teams would be a second implementation of these
-//! functions, not a change to their callers.
+//! This module owns opening the database (SQLite: WAL mode, so the proxy and CLI commands can use
+//! it at once, migrations under a file lock; PostgreSQL: see [`postgres`]) and its one error type;
+//! each submodule owns one kind of row and the functions that read and write it, written once
+//! against [`sql::Db`] for both backends. Calls are blocking; async code runs them on the
+//! blocking pool.
 
 mod agents;
 mod allowances;
@@ -13,6 +14,7 @@ mod audit;
 mod logs;
 pub mod postgres;
 mod spend;
+pub(crate) mod sql;
 #[cfg(test)]
 mod tests;
 mod txs;
@@ -29,6 +31,7 @@ pub use allowances::AllowanceRow;
 pub use audit::AuditRow;
 pub use logs::{LogQuery, LogRow, NewLog};
 use rusqlite::Connection;
+use sql::Db;
 use rusqlite_migration::{M, Migrations};
 pub use txs::{NewTx, TxRow};
 pub use usage::{NewUsage, UsageSummary};
@@ -59,6 +62,12 @@ pub enum StoreError {
     /// A PostgreSQL query or connection failed.
     #[error("PostgreSQL: {0}")]
     Postgres(#[from] ::postgres::Error),
+    /// Every connection to the shared database stayed busy.
+    #[error("PostgreSQL: all {connections} connections stayed busy for 30 s; is the database overloaded?")]
+    Busy {
+        /// The pool's size.
+        connections: usize,
+    },
     /// The shared database was migrated by a newer Assegai than this one.
     #[error(
         "the shared database has schema version {found}, and this Assegai knows only up to {known}; upgrade Assegai on this host"
@@ -94,7 +103,8 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("migrations/sqlite/0003_transactions.sql")),
         M::up(include_str!("migrations/sqlite/0004_allowances.sql")),
         M::up_with_hook(include_str!("migrations/sqlite/0005_spend_hours.sql"), |t: &rusqlite::Transaction<'_>| {
-            spend::rebuild_spend_hours(t).map_err(rusqlite_migration::HookError::RusqliteError)
+            let mut db: &Connection = t;
+            spend::rebuild_spend_hours(&mut db).map_err(|e| rusqlite_migration::HookError::Hook(e.to_string()))
         }),
         // Rows before it have no fees: what they count is unchanged, so the buckets stand.
         M::up(include_str!("migrations/sqlite/0006_tx_fees.sql")),
@@ -110,11 +120,40 @@ pub fn now_ms() -> i64 {
 /// The database.
 #[derive(Debug)]
 pub struct Store {
-    conn: Mutex<Connection>,
+    backend: Backend,
 }
 
+#[derive(Debug)]
+enum Backend {
+    /// One connection: the proxy's writes are batched, and SQLite writes one at a time anyway.
+    Sqlite(Mutex<Connection>),
+    Postgres(postgres::Pool),
+}
+
+/// Connections a proxy keeps to a shared database at most.
+const POSTGRES_CONNECTIONS: usize = 16;
+
 impl Store {
-    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    /// The home's database: the shared PostgreSQL at `database_url` when there is one, else
+    /// `assegai.db` in the home.
+    pub fn open_for(home: &crate::config::Home, database_url: Option<&str>) -> Result<Self> {
+        match database_url {
+            Some(url) => Self::open_shared(url),
+            None => Self::open(&home.database()),
+        }
+    }
+
+    /// Connects to a team's shared PostgreSQL (`postgres://…`) and brings its schema up to date.
+    pub fn open_shared(url: &str) -> Result<Self> {
+        Ok(Store { backend: Backend::Postgres(postgres::Pool::open(url, POSTGRES_CONNECTIONS)?) })
+    }
+
+    /// Whether this is a shared database (several proxies may use it at once).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Opens (creating if needed) the SQLite database at `path` and applies pending migrations.
     pub fn open(path: &Path) -> Result<Self> {
         let sql = |source| StoreError::Open { path: path.to_owned(), source };
         let mut conn = Connection::open(path).map_err(sql)?;
@@ -143,14 +182,52 @@ impl Store {
         MIGRATIONS.to_latest(&mut conn).map_err(|e| migration(e.to_string()))?;
         drop(lock);
         restrict_permissions(path);
-        Ok(Store { conn: Mutex::new(conn) })
+        Ok(Store { backend: Backend::Sqlite(Mutex::new(conn)) })
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
-        // back on drop), so a poisoned lock is still safe to use.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// Runs reads that need no transaction of their own (SQLite) or one (PostgreSQL).
+    fn read<T: Send>(&self, f: impl FnOnce(&mut dyn Db) -> Result<T> + Send) -> Result<T> {
+        match &self.backend {
+            Backend::Sqlite(conn) => {
+                let conn = lock_sqlite(conn);
+                let mut db: &Connection = &conn;
+                f(&mut db)
+            }
+            Backend::Postgres(pool) => pool.transaction(f),
+        }
     }
+
+    /// Runs `f` in one write transaction, committed when it returns `Ok`. SQLite's begins with
+    /// the write lock (`IMMEDIATE`), so write transactions never interleave, across processes
+    /// too; PostgreSQL's serialise where they take the same [`Db::lock`].
+    fn write<T: Send>(&self, f: impl FnOnce(&mut dyn Db) -> Result<T> + Send) -> Result<T> {
+        match &self.backend {
+            Backend::Sqlite(conn) => {
+                let mut conn = lock_sqlite(conn);
+                let t = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let mut db: &Connection = &t;
+                let value = f(&mut db)?;
+                t.commit()?;
+                Ok(value)
+            }
+            Backend::Postgres(pool) => pool.transaction(f),
+        }
+    }
+
+    /// The SQLite connection, for tests that look at rows directly.
+    #[cfg(test)]
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        match &self.backend {
+            Backend::Sqlite(conn) => lock_sqlite(conn),
+            Backend::Postgres(_) => panic!("not a SQLite store"),
+        }
+    }
+}
+
+fn lock_sqlite(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll back on
+    // drop), so a poisoned lock is still safe to use.
+    conn.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The database holds hashes and history only, but it is nobody else's business.

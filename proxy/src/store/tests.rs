@@ -185,8 +185,8 @@ fn rolling_sums_match_a_full_scan() {
         let mut st = conn.prepare("SELECT * FROM spend_hours WHERE wei != '0' ORDER BY 1, 2, 3").unwrap();
         st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).unwrap().map(Result::unwrap).collect()
     };
-    rebuild_spend_hours(&s.conn()).unwrap();
     let conn = s.conn();
+    rebuild_spend_hours(&mut &*conn).unwrap();
     let mut st = conn.prepare("SELECT * FROM spend_hours ORDER BY 1, 2, 3").unwrap();
     let after: Vec<(String, i64, i64, String)> =
         st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).unwrap().map(Result::unwrap).collect();

@@ -1,15 +1,15 @@
-//! Transaction requests and their life: pending (checked against the limits in the same SQLite
+//! Transaction requests and their life: pending (checked against the limits in the same SQL
 //! transaction as the insert), decided, sent, settled.
 
 use alloy_primitives::{Address, B256, Bytes, U256};
 use assegai_sdk::wire::TxStatus;
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::{
     Result, Store, StoreError,
     audit::insert_audit,
     now_ms,
-    spend::{add_spend, sum_wei},
+    spend::{add_spend, parse_wei, sum_wei},
+    sql::{Row, args, spend_key},
 };
 use crate::{
     ids::{AgentId, TxId},
@@ -97,9 +97,10 @@ pub struct TxRow {
 
 impl Store {
     /// Checks `tx` against the rolling `windows` and stores it as pending, as one step: the
-    /// check runs inside an immediate (write-locked) transaction, so two racing requests can
-    /// never both fit under a limit. What it counts is its value plus its worst-case fee
-    /// ([`limits::counted`]). Returns the window that would be exceeded, if any.
+    /// check runs inside a write transaction holding the agent's spending lock on the chain, so
+    /// two racing requests, on one proxy or on two sharing a database, can never both fit under
+    /// a limit. What it counts is its value plus its worst-case fee ([`limits::counted`]).
+    /// Returns the window that would be exceeded, if any.
     pub fn insert_pending_tx(&self, tx: &NewTx, windows: &[SpendWindow]) -> Result<Option<SpendWindow>> {
         let max_fee = tx.fees.map(|f| f.max_fee_wei);
         let cost = limits::counted(TxStatus::Pending, tx.value_wei, max_fee, None);
@@ -107,48 +108,51 @@ impl Store {
             .gas_limit
             .map(|g| i64::try_from(g).map_err(|_| StoreError::Corrupt(format!("gas limit {g} does not fit a row"))))
             .transpose()?;
-        let mut conn = self.conn();
-        let t = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for w in windows {
-            let since = w.window.since(tx.created_at);
-            let spent = sum_wei(&t, &tx.agent_id, tx.chain_id, since)?;
-            if tx.value_wei.checked_add(max_fee.unwrap_or_default()).is_none() || !limits::fits(spent, cost, w.limit) {
-                return Ok(Some(*w));
-            }
+        if i64::try_from(tx.chain_id).is_err() {
+            return Err(StoreError::Corrupt(format!("chain id {} does not fit a row", tx.chain_id)));
         }
-        let fees = tx.fees;
-        t.execute(
-            "INSERT INTO transactions (id, agent_id, agent_name, chain_id, to_address, value_wei, data, gas_limit, action,
-               detail, status, created_at, fee_model, max_fee_per_gas, max_priority_fee_per_gas, max_fee_wei)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', ?11, ?12, ?13, ?14, ?15)",
-            params![
-                tx.id,
-                tx.agent_id,
-                tx.agent_name,
-                i64::try_from(tx.chain_id).map_err(|_| StoreError::Corrupt(format!("chain id {}", tx.chain_id)))?,
-                tx.to,
-                tx.value_wei.to_string(),
-                tx.data,
-                gas_limit,
-                tx.action,
-                tx.detail.as_ref().map(|d| d.to_string()),
-                tx.created_at,
-                fees.map(|f| f.model.as_str()),
-                fees.map(|f| f.max_fee_per_gas.to_string()),
-                fees.and_then(|f| f.max_priority_fee_per_gas).map(|v| v.to_string()),
-                fees.map(|f| f.max_fee_wei.to_string()),
-            ],
-        )?;
-        add_spend(&t, &tx.agent_id, tx.chain_id, tx.created_at, cost, true)?;
-        insert_audit(
-            &t,
-            tx.agent_id.as_str(),
-            "tx.requested",
-            Some(&tx.agent_id),
-            Some(&serde_json::json!({"tx": tx.id})),
-        )?;
-        t.commit()?;
-        Ok(None)
+        self.write(|db| {
+            db.lock(&spend_key(&tx.agent_id, tx.chain_id))?;
+            for w in windows {
+                let since = w.window.since(tx.created_at);
+                let spent = sum_wei(db, &tx.agent_id, tx.chain_id, since)?;
+                if tx.value_wei.checked_add(max_fee.unwrap_or_default()).is_none() || !limits::fits(spent, cost, w.limit) {
+                    return Ok(Some(*w));
+                }
+            }
+            let fees = tx.fees;
+            db.execute(
+                "INSERT INTO transactions (id, agent_id, agent_name, chain_id, to_address, value_wei, data, gas_limit,
+                   action, detail, status, created_at, fee_model, max_fee_per_gas, max_priority_fee_per_gas, max_fee_wei)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', ?11, ?12, ?13, ?14, ?15)",
+                args![
+                    &tx.id,
+                    &tx.agent_id,
+                    &tx.agent_name,
+                    tx.chain_id,
+                    &tx.to,
+                    tx.value_wei.to_string(),
+                    &tx.data,
+                    gas_limit,
+                    &tx.action,
+                    tx.detail.as_ref().map(|d| d.to_string()),
+                    tx.created_at,
+                    fees.map(|f| f.model.as_str()),
+                    fees.map(|f| f.max_fee_per_gas.to_string()),
+                    fees.and_then(|f| f.max_priority_fee_per_gas).map(|v| v.to_string()),
+                    fees.map(|f| f.max_fee_wei.to_string()),
+                ],
+            )?;
+            add_spend(db, &tx.agent_id, tx.chain_id, tx.created_at, cost, true)?;
+            insert_audit(
+                db,
+                tx.agent_id.as_str(),
+                "tx.requested",
+                Some(&tx.agent_id),
+                Some(&serde_json::json!({"tx": tx.id})),
+            )?;
+            Ok(None)
+        })
     }
 
     /// Moves a request from `from` to `to` (with an error text and who decided), and records the
@@ -164,7 +168,8 @@ impl Store {
     }
 
     /// One status change with its bookkeeping: the hour bucket moves by what the request counts
-    /// after minus before, and an audit event records it, in the same SQL transaction.
+    /// after minus before, and an audit event records it, in the same SQL transaction, under the
+    /// agent's spending lock on the chain.
     fn move_tx(
         &self,
         id: &TxId,
@@ -174,62 +179,55 @@ impl Store {
         fee: Option<U256>,
         by: &str,
     ) -> Result<bool> {
-        let mut conn = self.conn();
-        let t = conn.transaction()?;
-        let n = t.execute(
-            "UPDATE transactions SET status = ?3, error = COALESCE(?4, error), decided_at = ?5, decided_by = ?6,
+        self.write(|db| {
+            let Some(owner) = db.query_opt("SELECT agent_id, chain_id FROM transactions WHERE id = ?1", args![id])? else {
+                return Ok(false);
+            };
+            let (agent, chain): (AgentId, u64) = (owner.get(0)?, owner.get(1)?);
+            db.lock(&spend_key(&agent, chain))?;
+            let n = db.execute(
+                "UPDATE transactions SET status = ?3, error = COALESCE(?4, error), decided_at = ?5, decided_by = ?6,
                    fee_wei = COALESCE(?7, fee_wei)
                  WHERE id = ?1 AND status = ?2",
-            params![id, from.as_str(), to.as_str(), error, now_ms(), by, fee.map(|f| f.to_string())],
-        )?;
-        if n > 0 {
-            type Row = (AgentId, i64, i64, String, Option<String>, Option<String>);
-            let row: Option<Row> = t
-                .query_row(
-                    "SELECT agent_id, chain_id, created_at, value_wei, max_fee_wei, fee_wei FROM transactions WHERE id = ?1",
-                    [id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
-                )
-                .optional()?;
-            if let Some((agent, chain, created_at, value, max_fee, paid)) = &row {
-                let wei = |t: &str| U256::from_str_radix(t, 10).map_err(|e| StoreError::Corrupt(format!("wei: {e}")));
-                let value = wei(value)?;
-                let max_fee = max_fee.as_deref().map(wei).transpose()?;
-                let paid = paid.as_deref().map(wei).transpose()?;
-                // Before: the same row as it was (no receipt fee yet when it settles now).
-                let before = limits::counted(from, value, max_fee, if fee.is_some() { None } else { paid });
-                let after = limits::counted(to, value, max_fee, paid);
-                let chain = u64::try_from(*chain).unwrap_or_default();
-                if after > before {
-                    add_spend(&t, agent, chain, *created_at, after - before, true)?;
-                } else if before > after {
-                    add_spend(&t, agent, chain, *created_at, before - after, false)?;
-                }
+                args![id, from.as_str(), to.as_str(), error, now_ms(), by, fee.map(|f| f.to_string())],
+            )?;
+            if n == 0 {
+                return Ok(false);
             }
-            let agent = row.map(|r| r.0);
+            let row = db
+                .query_opt("SELECT created_at, value_wei, max_fee_wei, fee_wei FROM transactions WHERE id = ?1", args![id])?
+                .ok_or_else(|| StoreError::Corrupt(format!("request {id} vanished")))?;
+            let created_at: i64 = row.get(0)?;
+            let value = parse_wei(&row.get::<String>(1)?)?;
+            let wei = |i| -> Result<Option<U256>> { row.get::<Option<String>>(i)?.as_deref().map(parse_wei).transpose() };
+            let (max_fee, paid) = (wei(2)?, wei(3)?);
+            // Before: the same row as it was (no receipt fee yet when it settles now).
+            let before = limits::counted(from, value, max_fee, if fee.is_some() { None } else { paid });
+            let after = limits::counted(to, value, max_fee, paid);
+            if after > before {
+                add_spend(db, &agent, chain, created_at, after - before, true)?;
+            } else if before > after {
+                add_spend(db, &agent, chain, created_at, before - after, false)?;
+            }
             let mut detail = serde_json::json!({"tx": id, "from": from.as_str(), "to": to.as_str(), "error": error});
             if let Some(fee) = fee {
                 detail["fee_wei"] = fee.to_string().into();
             }
-            insert_audit(&t, by, &format!("tx.{}", to.as_str()), agent.as_ref(), Some(&detail))?;
-        }
-        t.commit()?;
-        Ok(n > 0)
+            insert_audit(db, by, &format!("tx.{}", to.as_str()), Some(&agent), Some(&detail))?;
+            Ok(true)
+        })
     }
 
     /// Records the hash of a broadcast request.
     pub fn set_tx_hash(&self, id: &TxId, hash: &str) -> Result<()> {
-        Ok(self.conn().execute("UPDATE transactions SET tx_hash = ?2 WHERE id = ?1", params![id, hash]).map(drop)?)
+        self.write(|db| db.execute("UPDATE transactions SET tx_hash = ?2 WHERE id = ?1", args![id, hash]).map(drop))
     }
 
     /// Marks every pending request expired (at proxy start: nobody is waiting for them any more).
     pub fn expire_all_pending(&self, reason: &str) -> Result<Vec<TxId>> {
-        let ids: Vec<TxId> = {
-            let conn = self.conn();
-            let mut stmt = conn.prepare("SELECT id FROM transactions WHERE status = 'pending'")?;
-            let rows = stmt.query_map([], |r| r.get(0))?;
-            rows.collect::<Result<_, _>>()?
-        };
+        let ids: Vec<TxId> = self.read(|db| {
+            db.query("SELECT id FROM transactions WHERE status = 'pending'", args![])?.iter().map(|r| r.get(0)).collect()
+        })?;
         let mut expired = Vec::new();
         for id in ids {
             if self.decide_tx(&id, TxStatus::Pending, TxStatus::Expired, Some(reason), "proxy")? {
@@ -241,7 +239,7 @@ impl Store {
 
     /// One request.
     pub fn tx(&self, id: &TxId) -> Result<Option<TxRow>> {
-        Ok(self.conn().query_row(&format!("{TX_SELECT} WHERE id = ?1"), [id], tx_from_row).optional()?)
+        self.read(|db| db.query_opt(&format!("{TX_SELECT} WHERE id = ?1"), args![id])?.as_ref().map(tx_from_row).transpose())
     }
 
     /// Requests, newest first, optionally for one agent and/or status.
@@ -250,55 +248,52 @@ impl Store {
         // SQLite and scan (and sort) the whole table.
         let filter = match (agent_id.is_some(), status.is_some()) {
             (true, true) => "WHERE agent_id = ?1 AND status = ?2",
-            (true, false) => "WHERE agent_id = ?1 AND ?2 IS NULL",
-            (false, true) => "WHERE status = ?2 AND ?1 IS NULL",
-            (false, false) => "WHERE ?1 IS NULL AND ?2 IS NULL",
+            (true, false) => "WHERE agent_id = ?1 AND CAST(?2 AS TEXT) IS NULL",
+            (false, true) => "WHERE status = ?2 AND CAST(?1 AS TEXT) IS NULL",
+            (false, false) => "WHERE CAST(?1 AS TEXT) IS NULL AND CAST(?2 AS TEXT) IS NULL",
         };
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached(&format!("{TX_SELECT} {filter} ORDER BY created_at DESC, id DESC LIMIT ?3"))?;
-        let rows = stmt.query_map(params![agent_id, status.map(TxStatus::as_str), limit], tx_from_row)?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        self.read(|db| {
+            db.query(
+                &format!("{TX_SELECT} {filter} ORDER BY created_at DESC, id DESC LIMIT ?3"),
+                args![agent_id, status.map(TxStatus::as_str), limit],
+            )?
+            .iter()
+            .map(tx_from_row)
+            .collect()
+        })
     }
 
     /// How many transaction requests an agent has in each status (statuses with none are left out).
     pub fn tx_counts(&self, agent_id: &AgentId) -> Result<Vec<(TxStatus, u64)>> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached("SELECT status, COUNT(*) FROM transactions WHERE agent_id = ?1 GROUP BY status")?;
-        let rows = stmt.query_map(params![agent_id], |r| {
-            let status: String = r.get(0)?;
-            let status = status.parse::<TxStatus>().map_err(|e: String| {
-                rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
-            })?;
-            Ok((status, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0)))
+        let mut counts = self.read(|db| {
+            db.query("SELECT status, COUNT(*) FROM transactions WHERE agent_id = ?1 GROUP BY status", args![agent_id])?
+                .iter()
+                .map(|r| Ok((r.get::<String>(0)?.parse::<TxStatus>().map_err(StoreError::Corrupt)?, r.get(1)?)))
+                .collect::<Result<Vec<_>>>()
         })?;
-        let mut counts = rows.collect::<Result<Vec<_>, _>>()?;
         counts.sort_by_key(|(s, _)| TxStatus::ALL.iter().position(|x| x == s));
         Ok(counts)
     }
 }
 
-pub(super) const TX_SELECT: &str =
+const TX_SELECT: &str =
     "SELECT id, agent_id, agent_name, chain_id, to_address, value_wei, data, gas_limit, action, detail,
      status, tx_hash, error, created_at, decided_at, decided_by, fee_model, max_fee_per_gas,
      max_priority_fee_per_gas, max_fee_wei, fee_wei FROM transactions";
 
 /// Reads a stored request, every value back in its type: a row that does not parse is an error,
 /// never a zero on the approve card.
-pub(super) fn tx_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TxRow> {
+fn tx_from_row(r: &Row) -> Result<TxRow> {
     fn typed<T, E: std::fmt::Display>(
-        r: &rusqlite::Row<'_>,
+        r: &Row,
         i: usize,
         parse: impl Fn(&str) -> std::result::Result<T, E>,
-    ) -> rusqlite::Result<Option<T>> {
-        let Some(text) = r.get::<_, Option<String>>(i)? else { return Ok(None) };
-        parse(&text).map(Some).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, format!("`{text}`: {e}").into())
-        })
+    ) -> Result<Option<T>> {
+        let Some(text) = r.get::<Option<String>>(i)? else { return Ok(None) };
+        parse(&text).map(Some).map_err(|e| StoreError::Corrupt(format!("column {i}: `{text}`: {e}")))
     }
-    fn required<T>(v: Option<T>, i: usize) -> rusqlite::Result<T> {
-        v.ok_or(rusqlite::Error::InvalidColumnType(i, "(null)".into(), rusqlite::types::Type::Null))
+    fn required<T>(v: Option<T>, i: usize) -> Result<T> {
+        v.ok_or_else(|| StoreError::Corrupt(format!("column {i} is empty")))
     }
     let wei = |s: &str| U256::from_str_radix(s, 10);
     let detail: Option<String> = r.get(9)?;
@@ -307,16 +302,14 @@ pub(super) fn tx_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TxRow> {
         id: r.get(0)?,
         agent_id: r.get(1)?,
         agent_name: r.get(2)?,
-        chain_id: r.get::<_, i64>(3)?.max(0) as u64,
+        chain_id: r.get(3)?,
         to: required(typed(r, 4, str::parse::<Address>)?, 4)?,
         value_wei: required(typed(r, 5, wei)?, 5)?,
         data: required(typed(r, 6, str::parse::<Bytes>)?, 6)?,
-        gas_limit: r.get::<_, Option<i64>>(7)?.map(|g| g.max(0) as u64),
+        gas_limit: r.get(7)?,
         action: r.get(8)?,
         detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
-        status: status.parse().map_err(|e: String| {
-            rusqlite::Error::FromSqlConversionFailure(10, rusqlite::types::Type::Text, e.into())
-        })?,
+        status: status.parse().map_err(StoreError::Corrupt)?,
         tx_hash: typed(r, 11, str::parse::<B256>)?,
         error: r.get(12)?,
         created_at: r.get(13)?,
@@ -328,9 +321,4 @@ pub(super) fn tx_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TxRow> {
         max_fee_wei: typed(r, 19, wei)?,
         fee_wei: typed(r, 20, wei)?,
     })
-}
-
-pub(super) fn parse_wei(text: &str) -> rusqlite::Result<U256> {
-    U256::from_str_radix(text, 10)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
 }

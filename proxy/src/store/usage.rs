@@ -1,9 +1,8 @@
 //! Metered AI calls: one row per call, and the sums reports and budgets read.
 
-use rusqlite::params;
 use serde::Serialize;
 
-use super::{Result, Store};
+use super::{Result, Store, sql::args};
 use crate::ids::AgentId;
 
 /// One forwarded AI call, to store.
@@ -71,106 +70,109 @@ pub struct UsageSummary {
 impl Store {
     /// Stores AI usage rows in one transaction.
     pub fn insert_usage(&self, rows: &[NewUsage]) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO api_usage (agent_id, agent_name, provider, model, input_tokens, output_tokens,
+        self.write(|db| {
+            for u in rows {
+                db.execute(
+                    "INSERT INTO api_usage (agent_id, agent_name, provider, model, input_tokens, output_tokens,
                        cache_read_tokens, cache_write_tokens, cost_nano_usd, latency_ms, status, streamed, created_at,
                        estimated)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            )?;
-            for u in rows {
-                let big = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-                stmt.execute(params![
-                    u.agent_id,
-                    u.agent_name,
-                    u.provider,
-                    u.model,
-                    big(u.input_tokens),
-                    big(u.output_tokens),
-                    big(u.cache_read_tokens),
-                    big(u.cache_write_tokens),
-                    u.cost_nano_usd.map(big),
-                    big(u.latency_ms),
-                    u.status,
-                    u.streamed,
-                    u.created_at,
-                    u.estimated
-                ])?;
+                    args![
+                        &u.agent_id,
+                        &u.agent_name,
+                        u.provider,
+                        u.model.as_ref(),
+                        u.input_tokens,
+                        u.output_tokens,
+                        u.cache_read_tokens,
+                        u.cache_write_tokens,
+                        u.cost_nano_usd,
+                        u.latency_ms,
+                        u.status,
+                        u.streamed,
+                        u.created_at,
+                        u.estimated
+                    ],
+                )?;
             }
-        }
-        Ok(tx.commit()?)
+            Ok(())
+        })
     }
 
     /// Usage per agent, provider and model since `since_ms`, optionally for one agent.
     pub fn usage_summary(&self, agent_id: Option<&AgentId>, since_ms: i64) -> Result<Vec<UsageSummary>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT agent_id, MAX(agent_name), provider, model, COUNT(*), SUM(input_tokens), SUM(output_tokens),
-                        SUM(cache_read_tokens), SUM(cache_write_tokens), COALESCE(SUM(cost_nano_usd), 0),
-                        SUM(cost_nano_usd IS NULL), estimated
-                 FROM api_usage WHERE created_at >= ?1 AND (?2 IS NULL OR agent_id = ?2)
+        self.read(|db| {
+            db.query(
+                "SELECT agent_id, MAX(agent_name), provider, model, COUNT(*), CAST(SUM(input_tokens) AS BIGINT),
+                        CAST(SUM(output_tokens) AS BIGINT), CAST(SUM(cache_read_tokens) AS BIGINT),
+                        CAST(SUM(cache_write_tokens) AS BIGINT), CAST(COALESCE(SUM(cost_nano_usd), 0) AS BIGINT),
+                        SUM(CASE WHEN cost_nano_usd IS NULL THEN 1 ELSE 0 END), estimated
+                 FROM api_usage WHERE created_at >= ?1 AND (CAST(?2 AS TEXT) IS NULL OR agent_id = ?2)
                  GROUP BY agent_id, provider, model, estimated ORDER BY MAX(agent_name), provider, model, estimated",
-        )?;
-        let rows = stmt.query_map(params![since_ms, agent_id], |r| {
-            let n = |i| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
-            Ok(UsageSummary {
-                agent_id: r.get(0)?,
-                agent_name: r.get(1)?,
-                provider: r.get(2)?,
-                model: r.get(3)?,
-                estimated: r.get(11)?,
-                calls: n(4)?,
-                input_tokens: n(5)?,
-                output_tokens: n(6)?,
-                cache_read_tokens: n(7)?,
-                cache_write_tokens: n(8)?,
-                cost_nano_usd: n(9)?,
-                unpriced_calls: n(10)?,
+                args![since_ms, agent_id],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(UsageSummary {
+                    agent_id: r.get(0)?,
+                    agent_name: r.get(1)?,
+                    provider: r.get(2)?,
+                    model: r.get(3)?,
+                    estimated: r.get(11)?,
+                    calls: r.get(4)?,
+                    input_tokens: r.get(5)?,
+                    output_tokens: r.get(6)?,
+                    cache_read_tokens: r.get(7)?,
+                    cache_write_tokens: r.get(8)?,
+                    cost_nano_usd: r.get(9)?,
+                    unpriced_calls: r.get(10)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            .collect()
+        })
     }
 
     /// AI calls and their known cost per UTC day since `since_ms`, optionally for one agent, oldest
     /// first: `(the day's start in ms, calls, nano-USD, calls of unknown cost)`.
     pub fn usage_by_day(&self, agent_id: Option<&AgentId>, since_ms: i64) -> Result<Vec<(i64, u64, u64, u64)>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT created_at / 86400000, COUNT(*), COALESCE(SUM(cost_nano_usd), 0), SUM(cost_nano_usd IS NULL)
-                 FROM api_usage WHERE created_at >= ?1 AND (?2 IS NULL OR agent_id = ?2) GROUP BY 1 ORDER BY 1",
-        )?;
-        let rows = stmt.query_map(params![since_ms, agent_id], |r| {
-            let n = |i| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
-            Ok((r.get::<_, i64>(0)? * 86_400_000, n(1)?, n(2)?, n(3)?))
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        self.read(|db| {
+            db.query(
+                "SELECT created_at / 86400000, COUNT(*), CAST(COALESCE(SUM(cost_nano_usd), 0) AS BIGINT),
+                        SUM(CASE WHEN cost_nano_usd IS NULL THEN 1 ELSE 0 END)
+                 FROM api_usage WHERE created_at >= ?1 AND (CAST(?2 AS TEXT) IS NULL OR agent_id = ?2)
+                 GROUP BY 1 ORDER BY 1",
+                args![since_ms, agent_id],
+            )?
+            .iter()
+            .map(|r| Ok((r.get::<i64>(0)? * 86_400_000, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .collect()
+        })
     }
 
     /// Known AI spend per agent and minute since `since_ms`: `(agent id, the minute's start in ms,
     /// nano-USD)`, by agent then time (what the budget ledger starts from).
     pub fn ai_spend_by_minute(&self, since_ms: i64) -> Result<Vec<(String, i64, u64)>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT agent_id, created_at / 60000, SUM(cost_nano_usd) FROM api_usage
+        self.read(|db| {
+            db.query(
+                "SELECT agent_id, created_at / 60000, CAST(SUM(cost_nano_usd) AS BIGINT) FROM api_usage
                  WHERE created_at >= ?1 AND cost_nano_usd IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
-        )?;
-        let rows = stmt.query_map([since_ms], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? * 60_000, r.get::<_, i64>(2)?.max(0) as u64))
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                args![since_ms],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get::<i64>(1)? * 60_000, r.get(2)?)))
+            .collect()
+        })
     }
 
     /// An agent's known AI spend since `since_ms`, in nano-USD.
     pub fn ai_spend_since(&self, agent_id: &AgentId, since_ms: i64) -> Result<u64> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT COALESCE(SUM(cost_nano_usd), 0) FROM api_usage WHERE agent_id = ?1 AND created_at >= ?2",
-                params![agent_id, since_ms],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|v| v.max(0) as u64)?)
+        self.read(|db| {
+            db.query_opt(
+                "SELECT CAST(COALESCE(SUM(cost_nano_usd), 0) AS BIGINT) FROM api_usage
+                 WHERE agent_id = ?1 AND created_at >= ?2",
+                args![agent_id, since_ms],
+            )?
+            .map_or(Ok(0), |r| r.get(0))
+        })
     }
 }
