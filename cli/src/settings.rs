@@ -33,15 +33,23 @@ impl Settings {
     pub fn resolve(global: &GlobalArgs) -> anyhow::Result<Self> {
         let from_env = std::env::var_os(assegai_sdk::env::HOME).filter(|v| !v.is_empty()).map(PathBuf::from);
         let home = Home::resolve(global.home.clone().or(from_env))?;
-        let config = Config::load(&home)?;
+        let config = Config::load(&home)?
+            .with_database_url_from_env(std::env::var(assegai_sdk::env::DATABASE_URL).ok())
+            .map_err(anyhow::Error::msg)?;
         let passphrase = std::env::var(assegai_sdk::env::PASSPHRASE).ok().filter(|p| !p.is_empty()).map(Zeroizing::new);
         Ok(Settings { home, config, passphrase })
     }
 
-    /// Opens the database, creating the home directory if needed.
+    /// Opens the database (the shared one of `database_url`, else the home's), creating the home
+    /// directory if needed.
     pub fn store(&self) -> anyhow::Result<Store> {
         self.home.ensure()?;
-        Store::open(&self.home.database()).context("opening the Assegai database")
+        let what = if self.config.database_url.is_some() {
+            "the shared database (database_url)"
+        } else {
+            "the Assegai database"
+        };
+        Store::open_for(&self.home, self.config.database_url.as_deref()).with_context(|| format!("opening {what}"))
     }
 
     /// Opens the database for a command that only reads what is there (`txs`, `logs`, `approve`,

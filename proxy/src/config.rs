@@ -283,6 +283,12 @@ pub struct Config {
     /// `redis://…`: the per-agent rate limits are shared with every proxy using this Redis (see
     /// [`crate::ratelimit`]); without it, each proxy limits on its own.
     pub redis_url: Option<String>,
+    /// `postgres://…`: the team's shared database instead of `assegai.db` in the home (see
+    /// [`crate::store`]); `ASSEGAI_DATABASE_URL` overrides it.
+    pub database_url: Option<String>,
+    /// Where `database_url` came from (the file, or the environment).
+    #[serde(skip)]
+    pub database_url_source: Source,
 }
 
 /// `[ai]`: how AI calls are metered and held to budgets (see [`crate::ai::meter`] and
@@ -334,6 +340,8 @@ impl Default for Config {
             providers: Providers::default(),
             ai: AiSettings::default(),
             redis_url: None,
+            database_url: None,
+            database_url_source: Source::Default,
         }
     }
 }
@@ -418,6 +426,12 @@ impl Config {
                 Err(e) => return bad(format!("`redis_url`: {e}")),
             }
         }
+        if let Some(url) = &config.database_url {
+            if let Err(e) = check_database_url(url) {
+                return bad(format!("`database_url`: {e}"));
+            }
+            config.database_url_source = Source::File;
+        }
         for (chain, c) in &config.chains {
             if let Some(Err(e)) = c.rpc.as_deref().map(crate::chain::parse_rpc_url) {
                 return bad(format!("`chains.\"{chain}\".rpc`: {e}"));
@@ -485,10 +499,21 @@ impl Config {
             }
         }
         let mut out = Vec::new();
-        flatten_settings(&mut out, &mut Vec::new(), &value, &file);
+        flatten_settings(self, &mut out, &mut Vec::new(), &value, &file);
         // As a file reads: the top-level keys first, then the tables.
         out.sort_by_key(|s| s.key.contains('.'));
         out
+    }
+
+    /// `ASSEGAI_DATABASE_URL`, which names the shared database in place of the file's
+    /// `database_url` (an empty value is no override).
+    pub fn with_database_url_from_env(mut self, url: Option<String>) -> std::result::Result<Self, String> {
+        if let Some(url) = url.filter(|u| !u.is_empty()) {
+            check_database_url(&url).map_err(|e| format!("{}: {e}", assegai_sdk::env::DATABASE_URL))?;
+            self.database_url = Some(url);
+            self.database_url_source = Source::Environment;
+        }
+        Ok(self)
     }
 
     /// [`approval_timeout_secs`](Self::approval_timeout_secs) as a duration.
@@ -503,14 +528,31 @@ impl Config {
 }
 
 /// Where the value of a setting comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub enum Source {
     /// Nothing sets it: the built-in default.
     #[serde(rename = "default")]
+    #[default]
     Default,
     /// `config.toml` sets it.
     #[serde(rename = "config.toml")]
     File,
+    /// An environment variable sets it (`ASSEGAI_DATABASE_URL`).
+    #[serde(rename = "environment")]
+    Environment,
+}
+
+/// A shared database's URL: `postgres://` (or `postgresql://`) with a host, so that it can be
+/// shown without its password (see [`crate::chain::shown_url`]).
+fn check_database_url(url: &str) -> std::result::Result<(), String> {
+    match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") && u.host_str().is_some_and(|h| !h.is_empty()) => {
+            Ok(())
+        }
+        Ok(_) => Err("give a `postgres://user:password@host:port/database` URL".into()),
+        // The parser's message never repeats the URL.
+        Err(e) => Err(format!("not a URL ({e})")),
+    }
 }
 
 /// One setting as it applies (see [`Config::effective`]).
@@ -528,11 +570,17 @@ pub struct Setting {
 }
 
 /// Adds one [`Setting`] per leaf of `value` (tables are walked; arrays are values).
-fn flatten_settings(out: &mut Vec<Setting>, path: &mut Vec<String>, value: &serde_json::Value, file: &toml::Table) {
+fn flatten_settings(
+    config: &Config,
+    out: &mut Vec<Setting>,
+    path: &mut Vec<String>,
+    value: &serde_json::Value,
+    file: &toml::Table,
+) {
     if let serde_json::Value::Object(table) = value {
         for (key, v) in table {
             path.push(key.clone());
-            flatten_settings(out, path, v, file);
+            flatten_settings(config, out, path, v, file);
             path.pop();
         }
         return;
@@ -559,7 +607,12 @@ fn flatten_settings(out: &mut Vec<Setting>, path: &mut Vec<String>, value: &serd
         })
         .collect::<Vec<_>>()
         .join(".");
-    out.push(Setting { key, value, source: if set { Source::File } else { Source::Default }, shortened });
+    let source = match (set, key.as_str()) {
+        (_, "database_url") => config.database_url_source,
+        (true, _) => Source::File,
+        (false, _) => Source::Default,
+    };
+    out.push(Setting { key, value, source, shortened });
 }
 
 #[cfg(test)]
@@ -675,6 +728,29 @@ mod tests {
         let first_table = settings.iter().position(|s| s.key.contains('.')).unwrap();
         assert!(settings[first_table..].iter().all(|s| s.key.contains('.')), "{settings:?}");
         assert!(Config::default().effective(None).iter().all(|s| s.source == Source::Default));
+    }
+
+    #[test]
+    fn the_shared_database_url_is_checked_shown_without_its_password_and_taken_from_the_environment() {
+        for bad in ["mysql://h/db", "postgres:///db", "host=db password=sekrit", "redis://h:1"] {
+            let text = format!("database_url = {bad:?}");
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains("`database_url`") && !e.contains("sekrit"), "{e}");
+        }
+        let text = r#"database_url = "postgres://team:sekrit@db.internal:5433/assegai""#;
+        let config = parse(text).unwrap();
+        let shown = config.effective(Some(text));
+        let url = shown.iter().find(|s| s.key == "database_url").unwrap();
+        assert_eq!((&url.value, url.source), (&"postgres://db.internal:5433".into(), Source::File));
+        assert!(!format!("{shown:?}").contains("sekrit"));
+
+        let env = config.clone().with_database_url_from_env(Some("postgresql://u:p2@other:5432/x".into())).unwrap();
+        assert_eq!(env.database_url.as_deref(), Some("postgresql://u:p2@other:5432/x"));
+        let url = env.effective(Some(text)).into_iter().find(|s| s.key == "database_url").unwrap();
+        assert_eq!((url.value, url.source), ("postgresql://other:5432".into(), Source::Environment));
+        assert_eq!(config.clone().with_database_url_from_env(Some(String::new())).unwrap(), config, "empty: none");
+        let e = Config::default().with_database_url_from_env(Some("sqlite://x:sekrit@h".into())).unwrap_err();
+        assert!(e.starts_with("ASSEGAI_DATABASE_URL: ") && !e.contains("sekrit"), "{e}");
     }
 
     #[test]

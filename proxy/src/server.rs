@@ -105,7 +105,7 @@ pub struct RunningProxy {
 /// `keys` is the opened key store, or why it could not be opened (AI calls then say so).
 pub async fn start(home: &Home, config: Config, keys: Result<Arc<dyn KeyStore>, String>) -> Result<RunningProxy> {
     home.ensure()?;
-    let store = Arc::new(Store::open(&home.database())?);
+    let store = Arc::new(Store::open_for(home, config.database_url.as_deref())?);
     let socket = home.admin_socket();
     let admin_listener = bind_admin_socket(&socket).await?;
     let admin_token = admin::issue_token(home)?;

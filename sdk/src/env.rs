@@ -15,6 +15,8 @@ pub const WORKSPACE: &str = "ASSEGAI_WORKSPACE";
 pub const HOME: &str = "ASSEGAI_HOME";
 /// Passphrase for the encrypted-file key store.
 pub const PASSPHRASE: &str = "ASSEGAI_PASSPHRASE";
+/// A team's shared PostgreSQL (`postgres://…`), in place of `database_url` in `config.toml`.
+pub const DATABASE_URL: &str = "ASSEGAI_DATABASE_URL";
 
 /// Proxy URL used when [`API_PROXY`] is unset: the host as seen from inside a container.
 pub const DEFAULT_API_PROXY: &str = "http://host.docker.internal:8765";

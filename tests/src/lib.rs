@@ -323,11 +323,14 @@ impl Drop for Running {
     }
 }
 
-/// A temp `ASSEGAI_HOME` and the processes of one test.
+/// A temp `ASSEGAI_HOME` and the processes of one test. With `ASSEGAI_TEST_DATABASE=postgres`
+/// (see [`postgres::selected`]) its commands use a fresh database on a real PostgreSQL instead of
+/// the home's SQLite file, so the same tests run against both backends.
 pub struct TestEnv {
     home: tempfile::TempDir,
     /// The chain, if started.
     pub anvil: Option<Anvil>,
+    database: Option<(Arc<postgres::Postgres>, String)>,
 }
 
 impl Default for TestEnv {
@@ -339,7 +342,108 @@ impl Default for TestEnv {
 impl TestEnv {
     /// A fresh home, no processes.
     pub fn new() -> Self {
-        TestEnv { home: tempfile::tempdir().expect("temp dir"), anvil: None }
+        let database = postgres::selected().then(|| {
+            let server = postgres::shared();
+            let url = server.fresh_database();
+            (server, url)
+        });
+        TestEnv { home: tempfile::tempdir().expect("temp dir"), anvil: None, database }
+    }
+
+    /// A fresh home on a fresh shared PostgreSQL database, whatever the process's backend (a team
+    /// test; give the other homes [`TestEnv::beside`]).
+    pub fn on_postgres() -> Self {
+        let server = postgres::shared();
+        let url = server.fresh_database();
+        TestEnv { home: tempfile::tempdir().expect("temp dir"), anvil: None, database: Some((server, url)) }
+    }
+
+    /// A fresh home on its own SQLite file, whatever the process's backend.
+    pub fn on_sqlite() -> Self {
+        TestEnv { home: tempfile::tempdir().expect("temp dir"), anvil: None, database: None }
+    }
+
+    /// Another host of the same team: a home of its own, on `other`'s database.
+    pub fn beside(other: &TestEnv) -> Self {
+        TestEnv { home: tempfile::tempdir().expect("temp dir"), anvil: None, database: other.database.clone() }
+    }
+
+    /// The shared database's URL, when this home has one.
+    pub fn database_url(&self) -> Option<&str> {
+        self.database.as_ref().map(|(_, url)| url.as_str())
+    }
+
+    /// Every byte the database holds: the SQLite files, or each PostgreSQL row as text (to
+    /// search for a secret that must not be stored).
+    pub fn database_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        match self.database_url() {
+            None => {
+                for entry in std::fs::read_dir(self.home()).expect("reading the home") {
+                    let path = entry.expect("a home entry").path();
+                    if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("assegai.db")) {
+                        bytes.extend(std::fs::read(&path).expect("reading a database file"));
+                    }
+                }
+                assert!(!bytes.is_empty(), "no assegai.db in {}", self.home().display());
+            }
+            Some(url) => postgres::off_runtime(|| {
+                let mut client = ::postgres::Client::connect(url, ::postgres::NoTls).expect("connecting");
+                let tables = client
+                    .query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'", &[])
+                    .expect("listing tables");
+                assert!(!tables.is_empty(), "no tables in the shared database");
+                for table in tables {
+                    let name: String = table.get(0);
+                    for row in client.query(&format!("SELECT t::text FROM \"{name}\" t"), &[]).expect("reading") {
+                        bytes.extend(row.get::<_, String>(0).into_bytes());
+                        bytes.push(b'\n');
+                    }
+                }
+            }),
+        }
+        bytes
+    }
+
+    /// Runs one statement on this home's database behind the proxy's back (to plant what an older
+    /// or hand-edited database could hold). `?N` placeholders, text arguments.
+    pub fn execute_sql(&self, sql: &str, args: &[&str]) {
+        match self.database_url() {
+            None => {
+                let db = rusqlite::Connection::open(self.home().join("assegai.db")).expect("opening assegai.db");
+                db.busy_timeout(Duration::from_secs(30)).expect("busy timeout");
+                db.execute(sql, rusqlite::params_from_iter(args)).expect("running the statement");
+            }
+            Some(url) => postgres::off_runtime(|| {
+                let mut client = ::postgres::Client::connect(url, ::postgres::NoTls).expect("connecting");
+                let sql = sql.replace('?', "$");
+                let params: Vec<&(dyn ::postgres::types::ToSql + Sync)> =
+                    args.iter().map(|a| a as &(dyn ::postgres::types::ToSql + Sync)).collect();
+                client.execute(&sql, &params).expect("running the statement");
+            }),
+        }
+    }
+
+    /// The first column of a query's rows, as text (`SELECT … ::text` / `CAST(… AS TEXT)`), on
+    /// this home's database.
+    pub fn query_strings(&self, sql: &str) -> Vec<String> {
+        match self.database_url() {
+            None => {
+                let db = rusqlite::Connection::open(self.home().join("assegai.db")).expect("opening assegai.db");
+                let mut stmt = db.prepare(sql).expect("preparing the query");
+                stmt.query_map([], |r| r.get::<_, String>(0)).expect("querying").map(|r| r.expect("a row")).collect()
+            }
+            Some(url) => postgres::off_runtime(|| {
+                let mut client = ::postgres::Client::connect(url, ::postgres::NoTls).expect("connecting");
+                client.query(sql, &[]).expect("querying").iter().map(|r| r.get::<_, String>(0)).collect()
+            }),
+        }
+    }
+
+    /// Opens this home's database in this process, as its commands do.
+    pub fn store(&self) -> assegai_proxy::store::Store {
+        assegai_proxy::store::Store::open_for(&assegai_proxy::config::Home::at(self.home()), self.database_url())
+            .expect("opening the store")
     }
 
     /// A fresh home and a running Anvil, with `config.toml` pointing the local chain at it.
@@ -378,6 +482,9 @@ impl TestEnv {
             .env("ASSEGAI_PASSPHRASE", TEST_PASSPHRASE)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null());
+        if let Some(url) = self.database_url() {
+            c.env(assegai_sdk::env::DATABASE_URL, url);
+        }
         c
     }
 

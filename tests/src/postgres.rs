@@ -9,8 +9,39 @@
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicU32, Ordering},
+    },
     time::Duration,
 };
+
+/// The environment variable that runs a test process's [`crate::TestEnv`]s on PostgreSQL
+/// (`ASSEGAI_TEST_DATABASE=postgres`) instead of each home's SQLite file.
+pub const BACKEND_VAR: &str = "ASSEGAI_TEST_DATABASE";
+
+/// Whether this test process runs its homes on PostgreSQL (see [`BACKEND_VAR`]).
+pub fn selected() -> bool {
+    std::env::var(BACKEND_VAR).is_ok_and(|v| v == "postgres")
+}
+
+/// Runs `f` on a thread of its own: the sync client cannot run inside a tokio test's runtime.
+pub fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+}
+
+/// The server this test process's tests share (each with databases of its own): started by the
+/// first that asks, stopped when the last holder drops it.
+pub fn shared() -> Arc<Postgres> {
+    static SERVER: Mutex<Weak<Postgres>> = Mutex::new(Weak::new());
+    let mut slot = SERVER.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(server) = slot.upgrade() {
+        return server;
+    }
+    let server = Arc::new(Postgres::start());
+    *slot = Arc::downgrade(&server);
+    server
+}
 
 /// A running server; `url()` connects as its superuser `assegai`.
 pub struct Postgres {
@@ -22,6 +53,10 @@ pub struct Postgres {
 impl Postgres {
     /// Starts a new cluster, or panics saying what to install.
     pub fn start() -> Self {
+        off_runtime(Self::start_here)
+    }
+
+    fn start_here() -> Self {
         let bin = binaries().expect(
             "PostgreSQL is not installed: `apt-get install postgresql` (./scripts/test installs it), or put initdb and \
              postgres on PATH",
@@ -65,10 +100,18 @@ impl Postgres {
         format!("postgres://assegai@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// A new database with a name no other call gives, and its URL.
+    pub fn fresh_database(&self) -> String {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        self.database(&format!("t{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)))
+    }
+
     /// A new database on this server, and its URL (each test its own, on one server).
     pub fn database(&self, name: &str) -> String {
-        let mut client = postgres::Client::connect(&self.url(), postgres::NoTls).expect("connecting");
-        client.batch_execute(&format!("CREATE DATABASE {name}")).expect("CREATE DATABASE");
+        off_runtime(|| {
+            let mut client = postgres::Client::connect(&self.url(), postgres::NoTls).expect("connecting");
+            client.batch_execute(&format!("CREATE DATABASE {name}")).expect("CREATE DATABASE");
+        });
         format!("postgres://assegai@127.0.0.1:{}/{name}", self.port)
     }
 }

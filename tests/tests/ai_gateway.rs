@@ -118,9 +118,12 @@ impl Gateway {
         let mut files = Vec::new();
         collect_files(self.env.home(), &mut files);
         let names: Vec<String> = files.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
-        assert!(names.iter().any(|n| n == "assegai.db"), "no database in the home: {names:?}");
+        if self.env.database_url().is_none() {
+            assert!(names.iter().any(|n| n == "assegai.db"), "no database in the home: {names:?}");
+        }
         let mut places: Vec<(String, Vec<u8>)> =
             files.iter().map(|p| (p.display().to_string(), std::fs::read(p).unwrap_or_default())).collect();
+        places.push(("the database".into(), self.env.database_bytes()));
         if let Some(p) = &self.proxy {
             places.push(("the proxy's stdout/stderr".into(), p.output()));
         }

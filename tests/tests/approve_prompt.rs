@@ -106,6 +106,9 @@ fn assegai_cmd(env: &TestEnv, args: &[&str]) -> Command {
         .env("ASSEGAI_PASSPHRASE", TEST_PASSPHRASE)
         .env("NO_COLOR", "1")
         .env("TERM", "xterm");
+    if let Some(url) = env.database_url() {
+        cmd.env(assegai_sdk::env::DATABASE_URL, url);
+    }
     cmd
 }
 
@@ -311,17 +314,8 @@ async fn an_agent_cannot_redraw_the_prompt() {
     // older database would hold it: clear the screen, home the cursor, retitle the window.
     let hostile = "evil\u{1b}[2J\u{1b}[H\u{1b}]0;pwned\u{7}";
     let tx_id = pending(&env)[0]["id"].as_str().unwrap().to_owned();
-    let script = "import sqlite3, sys\n\
-                  db = sqlite3.connect(sys.argv[1], timeout=30)\n\
-                  db.execute('UPDATE agents SET name = ? WHERE id = ?', (sys.argv[2], sys.argv[3]))\n\
-                  db.execute('UPDATE transactions SET agent_name = ? WHERE id = ?', (sys.argv[2], sys.argv[4]))\n\
-                  db.commit()\n";
-    let db = env.home().join("assegai.db");
-    let status = Command::new("python3")
-        .args(["-c", script, db.to_str().unwrap(), hostile, &agent_id, &tx_id])
-        .status()
-        .expect("python3 runs");
-    assert!(status.success(), "renaming the agent in the database failed");
+    env.execute_sql("UPDATE agents SET name = ?1 WHERE id = ?2", &[hostile, &agent_id]);
+    env.execute_sql("UPDATE transactions SET agent_name = ?1 WHERE id = ?2", &[hostile, &tx_id]);
     assert_eq!(pending(&env)[0]["agent"], hostile, "the hostile name is in the store");
 
     let mut screen = Screen::start(&env, &[]);
@@ -546,6 +540,10 @@ async fn the_printed_approve_command_finds_the_request() {
         .env("PATH", path)
         .env("NO_COLOR", "1")
         .env("TERM", "xterm");
+    // A team's terminal names the shared database as every command of the test does.
+    if let Some(url) = env.database_url() {
+        shell.env(assegai_sdk::env::DATABASE_URL, url);
+    }
     let mut queue = Screen::spawn(shell);
     queue.expect("Request 1 of 1");
     approve_on(&mut queue);

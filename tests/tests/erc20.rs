@@ -235,13 +235,7 @@ impl Scene {
     /// The private key is nowhere: not in the database files, not in the proxy's output, not in
     /// any reply or CLI output this test saw.
     fn assert_no_key_leaked(&self) {
-        let home = self.env.home();
-        for name in ["assegai.db", "assegai.db-wal", "assegai.db-shm"] {
-            if let Ok(bytes) = std::fs::read(home.join(name)) {
-                assert_eq!(key_leak(&bytes), None, "the private key is in {name}");
-            }
-        }
-        assert!(home.join("assegai.db").exists(), "the database was found");
+        assert_eq!(key_leak(&self.env.database_bytes()), None, "the private key is in the database");
         assert_eq!(key_leak(&self.proxy.output()), None, "the private key is in the proxy's output");
         assert_eq!(key_leak(&self.seen.lock().unwrap()), None, "the private key is in a reply or CLI output");
     }

@@ -6,7 +6,7 @@
 use std::{path::Path, process::Command, time::Duration};
 
 use assegai_e2e::{Running, TestEnv, assegai_bin, wait_until};
-use assegai_proxy::store::{NewLog, NewUsage, Store, now_ms};
+use assegai_proxy::store::{NewLog, NewUsage, now_ms};
 use assegai_sdk::{ChainId, LogLevel, wire::TxRequest};
 use serde_json::{Value, json};
 
@@ -15,12 +15,16 @@ const DAY_MS: i64 = 86_400_000;
 
 /// Runs `command` (an `assegai …` line as printed) the way a person types it in another shell:
 /// `assegai` on the `PATH`, no `ASSEGAI_HOME`, a user home of its own.
-fn as_typed(command: &str) -> std::process::Output {
+fn as_typed(env: &TestEnv, command: &str) -> std::process::Output {
     let elsewhere = tempfile::tempdir().unwrap();
     let bin_dir = assegai_bin().parent().unwrap().to_owned();
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
-    Command::new("/bin/sh")
-        .args(["-c", command])
+    let mut sh = Command::new("/bin/sh");
+    // A team's shell names the shared database as the test's commands do.
+    if let Some(url) = env.database_url() {
+        sh.env(assegai_sdk::env::DATABASE_URL, url);
+    }
+    sh.args(["-c", command])
         .env_remove("ASSEGAI_HOME")
         .env_remove("XDG_DATA_HOME")
         .env("HOME", elsewhere.path())
@@ -71,7 +75,7 @@ async fn an_empty_transaction_listing_says_what_is_empty() {
     );
     insta::assert_snapshot!("txs_empty_filter", said.replace(&home, "[HOME]"));
     // The looser command, as printed, shows the one there is.
-    let looser = as_typed(&quoted_after(&said, "1 other: `"));
+    let looser = as_typed(&env, &quoted_after(&said, "1 other: `"));
     let table = String::from_utf8_lossy(&looser.stdout);
     assert!(looser.status.success() && table.contains("rejected") && table.contains(&pending), "{table}");
 
@@ -84,7 +88,7 @@ async fn an_empty_transaction_listing_says_what_is_empty() {
 
 /// Log lines and AI calls written straight into the database the CLI reads.
 fn seed(env: &TestEnv, agent: &(String, String), days_ago: &[(i64, u64)]) {
-    let store = Store::open(&env.home().join("assegai.db")).unwrap();
+    let store = env.store();
     let log = |level, message: &str| NewLog {
         agent_id: agent.0.clone().into(),
         agent_name: agent.1.clone(),
@@ -128,7 +132,7 @@ fn empty_logs_and_usage_say_which_filter_left_nothing() {
 
     let said = stderr(&env.run(&["logs", "scout", "--level", "warn"]));
     assert_eq!(said.trim(), format!("No warn lines from `scout` (2 others: `assegai --home {home} logs scout`)."));
-    let looser = as_typed(&quoted_after(&said, "2 others: `"));
+    let looser = as_typed(&env, &quoted_after(&said, "2 others: `"));
     assert!(String::from_utf8_lossy(&looser.stdout).contains("working"), "{looser:?}");
     let said = stderr(&env.run(&["logs", "idle"]));
     assert_eq!(said.trim(), format!("No log lines from `idle` (2 others: `assegai --home {home} logs`)."));
@@ -141,7 +145,7 @@ fn empty_logs_and_usage_say_which_filter_left_nothing() {
             "No AI calls for `scout` in the last 30d (1 other: `assegai --home {home} usage --agent scout --since all`)."
         )
     );
-    let looser = as_typed(&quoted_after(&said, "1 other: `"));
+    let looser = as_typed(&env, &quoted_after(&said, "1 other: `"));
     assert!(String::from_utf8_lossy(&looser.stdout).contains("gpt-4o"), "{looser:?}");
     let said = stderr(&env.run(&["usage", "--by", "day"]));
     assert!(said.contains("No AI calls in the last 30d (1 other: `assegai --home"), "{said}");

@@ -76,3 +76,49 @@ fn a_server_that_cannot_be_reached_is_a_clear_error_without_the_password() {
     assert!(err.starts_with("PostgreSQL: "), "{err}");
     assert!(!err.contains("sekrit"), "the password is not repeated: {err}");
 }
+
+/// Two hosts of a team on one database: an agent registered on one is listed on the other, and
+/// `doctor` says the database is shared (and what is missing: a password, shared rate limits).
+#[test]
+fn two_homes_on_one_database_see_the_same_agents() {
+    let a = assegai_e2e::TestEnv::on_postgres();
+    let b = assegai_e2e::TestEnv::beside(&a);
+    let (id, _) = a.add_agent("teamwork", None);
+    let listed: serde_json::Value = serde_json::from_str(&b.run_ok(&["agents", "list", "--json"])).unwrap();
+    assert_eq!(listed[0]["id"], id.as_str(), "{listed}");
+    for home in [a.home(), b.home()] {
+        assert!(!home.join("assegai.db").exists(), "no SQLite file beside a shared database");
+    }
+    let doctor = b.run(&["doctor", "--json"]);
+    let checks: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let database = checks["checks"].as_array().unwrap().iter().find(|c| c["check"] == "database").unwrap();
+    assert_eq!(database["level"], "warn", "{database}");
+    assert!(database["detail"].as_str().unwrap().contains("without a password"), "{database}");
+}
+
+/// A shared database that does not answer: every command that needs it fails at once with the
+/// reason, never repeats the password, and never falls back to a private SQLite file.
+#[test]
+fn an_unreachable_shared_database_is_an_error_not_a_fallback() {
+    let env = assegai_e2e::TestEnv::on_sqlite();
+    let url = format!("postgres://assegai:sekrit-pass@127.0.0.1:{}/team", assegai_e2e::free_port());
+    for args in [&["agents", "list"][..], &["approve", "--list"], &["txs"], &["agents", "add", "x"]] {
+        let out = env.cmd(args).env(assegai_sdk::env::DATABASE_URL, &url).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {err}");
+        assert!(err.contains("shared database") && err.contains("PostgreSQL"), "{args:?}: {err}");
+        assert!(!err.contains("sekrit") && !String::from_utf8_lossy(&out.stdout).contains("sekrit"), "{err}");
+        assert!(!env.home().join("assegai.db").exists(), "{args:?} fell back to SQLite");
+    }
+    let out = env.cmd(&["config", "--json"]).env(assegai_sdk::env::DATABASE_URL, &url).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("sekrit"), "{text}");
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let setting = shown["settings"].as_array().unwrap().iter().find(|s| s["key"] == "database_url").unwrap();
+    assert_eq!(setting["source"], "environment", "{setting}");
+    assert!(setting["value"].as_str().unwrap().starts_with("postgres://127.0.0.1:"), "{setting}");
+    let bad =
+        env.cmd(&["agents", "list"]).env(assegai_sdk::env::DATABASE_URL, "mysql://u:sekrit@h/db").output().unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("ASSEGAI_DATABASE_URL") && !err.contains("sekrit"), "{err}");
+}

@@ -38,6 +38,7 @@ pub fn run(args: &JsonFlag, settings: &Settings, printer: Printer) -> anyhow::Re
         let source = match setting.source {
             Source::Default => "default",
             Source::File => "config.toml",
+            Source::Environment => "environment",
         };
         table.add_row([setting.key.clone(), shown(setting), source.to_owned()]);
     }

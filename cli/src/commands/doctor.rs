@@ -67,6 +67,7 @@ pub async fn run(args: &JsonFlag, settings: &Settings, printer: Printer) -> anyh
     checks.push(local_chain(settings).await);
     checks.push(fee_caps(settings));
     checks.push(signing_rpcs(settings));
+    checks.push(database(settings));
     checks.push(rate_limits(settings).await);
     checks.push(match crate::sandbox::probe() {
         support @ crate::sandbox::Support::Available { scoped: true } => {
@@ -188,6 +189,55 @@ fn signing_rpcs(settings: &Settings) -> Check {
     });
     parts.push("other chains through the agent manifest's RPC (local chains: `local_rpc_url`)".into());
     check("signing RPCs", Level::Ok, parts.join("; "), fix)
+}
+
+/// Where requests, approvals and usage are kept, and, when that is a shared PostgreSQL, that it
+/// answers, takes a password, and has limits shared beside it.
+fn database(settings: &Settings) -> Check {
+    let Some(url) = settings.config.database_url.as_deref() else {
+        return check(
+            "database",
+            Level::Ok,
+            format!(
+                "{} (this host's own; set `database_url` to share one with a team)",
+                settings.home.database().display()
+            ),
+            None,
+        );
+    };
+    let shown = shown_url(url).unwrap_or_else(|| "(database_url)".into());
+    if let Err(e) = settings.store() {
+        return check(
+            "database",
+            Level::Fail,
+            format!("shared PostgreSQL at {shown}: {e:#}"),
+            Some("start PostgreSQL there and check `database_url` (or ASSEGAI_DATABASE_URL)".into()),
+        );
+    }
+    // Anything that reaches the database with its login could approve requests itself; the
+    // password stays in config.toml (or the CLI's environment), which agents never see.
+    let has_password = url::Url::parse(url).ok().is_some_and(|u| u.password().is_some_and(|p| !p.is_empty()));
+    if !has_password {
+        return check(
+            "database",
+            Level::Warn,
+            format!(
+                "shared PostgreSQL at {shown}, reached without a password: if the server lets such logins in, any                  local process, an agent among them, could decide its own requests"
+            ),
+            Some("give the login a password and put it in the URL: `postgres://user:PASSWORD@host:port/db`".into()),
+        );
+    }
+    if settings.config.redis_url.is_none() {
+        return check(
+            "database",
+            Level::Warn,
+            format!(
+                "shared PostgreSQL at {shown}, but each proxy keeps its own rate limits: N proxies let N times                  the rate through"
+            ),
+            Some("set `redis_url` in config.toml so the proxies share one limit".into()),
+        );
+    }
+    check("database", Level::Ok, format!("shared PostgreSQL at {shown}"), None)
 }
 
 /// Where the per-agent rate limits are kept, and, when that is a Redis, that it answers (without

@@ -140,7 +140,9 @@ impl Store {
 
     /// Every agent, by name.
     pub fn list_agents(&self) -> Result<Vec<AgentRow>> {
-        self.read(|db| db.query(&format!("{AGENT_SELECT} ORDER BY a.name"), args![])?.iter().map(agent_from_row).collect())
+        self.read(|db| {
+            db.query(&format!("{AGENT_SELECT} ORDER BY a.name"), args![])?.iter().map(agent_from_row).collect()
+        })
     }
 
     /// Pauses or resumes an agent, with an audit event. Returns whether the flag changed.
@@ -162,8 +164,10 @@ impl Store {
     /// with an audit event. Returns whether a token was revoked.
     pub fn revoke_token(&self, id: &AgentId, token_hash: &[u8; 32], why: &str) -> Result<bool> {
         self.write(|db| {
-            let n = db
-                .execute("DELETE FROM agent_tokens WHERE agent_id = ?1 AND token_hash = ?2", args![id, &token_hash[..]])?;
+            let n = db.execute(
+                "DELETE FROM agent_tokens WHERE agent_id = ?1 AND token_hash = ?2",
+                args![id, &token_hash[..]],
+            )?;
             if n > 0 {
                 let detail = serde_json::json!({ "why": why });
                 insert_audit(db, "cli", "agent.token_revoked", Some(id), Some(&detail))?;

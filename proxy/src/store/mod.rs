@@ -31,8 +31,8 @@ pub use allowances::AllowanceRow;
 pub use audit::AuditRow;
 pub use logs::{LogQuery, LogRow, NewLog};
 use rusqlite::Connection;
-use sql::Db;
 use rusqlite_migration::{M, Migrations};
+use sql::Db;
 pub use txs::{NewTx, TxRow};
 pub use usage::{NewUsage, UsageSummary};
 

@@ -32,7 +32,6 @@ use sha2::{Digest, Sha256};
 
 use super::sql::{Arg, Db, Row, Value};
 
-
 use super::{Result, StoreError, now_ms};
 
 /// Each migration: its version, name and SQL, oldest first.
@@ -242,7 +241,11 @@ fn dollar_placeholders(sql: &str) -> String {
 }
 
 impl ToSql for Arg<'_> {
-    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         match self {
             Arg::Null => Ok(IsNull::Yes),
             Arg::Int(v) if *ty == Type::INT4 => i32::try_from(*v)?.to_sql(ty, out),
@@ -283,7 +286,8 @@ impl<'a> FromSql<'a> for Value {
     }
 
     fn accepts(ty: &Type) -> bool {
-        [Type::BOOL, Type::INT2, Type::INT4, Type::INT8, Type::BYTEA, Type::TEXT, Type::VARCHAR, Type::NAME].contains(ty)
+        [Type::BOOL, Type::INT2, Type::INT4, Type::INT8, Type::BYTEA, Type::TEXT, Type::VARCHAR, Type::NAME]
+            .contains(ty)
     }
 }
 

@@ -80,7 +80,8 @@ pub(super) fn sum_wei(db: &mut dyn Db, agent_id: &AgentId, chain_id: u64, since_
     for r in edge {
         let status: String = r.get(0)?;
         let status = status.parse::<TxStatus>().map_err(StoreError::Corrupt)?;
-        let opt = |i: usize| -> Result<Option<U256>> { r.get::<Option<String>>(i)?.as_deref().map(parse_wei).transpose() };
+        let opt =
+            |i: usize| -> Result<Option<U256>> { r.get::<Option<String>>(i)?.as_deref().map(parse_wei).transpose() };
         total = total.saturating_add(limits::counted(status, parse_wei(&r.get::<String>(1)?)?, opt(2)?, opt(3)?));
     }
     Ok(total)

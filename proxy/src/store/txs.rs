@@ -180,7 +180,8 @@ impl Store {
         by: &str,
     ) -> Result<bool> {
         self.write(|db| {
-            let Some(owner) = db.query_opt("SELECT agent_id, chain_id FROM transactions WHERE id = ?1", args![id])? else {
+            let Some(owner) = db.query_opt("SELECT agent_id, chain_id FROM transactions WHERE id = ?1", args![id])?
+            else {
                 return Ok(false);
             };
             let (agent, chain): (AgentId, u64) = (owner.get(0)?, owner.get(1)?);
@@ -195,11 +196,15 @@ impl Store {
                 return Ok(false);
             }
             let row = db
-                .query_opt("SELECT created_at, value_wei, max_fee_wei, fee_wei FROM transactions WHERE id = ?1", args![id])?
+                .query_opt(
+                    "SELECT created_at, value_wei, max_fee_wei, fee_wei FROM transactions WHERE id = ?1",
+                    args![id],
+                )?
                 .ok_or_else(|| StoreError::Corrupt(format!("request {id} vanished")))?;
             let created_at: i64 = row.get(0)?;
             let value = parse_wei(&row.get::<String>(1)?)?;
-            let wei = |i| -> Result<Option<U256>> { row.get::<Option<String>>(i)?.as_deref().map(parse_wei).transpose() };
+            let wei =
+                |i| -> Result<Option<U256>> { row.get::<Option<String>>(i)?.as_deref().map(parse_wei).transpose() };
             let (max_fee, paid) = (wei(2)?, wei(3)?);
             // Before: the same row as it was (no receipt fee yet when it settles now).
             let before = limits::counted(from, value, max_fee, if fee.is_some() { None } else { paid });
@@ -226,7 +231,10 @@ impl Store {
     /// Marks every pending request expired (at proxy start: nobody is waiting for them any more).
     pub fn expire_all_pending(&self, reason: &str) -> Result<Vec<TxId>> {
         let ids: Vec<TxId> = self.read(|db| {
-            db.query("SELECT id FROM transactions WHERE status = 'pending'", args![])?.iter().map(|r| r.get(0)).collect()
+            db.query("SELECT id FROM transactions WHERE status = 'pending'", args![])?
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
         })?;
         let mut expired = Vec::new();
         for id in ids {
@@ -239,7 +247,9 @@ impl Store {
 
     /// One request.
     pub fn tx(&self, id: &TxId) -> Result<Option<TxRow>> {
-        self.read(|db| db.query_opt(&format!("{TX_SELECT} WHERE id = ?1"), args![id])?.as_ref().map(tx_from_row).transpose())
+        self.read(|db| {
+            db.query_opt(&format!("{TX_SELECT} WHERE id = ?1"), args![id])?.as_ref().map(tx_from_row).transpose()
+        })
     }
 
     /// Requests, newest first, optionally for one agent and/or status.
