@@ -141,12 +141,19 @@ pub async fn start(home: &Home, config: Config, keys: Result<Arc<dyn KeyStore>, 
         store: store.clone(),
         listen: addr,
         started_at: now_ms(),
+        holder: crate::state::holder_name(home),
     });
     store.audit("proxy", "proxy.started", None, Some(&serde_json::json!({"listen": addr.to_string()})))?;
     // Whoever waited for these is gone with the previous proxy; they must not count or linger.
-    let expired = store.expire_all_pending("the proxy restarted while the request waited")?;
+    let expired = store.expire_all_pending(state.holder(), "the proxy restarted while the request waited")?;
     if !expired.is_empty() {
         tracing::warn!(count = expired.len(), "expired transaction requests left pending by the previous proxy");
+    }
+    // On a shared database: decisions made on other hosts reach the requests this proxy holds,
+    // and what a proxy that died was holding does not wait forever.
+    if let Some(decided) = store.listen(crate::store::TX_CHANNEL) {
+        tokio::spawn(crate::tx::follow_decisions(state.clone(), decided));
+        tokio::spawn(crate::tx::expire_abandoned(state.clone()));
     }
 
     let (stop, stopped) = watch::channel(false);

@@ -56,6 +56,16 @@ pub(crate) struct Inner {
     pub(crate) logs: LogSink,
     pub(crate) listen: SocketAddr,
     pub(crate) started_at: i64,
+    /// This proxy's name on the requests it holds (see [`holder_name`]).
+    pub(crate) holder: String,
+}
+
+/// How a proxy names itself on the requests it holds, for people deciding them from another host
+/// (`host (home)`): the host, and the home that tells two proxies of one host apart.
+pub fn holder_name(home: &crate::config::Home) -> String {
+    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "?".into());
+    let root = std::path::absolute(home.root()).unwrap_or_else(|_| home.root().to_owned());
+    format!("{host} ({})", root.display())
 }
 
 impl AppState {
@@ -71,6 +81,11 @@ impl AppState {
         E: Into<Error> + Send + 'static,
     {
         db(&self.0.store, call).await
+    }
+
+    /// This proxy's name on the requests it holds.
+    pub fn holder(&self) -> &str {
+        &self.0.holder
     }
 
     /// The settings in force.

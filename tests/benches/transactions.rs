@@ -404,6 +404,7 @@ impl History {
                 action,
                 detail: Some(detail),
                 created_at: r.at,
+                held_by: None,
             };
             store.insert_pending_tx(&tx, &[]).map_err(|e| format!("seeding: {e}"))?;
             let path: &[(TxStatus, TxStatus, Option<&str>, &str)] = match r.status {
@@ -470,6 +471,7 @@ async fn measure_store(db: &Path, agent_id: &str, token: &str) -> Result<StoreFi
             action: format!("Send {} ETH to {to}", eth(ACCEPTED_VALUE)),
             detail: Some(json!({"chain": "eip155:31337", "to": to, "value_wei": ACCEPTED_VALUE.to_string()})),
             created_at: now_ms(),
+            held_by: None,
         }
     };
     let (mut full, mut insert_only, mut sums) = (Vec::new(), Vec::new(), [Vec::new(), Vec::new(), Vec::new()]);

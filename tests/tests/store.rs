@@ -61,6 +61,7 @@ fn new_tx(i: usize, agent: &str, chain: u64, value_wei: U256, fees: Option<TxFee
         action: "send".into(),
         detail: None,
         created_at,
+        held_by: Some(format!("host ({agent})")),
     }
 }
 
@@ -174,6 +175,9 @@ fn racing_requests_never_exceed_a_limit() {
         assert_eq!(fitted, 10, "exactly ten fit under the limit");
         assert_eq!(s.txs(Some(&"ag_r".into()), Some(TxStatus::Pending), 100).unwrap().len(), 10);
         assert_eq!(s.spent_since(&"ag_r".into(), 31337, now - 1).unwrap(), eth);
+        // Abandoned by a proxy that died: expired by another, and the limit is free again.
+        assert_eq!(s.expire_stale_pending(now + 1, "abandoned").unwrap().len(), 10);
+        assert_eq!(s.spent_since(&"ag_r".into(), 31337, now - 1).unwrap(), U256::ZERO);
     });
 }
 
@@ -376,7 +380,11 @@ fn requests_read_back_typed_and_a_damaged_one_is_an_error() {
         s.set_tx_hash(&tx.id, &format!("0x{}", "ab".repeat(32))).unwrap();
         assert!(s.tx(&tx.id).unwrap().unwrap().tx_hash.is_some());
         assert_eq!(s.tx_counts(&"ag_1".into()).unwrap(), [(TxStatus::Pending, 1)]);
-        assert_eq!(s.expire_all_pending("restart").unwrap(), std::slice::from_ref(&tx.id));
+        assert_eq!(row.held_by.as_deref(), Some("host (ag_1)"));
+        // A proxy starting expires only what it held itself; another host's requests wait on.
+        assert!(s.expire_all_pending("host (elsewhere)", "restart").unwrap().is_empty());
+        assert!(s.expire_stale_pending(tx.created_at, "abandoned").unwrap().is_empty(), "not older than that");
+        assert_eq!(s.expire_all_pending("host (ag_1)", "restart").unwrap(), std::slice::from_ref(&tx.id));
         assert_eq!(s.tx(&tx.id).unwrap().unwrap().error.as_deref(), Some("restart"));
         env.execute_sql("UPDATE transactions SET value_wei = 'lots'", &[]);
         assert!(s.tx(&tx.id).is_err(), "a damaged amount is an error");

@@ -177,7 +177,8 @@ pub async fn queue(settings: &Settings, printer: Printer, options: &QueueOptions
     let mut ctrl_c = signal(SignalKind::interrupt()).context("listening for Ctrl-C")?;
     // `assegai run` asks inline only for its own agent, and only when no person is at a queue.
     let _attached = if options.inline { None } else { Some(attach(settings, options.agent_id.as_ref())?) };
-    if settings.admin().status().await.is_none() {
+    // On a shared database, the proxies of other hosts receive and sign requests.
+    if !store.is_shared() && settings.admin().status().await.is_none() {
         printer.warn(format!(
             "no proxy is running, so no request can arrive or be signed; start one with `{}`",
             settings.command("proxy")
@@ -361,7 +362,9 @@ enum Approval {
     StillSigning(String),
 }
 
-/// Approves through the running proxy, then waits for the hash with a spinner and prints it.
+/// Approves through the running proxy (on a shared database without one here, in the database,
+/// which wakes the proxy holding the request on whichever host), then waits for the hash with a
+/// spinner and prints it.
 async fn approve(
     settings: &Settings,
     store: &Store,
@@ -369,10 +372,13 @@ async fn approve(
     printer: Printer,
     mut ctrl_c: Option<&mut Signal>,
 ) -> anyhow::Result<Approval> {
-    match settings.admin().approve_tx(&row.id).await? {
+    let approved = match settings.admin().approve_tx(&row.id).await? {
+        Some(done) => done,
+        None if store.is_shared() => store.decide_tx(&row.id, TxStatus::Pending, TxStatus::Approved, None, "cli")?,
         None => bail!("no proxy is running, so nothing can sign; start one with `{}`", settings.command("proxy")),
-        Some(false) => return Ok(Approval::NotPending(store.tx(&row.id)?.map(|r| r.status))),
-        Some(true) => {}
+    };
+    if !approved {
+        return Ok(Approval::NotPending(store.tx(&row.id)?.map(|r| r.status)));
     }
     let spinner = printer.spinner(&format!("Signing and broadcasting {}…", row.id));
     let deadline = tokio::time::Instant::now() + SIGNING_TIMEOUT;
@@ -569,7 +575,15 @@ fn show_card(
     let recent = store.logs(&query).unwrap_or_default();
     let term = prompt_term();
     term.write_line("").context("writing to the terminal")?;
-    let from = wallet.line(ChainId::eip155(row.chain_id));
+    // On a shared database the proxy holding the request, maybe on another host, signs it with
+    // its wallet: the one it named when the request arrived.
+    let from = match (store.is_shared(), row.held_by.as_deref()) {
+        (true, Some(holder)) => {
+            let address = row.detail.as_ref().and_then(|d| d["from"].as_str()).map_or("its wallet".into(), neutralize);
+            format!("{address} (signed by the proxy at {})", neutralize(holder))
+        }
+        _ => wallet.line(ChainId::eip155(row.chain_id)),
+    };
     let keys = keys.map(|k| format!("  {}", style(k).dim().for_stderr()));
     for line in card(row, impact, &from, position).into_iter().chain(context_lines(&recent)).chain(keys) {
         term.write_line(&line).context("writing to the terminal")?;
@@ -773,6 +787,7 @@ mod tests {
             created_at: 0,
             decided_at: None,
             decided_by: None,
+            held_by: None,
         }
     }
 

@@ -139,7 +139,7 @@ fn row_json(r: &TxRow) -> Value {
         "fee_wei": decimal(r.fee_wei),
         "simulation": r.detail.as_ref().map_or(&Value::Null, |d| &d["simulation"]),
         "tx_hash": r.tx_hash, "error": r.error, "created_at": r.created_at, "decided_at": r.decided_at,
-        "decided_by": r.decided_by,
+        "decided_by": r.decided_by, "held_by": r.held_by,
     })
 }
 

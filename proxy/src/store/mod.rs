@@ -33,7 +33,7 @@ pub use logs::{LogQuery, LogRow, NewLog};
 use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
 use sql::Db;
-pub use txs::{NewTx, TxRow};
+pub use txs::{NewTx, TX_CHANNEL, TxRow};
 pub use usage::{NewUsage, UsageSummary};
 
 /// A database failure.
@@ -109,6 +109,7 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         // Rows before it have no fees: what they count is unchanged, so the buckets stand.
         M::up(include_str!("migrations/sqlite/0006_tx_fees.sql")),
         M::up(include_str!("migrations/sqlite/0007_usage_estimated.sql")),
+        M::up(include_str!("migrations/sqlite/0008_held_by.sql")),
     ])
 });
 
@@ -146,6 +147,26 @@ impl Store {
     /// Connects to a team's shared PostgreSQL (`postgres://…`) and brings its schema up to date.
     pub fn open_shared(url: &str) -> Result<Self> {
         Ok(Store { backend: Backend::Postgres(postgres::Pool::open(url, POSTGRES_CONNECTIONS)?) })
+    }
+
+    /// On a shared database: a stream of the payloads [`sql::Db::notify`] sends on `channel`,
+    /// from a connection and thread of its own, with `None` after each reconnection (what was
+    /// sent meanwhile is lost: look again). `None` on SQLite, where nobody else writes.
+    pub fn listen(&self, channel: &'static str) -> Option<tokio::sync::mpsc::UnboundedReceiver<Option<String>>> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(pool) => Some(pool.listen(channel)),
+        }
+    }
+
+    /// On a shared database: holds the lock of `key` for every proxy on it until the returned
+    /// guard is released (blocking; run it on the blocking pool). `None` on SQLite, where one
+    /// proxy's own locks suffice.
+    pub fn lock_across_hosts(&self, key: &str) -> Result<Option<postgres::HostLock>> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(None),
+            Backend::Postgres(pool) => pool.lock_across_hosts(key).map(Some),
+        }
     }
 
     /// Whether this is a shared database (several proxies may use it at once).

@@ -35,7 +35,10 @@ use super::sql::{Arg, Db, Row, Value};
 use super::{Result, StoreError, now_ms};
 
 /// Each migration: its version, name and SQL, oldest first.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "schema", include_str!("migrations/postgres/0001_schema.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "schema", include_str!("migrations/postgres/0001_schema.sql")),
+    (2, "held_by", include_str!("migrations/postgres/0002_held_by.sql")),
+];
 
 /// The advisory lock key the migrations run under (`assegai` and 1, as bytes).
 pub const MIGRATION_LOCK: i64 = 0x6173_7365_6761_6901;
@@ -121,6 +124,59 @@ impl Pool {
         })
     }
 
+    /// See [`super::Store::listen`].
+    pub(super) fn listen(&self, channel: &'static str) -> tokio::sync::mpsc::UnboundedReceiver<Option<String>> {
+        use ::postgres::fallible_iterator::FallibleIterator;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let url = self.url.clone();
+        let listening = move || {
+            let mut first = true;
+            while !tx.is_closed() {
+                let client = connect(&url).and_then(|mut c| {
+                    c.batch_execute(&format!("LISTEN {channel}"))?;
+                    Ok(c)
+                });
+                let Ok(mut client) = client else {
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                };
+                if !std::mem::take(&mut first) && tx.send(None).is_err() {
+                    return;
+                }
+                // Woken at least once a second to notice that nobody listens any more.
+                loop {
+                    match client.notifications().timeout_iter(Duration::from_secs(1)).next() {
+                        Ok(Some(note)) => {
+                            if tx.send(Some(note.payload().to_owned())).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) if tx.is_closed() => return,
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the shared database's notifications stopped; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+        };
+        if let Err(e) = std::thread::Builder::new().name("assegai-listen".into()).spawn(listening) {
+            tracing::error!(error = %e, "cannot start listening to the shared database");
+        }
+        rx
+    }
+
+    /// See [`super::Store::lock_across_hosts`]: a session lock on a connection of its own, which
+    /// the server also releases if this process dies holding it.
+    pub(super) fn lock_across_hosts(&self, key: &str) -> Result<HostLock> {
+        off_runtime(|| {
+            let mut client = connect(&self.url)?;
+            client.execute("SELECT pg_advisory_lock($1)", &[&lock_id(key)])?;
+            Ok(HostLock { client: Some(client) })
+        })
+    }
+
     fn take(&self) -> Result<Conn> {
         let mut state = self.lock();
         loop {
@@ -172,6 +228,41 @@ impl Drop for Pool {
     }
 }
 
+/// A lock held for every proxy on a shared database (see [`super::Store::lock_across_hosts`]).
+pub struct HostLock {
+    client: Option<Client>,
+}
+
+impl std::fmt::Debug for HostLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HostLock")
+    }
+}
+
+impl HostLock {
+    /// Releases it (blocking: run it on the blocking pool).
+    pub fn release(mut self) {
+        if let Some(client) = self.client.take() {
+            // Ending the session releases its locks.
+            off_runtime(|| {
+                drop(client);
+                Ok(())
+            })
+            .unwrap_or(());
+        }
+    }
+}
+
+/// Dropped without [`HostLock::release`] (a task cancelled while holding it): the session ends
+/// on a thread of its own, which releases the lock a moment later.
+impl Drop for HostLock {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            std::thread::spawn(move || drop(client));
+        }
+    }
+}
+
 /// Runs `f` on a scoped thread of its own, outside any tokio runtime (see the module doc).
 fn off_runtime<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     std::thread::scope(|s| s.spawn(f).join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
@@ -215,6 +306,11 @@ impl Db for PgTx<'_> {
 
     fn lock(&mut self, key: &str) -> Result<()> {
         self.tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_id(key)])?;
+        Ok(())
+    }
+
+    fn notify(&mut self, channel: &str, payload: &str) -> Result<()> {
+        self.tx.execute("SELECT pg_notify($1, $2)", &[&channel, &payload])?;
         Ok(())
     }
 }

@@ -218,6 +218,10 @@ pub trait Db {
     /// exclude each other, so there it is a no-op.)
     fn lock(&mut self, key: &str) -> Result<()>;
 
+    /// Tells every listener on `channel` (see [`super::Store::listen`]) once the transaction
+    /// commits. (SQLite has one proxy per database, which knows already: a no-op.)
+    fn notify(&mut self, channel: &str, payload: &str) -> Result<()>;
+
     /// The first row of a query, if any.
     fn query_opt(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Option<Row>> {
         Ok(self.query(sql, args)?.into_iter().next())
@@ -273,6 +277,10 @@ impl Db for &rusqlite::Connection {
     }
 
     fn lock(&mut self, _key: &str) -> Result<()> {
+        Ok(())
+    }
+
+    fn notify(&mut self, _channel: &str, _payload: &str) -> Result<()> {
         Ok(())
     }
 }

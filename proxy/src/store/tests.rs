@@ -66,6 +66,7 @@ fn rebuilding_the_hour_buckets_gives_the_buckets_kept_request_by_request() {
             action: "send".into(),
             detail: None,
             created_at: base + (next() % (72 * HOUR_MS as u64)) as i64,
+            held_by: None,
         };
         assert!(s.insert_pending_tx(&tx, &[]).unwrap().is_none());
         match next() % 5 {

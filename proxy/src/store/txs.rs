@@ -46,7 +46,13 @@ pub struct NewTx {
     pub detail: Option<serde_json::Value>,
     /// When it was requested (ms).
     pub created_at: i64,
+    /// The proxy that waits for its decision and signs it (see [`crate::state::holder_name`]).
+    pub held_by: Option<String>,
 }
+
+/// The channel on which a shared database announces every change of a request's status (the
+/// payload is its id), so that the proxy holding it wakes without polling.
+pub const TX_CHANNEL: &str = "assegai_tx";
 
 /// A stored transaction request.
 #[derive(Debug, Clone)]
@@ -93,6 +99,8 @@ pub struct TxRow {
     pub decided_at: Option<i64>,
     /// Who decided (`cli`, `proxy`…).
     pub decided_by: Option<String>,
+    /// The proxy that waits for its decision and signs it.
+    pub held_by: Option<String>,
 }
 
 impl Store {
@@ -123,8 +131,9 @@ impl Store {
             let fees = tx.fees;
             db.execute(
                 "INSERT INTO transactions (id, agent_id, agent_name, chain_id, to_address, value_wei, data, gas_limit,
-                   action, detail, status, created_at, fee_model, max_fee_per_gas, max_priority_fee_per_gas, max_fee_wei)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', ?11, ?12, ?13, ?14, ?15)",
+                   action, detail, status, created_at, fee_model, max_fee_per_gas, max_priority_fee_per_gas, max_fee_wei,
+                   held_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', ?11, ?12, ?13, ?14, ?15, ?16)",
                 args![
                     &tx.id,
                     &tx.agent_id,
@@ -141,6 +150,7 @@ impl Store {
                     fees.map(|f| f.max_fee_per_gas.to_string()),
                     fees.and_then(|f| f.max_priority_fee_per_gas).map(|v| v.to_string()),
                     fees.map(|f| f.max_fee_wei.to_string()),
+                    tx.held_by.as_ref(),
                 ],
             )?;
             add_spend(db, &tx.agent_id, tx.chain_id, tx.created_at, cost, true)?;
@@ -219,6 +229,7 @@ impl Store {
                 detail["fee_wei"] = fee.to_string().into();
             }
             insert_audit(db, by, &format!("tx.{}", to.as_str()), Some(&agent), Some(&detail))?;
+            db.notify(TX_CHANNEL, id.as_str())?;
             Ok(true)
         })
     }
@@ -228,14 +239,35 @@ impl Store {
         self.write(|db| db.execute("UPDATE transactions SET tx_hash = ?2 WHERE id = ?1", args![id, hash]).map(drop))
     }
 
-    /// Marks every pending request expired (at proxy start: nobody is waiting for them any more).
-    pub fn expire_all_pending(&self, reason: &str) -> Result<Vec<TxId>> {
+    /// Marks expired every pending request `holder` held (at its start: nobody is waiting for
+    /// them any more), and those no proxy was named for.
+    pub fn expire_all_pending(&self, holder: &str, reason: &str) -> Result<Vec<TxId>> {
         let ids: Vec<TxId> = self.read(|db| {
-            db.query("SELECT id FROM transactions WHERE status = 'pending'", args![])?
+            db.query(
+                "SELECT id FROM transactions WHERE status = 'pending' AND (held_by IS NULL OR held_by = ?1)",
+                args![holder],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+        })?;
+        self.expire(ids, reason)
+    }
+
+    /// Marks expired every pending request older than `created_before` (ms), whoever holds it:
+    /// on a shared database, what a proxy that died was holding (its own timer would have ended
+    /// them before).
+    pub fn expire_stale_pending(&self, created_before: i64, reason: &str) -> Result<Vec<TxId>> {
+        let ids: Vec<TxId> = self.read(|db| {
+            db.query("SELECT id FROM transactions WHERE status = 'pending' AND created_at < ?1", args![created_before])?
                 .iter()
                 .map(|r| r.get(0))
                 .collect()
         })?;
+        self.expire(ids, reason)
+    }
+
+    fn expire(&self, ids: Vec<TxId>, reason: &str) -> Result<Vec<TxId>> {
         let mut expired = Vec::new();
         for id in ids {
             if self.decide_tx(&id, TxStatus::Pending, TxStatus::Expired, Some(reason), "proxy")? {
@@ -289,7 +321,7 @@ impl Store {
 const TX_SELECT: &str =
     "SELECT id, agent_id, agent_name, chain_id, to_address, value_wei, data, gas_limit, action, detail,
      status, tx_hash, error, created_at, decided_at, decided_by, fee_model, max_fee_per_gas,
-     max_priority_fee_per_gas, max_fee_wei, fee_wei FROM transactions";
+     max_priority_fee_per_gas, max_fee_wei, fee_wei, held_by FROM transactions";
 
 /// Reads a stored request, every value back in its type: a row that does not parse is an error,
 /// never a zero on the approve card.
@@ -330,5 +362,6 @@ fn tx_from_row(r: &Row) -> Result<TxRow> {
         max_priority_fee_per_gas: typed(r, 18, wei)?,
         max_fee_wei: typed(r, 19, wei)?,
         fee_wei: typed(r, 20, wei)?,
+        held_by: r.get(21)?,
     })
 }

@@ -85,6 +85,15 @@ impl Approvals {
         }
     }
 
+    /// The requests waiting here.
+    fn waiting_ids(&self) -> Vec<TxId> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or_else(Vec::new, |w| w.keys().cloned().collect())
+    }
+
     /// Hands a decision to the waiting request; false if nothing waits for `id`.
     pub fn decide(&self, id: &TxId, decision: Decision) -> bool {
         let waiter = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).as_mut().and_then(|w| w.remove(id));
@@ -159,8 +168,10 @@ pub async fn queue(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Resu
     }
     checked.detail["gas"] = fixed.detail["gas"].clone();
     checked.detail["base_fee_per_gas"] = fixed.detail["base_fee_per_gas"].clone();
-    // Where it will be signed, without a path or query (a user's RPC URL may carry an API key).
+    // Where it will be signed, without a path or query (a user's RPC URL may carry an API key),
+    // and by which wallet: a person deciding on another host of a team sees this one's.
     checked.detail["signing_rpc"] = rpc.authority().map(|a| a.to_string()).into();
+    checked.detail["from"] = from.map(|a| a.to_checksum(None)).into();
     let id = new_tx_id();
     let row = NewTx {
         id: id.clone(),
@@ -175,6 +186,7 @@ pub async fn queue(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Resu
         action: checked.action.clone(),
         detail: Some(checked.detail.clone()),
         created_at: now_ms(),
+        held_by: Some(state.holder().to_owned()),
     };
     // Registered before the row exists, so a decision made the instant it appears is not lost.
     let decision = state.approvals().register(&id);
@@ -289,8 +301,20 @@ async fn wait(
     signing: signer::Signing,
     rpc: Uri,
 ) -> Result<B256> {
-    let outcome = tokio::time::timeout(timeout, decision).await;
+    let mut outcome = tokio::time::timeout(timeout, decision).await;
     state.approvals().forget(&id);
+    if outcome.is_err() && !mark(&state, &id, TxStatus::Pending, TxStatus::Expired, &timed_out(timeout)).await? {
+        // Decided in the same instant the timeout fired: do what was decided. (A person on
+        // another host of a shared database cannot take an approval back once the holder missed
+        // it; on one host, `approve` does, so there it stays a timeout.)
+        let key = id.clone();
+        let row = state.db(move |s| s.tx(&key)).await?;
+        outcome = Ok(Ok(match row.map(|r| r.status) {
+            Some(TxStatus::Approved) if state.store().is_shared() => Decision::Approved,
+            Some(TxStatus::Rejected) => Decision::Rejected("rejected by user".into()),
+            _ => return Err(Error::ApprovalTimeout),
+        }));
+    }
     match outcome {
         Ok(Ok(Decision::Rejected(_))) => Err(Error::Rejected),
         Ok(Ok(Decision::Approved)) => match sign_and_send(&state, &signing, rpc).await {
@@ -310,16 +334,14 @@ async fn wait(
                 })
             }
         },
-        Ok(Err(_)) | Err(_) => {
+        // Expired above.
+        Err(_) => Err(Error::ApprovalTimeout),
+        Ok(Err(_)) => {
             // A dropped sender means the proxy is stopping (see `Approvals::close`).
-            let why = match outcome {
-                Ok(Err(_)) => STOPPED.to_owned(),
-                _ => format!("no decision within {} s", timeout.as_secs()),
-            };
-            if mark(&state, &id, TxStatus::Pending, TxStatus::Expired, &why).await? {
+            if mark(&state, &id, TxStatus::Pending, TxStatus::Expired, STOPPED).await? {
                 Err(Error::ApprovalTimeout)
             } else {
-                // Decided in the same instant the timeout fired: report what really happened.
+                // Decided in the same instant: report what really happened.
                 let key = id.clone();
                 let row = state.db(move |s| s.tx(&key)).await?;
                 match row.map(|r| r.status) {
@@ -327,6 +349,71 @@ async fn wait(
                     _ => Err(Error::ApprovalTimeout),
                 }
             }
+        }
+    }
+}
+
+fn timed_out(timeout: Duration) -> String {
+    format!("no decision within {} s", timeout.as_secs())
+}
+
+/// On a shared database, a request is decided wherever a person is (`assegai approve` on any
+/// host): the decision is a row, and the database announces it (`LISTEN`/`NOTIFY`, see
+/// [`crate::store::Store::listen`]). This hands each decision on a request this proxy holds to
+/// the request waiting for it; after a reconnection (announcements meanwhile are lost), it looks
+/// at every request still waiting here.
+pub async fn follow_decisions(state: AppState, mut decided: tokio::sync::mpsc::UnboundedReceiver<Option<String>>) {
+    while let Some(announced) = decided.recv().await {
+        let ids = match announced {
+            Some(id) => id.parse::<TxId>().ok().into_iter().collect(),
+            None => state.approvals().waiting_ids(),
+        };
+        for id in ids {
+            if !state.approvals().waiting_ids().contains(&id) {
+                continue;
+            }
+            let key = id.clone();
+            let row = match state.db(move |s| s.tx(&key)).await {
+                Ok(row) => row,
+                Err(e) => {
+                    tracing::warn!(tx = %id, error = %e, "cannot read a decision");
+                    continue;
+                }
+            };
+            let decision = match row.as_ref().map(|r| r.status) {
+                Some(TxStatus::Approved) => Decision::Approved,
+                Some(TxStatus::Rejected) => {
+                    Decision::Rejected(row.and_then(|r| r.decided_by).unwrap_or_else(|| "a person".into()))
+                }
+                _ => continue,
+            };
+            state.approvals().decide(&id, decision);
+        }
+    }
+}
+
+/// How long after its approval timeout a pending request of a shared database is taken for
+/// abandoned (its proxy died) and expired by any other: its holder, if alive, ended it before.
+const ABANDONED_AFTER: Duration = Duration::from_secs(5);
+
+/// On a shared database, expires what a proxy that died left pending, once it is past its
+/// approval timeout, so that nothing waits forever or holds a spending limit. Runs until the
+/// proxy stops.
+pub async fn expire_abandoned(state: AppState) {
+    let timeout = state.config().approval_timeout();
+    let every = (timeout / 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let before = now_ms() - i64::try_from((timeout + ABANDONED_AFTER).as_millis()).unwrap_or(i64::MAX);
+        let why = format!("{}; the proxy holding it stopped", timed_out(timeout));
+        match state.db(move |s| s.expire_stale_pending(before, &why)).await {
+            Ok(expired) if !expired.is_empty() => {
+                tracing::warn!(count = expired.len(), "expired requests a stopped proxy left pending");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot look for abandoned requests"),
         }
     }
 }
@@ -339,7 +426,7 @@ async fn mark(state: &AppState, id: &TxId, from: TxStatus, to: TxStatus, why: &s
 /// Signs exactly what was approved, through the RPC its fees were read from.
 async fn sign_and_send(state: &AppState, signing: &signer::Signing, rpc: Uri) -> Result<signer::Sent> {
     let signer = state.wallet().signer_for(signing.chain).await?;
-    state.signer().send(state.upstream(), rpc, signer, signing).await
+    state.signer().send(state.upstream(), state.store(), rpc, signer, signing).await
 }
 
 /// Records `confirmed` or `reverted` once the receipt is in, with the fee paid, which then counts
@@ -368,7 +455,8 @@ async fn watch(state: AppState, id: TxId, sent: signer::Sent) {
 pub async fn approve(state: &AppState, id: &TxId, by: &str) -> Result<bool> {
     let (key, who) = (id.clone(), by.to_owned());
     let changed = state.db(move |s| s.decide_tx(&key, TxStatus::Pending, TxStatus::Approved, None, &who)).await?;
-    if changed && !state.approvals().decide(id, Decision::Approved) {
+    // On a shared database the request may wait on another host, which the database wakes.
+    if changed && !state.approvals().decide(id, Decision::Approved) && !state.store().is_shared() {
         // Nobody waits (the agent's request already timed out in this instant): undo.
         mark(state, id, TxStatus::Approved, TxStatus::Expired, "nobody was waiting any more").await?;
         return Ok(false);

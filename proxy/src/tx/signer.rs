@@ -6,7 +6,10 @@
 //! Nonces: alloy's cached nonce manager keeps counting after a failed send, leaving a gap that
 //! blocks every later transaction. Here each send asks the node for the pending count (simple
 //! nonce management) while holding a per-(wallet, chain) lock, so concurrent approvals get
-//! distinct nonces and a failure never leaves a gap.
+//! distinct nonces and a failure never leaves a gap. On a shared database the lock is held for
+//! every proxy of the team ([`Store::lock_across_hosts`]): two hosts signing with one wallet take
+//! turns, and each asks the node afresh, so one's failure never leaves the other a gap. (They must
+//! sign through nodes that see each other's pending transactions, as one node does.)
 //!
 //! RPC goes over the proxy's own [`Upstream`] client (one TLS stack), wrapped as an alloy
 //! transport.
@@ -38,6 +41,7 @@ use alloy_primitives::{Bytes as Calldata, U256};
 
 use crate::{
     Error, Result,
+    store::Store,
     tx::fees::{FeeModel, TxFees, describe},
     upstream::Upstream,
 };
@@ -131,8 +135,16 @@ impl Sent {
 }
 
 impl Signer {
-    /// Signs `tx` with `signer` and broadcasts it through `rpc`.
-    pub async fn send(&self, upstream: &Upstream, rpc: Uri, signer: PrivateKeySigner, tx: &Signing) -> Result<Sent> {
+    /// Signs `tx` with `signer` and broadcasts it through `rpc`, taking the nonce under the
+    /// wallet's lock (for every proxy on `store`, when it is shared).
+    pub async fn send(
+        &self,
+        upstream: &Upstream,
+        store: &Arc<Store>,
+        rpc: Uri,
+        signer: PrivateKeySigner,
+        tx: &Signing,
+    ) -> Result<Sent> {
         let from = signer.address();
         let is_local = rpc.host().is_some_and(|h| h == "127.0.0.1" || h == "localhost" || h == "::1");
         let client = RpcClient::new(UpstreamTransport { upstream: upstream.clone(), uri: rpc }, is_local);
@@ -160,13 +172,26 @@ impl Signer {
         let lock = self.lock(from, tx.chain);
         let pending = {
             let _held = lock.lock().await;
-            // Asked again, not cached: the node may have changed between request and approval,
-            // and a transaction is only handed to the chain the person approved it for.
-            let reported = provider.get_chain_id().await.map_err(|e| Error::TxFailed(describe(&e)))?;
-            if reported != tx.chain.id() {
-                return Err(Error::ChainIdMismatch { reported, expected: tx.chain });
+            let team = {
+                let (store, key) = (Arc::clone(store), format!("nonce/{from}/{}", tx.chain.id()));
+                tokio::task::spawn_blocking(move || store.lock_across_hosts(&key))
+                    .await
+                    .map_err(|e| Error::Internal(format!("taking the wallet's lock stopped: {e}")))??
+            };
+            let sent = async {
+                // Asked again, not cached: the node may have changed between request and approval,
+                // and a transaction is only handed to the chain the person approved it for.
+                let reported = provider.get_chain_id().await.map_err(|e| Error::TxFailed(describe(&e)))?;
+                if reported != tx.chain.id() {
+                    return Err(Error::ChainIdMismatch { reported, expected: tx.chain });
+                }
+                provider.send_transaction(request).await.map_err(|e| Error::TxFailed(describe(&e)))
             }
-            provider.send_transaction(request).await.map_err(|e| Error::TxFailed(describe(&e)))?
+            .await;
+            if let Some(team) = team {
+                let _ = tokio::task::spawn_blocking(move || team.release()).await;
+            }
+            sent?
         };
         let hash = *pending.tx_hash();
         let receipt = Box::pin(async move {
