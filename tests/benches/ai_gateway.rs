@@ -6,7 +6,8 @@
 //! writes a usage row to SQLite, which is part of the cost measured).
 //!
 //! `cargo bench -p assegai-e2e --bench ai_gateway` (add `-- --budget` to give the agent an AI
-//! budget, so every call is also reserved against it and settled). Uses `$ASSEGAI_BIN` if set,
+//! budget, so every call is also reserved against it and settled; `-- --redis` to keep the rate
+//! limits in a real Redis, started on a free loopback port, as a team deployment does). Uses `$ASSEGAI_BIN` if set,
 //! else builds the release binary; nginx is `/usr/sbin/nginx` (Debian: `apt-get install
 //! nginx-light`), and its column is skipped when it is missing. The upstream is a minimal axum server inside this process
 //! answering fixed OpenAI-style bodies (not `FakeAi`, which records every request and paces its
@@ -116,9 +117,13 @@ fn run() -> Result<(), String> {
     let bin = release_bin("ai_gateway")?;
     let upstream = Upstream::start()?;
     let home = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    // Every call then also runs the shared GCRA script in Redis (one round trip).
+    let redis =
+        std::env::args().any(|a| a == "--redis").then(|| assegai_e2e::redis::Redis::start_with_password("bench"));
     let config = format!(
-        "[keys]\nbackend = \"file\"\n\n[providers.openai]\nbase_url = \"http://{}\"\n\n\
+        "{}[keys]\nbackend = \"file\"\n\n[providers.openai]\nbase_url = \"http://{}\"\n\n\
          [rate_limits]\nopenai = {{ requests = 1000000000, per_secs = 1 }}\n",
+        redis.as_ref().map_or_else(String::new, |r| format!("redis_url = \"{}\"\n", r.url())),
         upstream.addr
     );
     std::fs::write(home.path().join("config.toml"), config).map_err(|e| format!("config.toml: {e}"))?;
@@ -182,6 +187,14 @@ fn run() -> Result<(), String> {
             "with an AI budget (every call reserved and settled)"
         } else {
             "no AI budget (`-- --budget` sets one)"
+        }
+    );
+    println!(
+        "rate limits: {}",
+        if redis.is_some() {
+            "shared, in a real Redis on loopback (`redis_url`)"
+        } else {
+            "in the proxy's memory (`-- --redis` keeps them in Redis)"
         }
     );
     println!(

@@ -101,24 +101,45 @@ pub fn percentile_ms(sorted: &[u64], p: f64) -> f64 {
 
 /// `bin ARGS` with `home`, the test passphrase, no colour, no stdin.
 pub fn assegai_cmd(bin: &Path, home: &Path, args: &[&str]) -> Command {
+    assegai_cmd_on(bin, home, None, args)
+}
+
+/// [`assegai_cmd`] on the shared database at `database_url`, when there is one.
+pub fn assegai_cmd_on(bin: &Path, home: &Path, database_url: Option<&str>, args: &[&str]) -> Command {
     let mut c = Command::new(bin);
     c.args(args)
         .env("ASSEGAI_HOME", home)
         .env("ASSEGAI_PASSPHRASE", TEST_PASSPHRASE)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null());
+    if let Some(url) = database_url {
+        c.env(assegai_sdk::env::DATABASE_URL, url);
+    }
     c
 }
 
 /// `assegai agents add NAME [--manifest FILE] --json` with `bin`; returns (id, token).
 pub fn add_agent(bin: &Path, home: &Path, name: &str, manifest: Option<&Value>) -> Result<(String, String), String> {
+    add_agent_on(bin, home, None, name, manifest)
+}
+
+/// [`add_agent`] on the shared database at `database_url`, when there is one.
+pub fn add_agent_on(
+    bin: &Path,
+    home: &Path,
+    database_url: Option<&str>,
+    name: &str,
+    manifest: Option<&Value>,
+) -> Result<(String, String), String> {
     let path = home.join(format!("{name}.assegai.json"));
     let mut args = vec!["agents", "add", name, "--json"];
     if let Some(m) = manifest {
         std::fs::write(&path, m.to_string()).map_err(|e| format!("write {}: {e}", path.display()))?;
         args.extend(["--manifest", path.to_str().ok_or("temp path is not UTF-8")?]);
     }
-    let out = assegai_cmd(bin, home, &args).output().map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    let out = assegai_cmd_on(bin, home, database_url, &args)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
     if !out.status.success() {
         return Err(format!("agents add {name} failed: {}", String::from_utf8_lossy(&out.stderr)));
     }
@@ -140,7 +161,12 @@ pub struct ProxyChild {
 impl ProxyChild {
     /// Starts the proxy and waits (up to 30 s) until it says where it listens.
     pub fn start(bin: &Path, home: &Path, bench: &'static str) -> Result<Self, String> {
-        let mut child = assegai_cmd(bin, home, &["proxy", "--listen", "127.0.0.1:0"])
+        Self::start_on(bin, home, None, bench)
+    }
+
+    /// [`ProxyChild::start`] on the shared database at `database_url`, when there is one.
+    pub fn start_on(bin: &Path, home: &Path, database_url: Option<&str>, bench: &'static str) -> Result<Self, String> {
+        let mut child = assegai_cmd_on(bin, home, database_url, &["proxy", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

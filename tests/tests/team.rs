@@ -125,8 +125,24 @@ async fn a_request_waiting_on_one_host_is_approved_from_the_other() {
     let hash = reply["txHash"].as_str().unwrap_or_else(|| panic!("a hash in {reply}")).to_owned();
     assert!(out.contains(&hash), "host B printed the hash: {out}");
     assert_eq!(mined(team.anvil(), &hash).await.0, "0x1");
-    let row = &serde_json::from_str::<Value>(&team.a.run_ok(&["txs", "--json"])).unwrap()[0];
-    assert_eq!((row["status"].as_str(), row["tx_hash"].as_str()), (Some("confirmed"), Some(hash.as_str())), "{row}");
+    let row = wait_until(Duration::from_secs(30), "the receipt to be recorded", || {
+        let rows: Value = serde_json::from_str(&team.a.run_ok(&["txs", "--json"])).unwrap();
+        Some(rows[0].clone()).filter(|r| r["status"] == "confirmed")
+    });
+    assert_eq!(row["tx_hash"].as_str(), Some(hash.as_str()), "{row}");
+
+    // A third host runs no proxy at all: its decision is a row, and the holder still signs.
+    let c = TestEnv::beside(&team.a);
+    let asked = {
+        let (agent, url) = (agent.clone(), pa.url.clone());
+        tokio::spawn(async move { agent.pay(&url, TENTH).await })
+    };
+    let entry = wait_until(Duration::from_secs(30), "the request on host C", || pending(&c).into_iter().next());
+    let out = c.run_ok(&["approve", entry["id"].as_str().unwrap(), "--yes"]);
+    let (status, reply) = asked.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert!(out.contains(reply["txHash"].as_str().unwrap()), "{out}");
+    assert_eq!(mined(team.anvil(), reply["txHash"].as_str().unwrap()).await.0, "0x1");
     drop((pa, pb));
 }
 
