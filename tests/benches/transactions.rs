@@ -35,8 +35,8 @@
 //! is when the agent's HTTP reply with the hash arrives. One request at a time.
 //!
 //! **Both backends.** Everything runs twice: on the home's SQLite file, then on a real PostgreSQL
-//! (a fresh cluster on a free loopback port, see `assegai_e2e::postgres`; issue 14's targets: check
-//! + insert ≤ 3 ms at the median, and approve → hash ≤ 100 ms). There the history is stored through
+//! (a fresh cluster on a free loopback port, see `assegai_e2e::postgres`; issue 14's targets: the
+//! check and insert ≤ 3 ms at the median, approve → hash ≤ 100 ms). There the history is stored through
 //! the same API, and the approval is made on a second host: a second home and proxy on the same
 //! database, whose admin socket approves what the first proxy holds, which the database wakes
 //! (`LISTEN`/`NOTIFY`) to sign.
