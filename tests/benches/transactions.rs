@@ -34,7 +34,7 @@
 //! is approved over the admin socket (`AdminClient::approve_tx`, what `assegai approve` does); t1
 //! is when the agent's HTTP reply with the hash arrives. One request at a time.
 //!
-//! **Both backends.** Everything runs twice: on the home's SQLite file, then on a real PostgreSQL
+//! **Both backends.** Everything runs twice (`-- --sqlite` or `-- --postgres` for one): on the home's SQLite file, then on a real PostgreSQL
 //! (a fresh cluster on a free loopback port, see `assegai_e2e::postgres`; issue 14's targets: the
 //! check and insert ≤ 3 ms at the median, approve → hash ≤ 100 ms). There the history is stored through
 //! the same API, and the approval is made on a second host: a second home and proxy on the same
@@ -150,9 +150,13 @@ enum Backend {
 
 fn run() -> Result<(), String> {
     let bin = release_bin("transactions")?;
-    run_on(&bin, Backend::Sqlite)?;
-    println!();
-    run_on(&bin, Backend::Postgres)
+    // `-- --sqlite` or `-- --postgres` runs one backend only.
+    let only = |flag: &str| std::env::args().any(|a| a == flag);
+    if !only("--postgres") {
+        run_on(&bin, Backend::Sqlite)?;
+        println!();
+    }
+    if only("--sqlite") { Ok(()) } else { run_on(&bin, Backend::Postgres) }
 }
 
 fn run_on(bin: &Path, backend: Backend) -> Result<(), String> {

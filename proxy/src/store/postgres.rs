@@ -294,14 +294,14 @@ impl Db for PgTx<'_> {
         Ok(self.tx.execute(&statement, &params)?)
     }
 
-    fn query(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>> {
+    fn query_each(&mut self, sql: &str, args: &[Arg<'_>], each: &mut dyn FnMut(&Row) -> Result<()>) -> Result<()> {
         let statement = self.statement(sql)?;
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
-        let rows = self.tx.query(&statement, &params)?;
-        rows.iter()
-            .map(|row| (0..row.len()).map(|i| row.try_get::<_, Value>(i)).collect::<Result<Vec<_>, _>>().map(Row))
-            .collect::<Result<_, _>>()
-            .map_err(Into::into)
+        for row in self.tx.query(&statement, &params)? {
+            let values = (0..row.len()).map(|i| row.try_get::<_, Value>(i)).collect::<Result<Vec<_>, _>>()?;
+            each(&Row(values))?;
+        }
+        Ok(())
     }
 
     fn lock(&mut self, key: &str) -> Result<()> {

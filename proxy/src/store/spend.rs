@@ -63,27 +63,29 @@ pub(super) fn parse_wei(text: &str) -> Result<U256> {
 pub(super) fn sum_wei(db: &mut dyn Db, agent_id: &AgentId, chain_id: u64, since_ms: i64) -> Result<U256> {
     let next_hour = since_ms.div_euclid(HOUR_MS) + 1;
     let mut total = U256::ZERO;
-    let hours = db.query(
+    db.query_each(
         "SELECT wei FROM spend_hours WHERE agent_id = ?1 AND chain_id = ?2 AND hour >= ?3",
         args![agent_id, chain_id, next_hour],
+        &mut |r| {
+            total = total.saturating_add(parse_wei(r.text(0)?)?);
+            Ok(())
+        },
     )?;
-    for r in hours {
-        total = total.saturating_add(parse_wei(&r.get::<String>(0)?)?);
-    }
-    let edge = db.query(
+    db.query_each(
         &format!(
             "SELECT status, value_wei, max_fee_wei, fee_wei FROM transactions WHERE agent_id = ?1 AND created_at >= ?2
              AND created_at < ?3 AND chain_id = ?4 AND status IN {SPENDING_STATUSES}"
         ),
         args![agent_id, since_ms, next_hour * HOUR_MS, chain_id],
+        &mut |r| {
+            let status = r.text(0)?.parse::<TxStatus>().map_err(StoreError::Corrupt)?;
+            let opt = |i: usize| -> Result<Option<U256>> {
+                r.get::<Option<String>>(i)?.as_deref().map(parse_wei).transpose()
+            };
+            total = total.saturating_add(limits::counted(status, parse_wei(r.text(1)?)?, opt(2)?, opt(3)?));
+            Ok(())
+        },
     )?;
-    for r in edge {
-        let status: String = r.get(0)?;
-        let status = status.parse::<TxStatus>().map_err(StoreError::Corrupt)?;
-        let opt =
-            |i: usize| -> Result<Option<U256>> { r.get::<Option<String>>(i)?.as_deref().map(parse_wei).transpose() };
-        total = total.saturating_add(limits::counted(status, parse_wei(&r.get::<String>(1)?)?, opt(2)?, opt(3)?));
-    }
     Ok(total)
 }
 

@@ -50,6 +50,14 @@ impl Row {
         let value = self.0.get(i).unwrap_or(&Value::Null);
         T::from_value(value).ok_or_else(|| StoreError::Corrupt(format!("column {i}: unexpected {value:?}")))
     }
+
+    /// Column `i` as text, borrowed (no copy of it, for the sums that read many).
+    pub fn text(&self, i: usize) -> Result<&str> {
+        match self.0.get(i) {
+            Some(Value::Text(t)) => Ok(t),
+            other => Err(StoreError::Corrupt(format!("column {i}: expected text, found {other:?}"))),
+        }
+    }
 }
 
 /// A type a column can be read as.
@@ -211,7 +219,18 @@ pub trait Db {
     fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64>;
 
     /// Runs a query; returns its rows.
-    fn query(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>>;
+    fn query(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>> {
+        let mut rows = Vec::new();
+        self.query_each(sql, args, &mut |row| {
+            rows.push(row.clone());
+            Ok(())
+        })?;
+        Ok(rows)
+    }
+
+    /// Runs a query and hands each row to `each` as it is read (the window sums read hundreds of
+    /// hour buckets per request; this spares collecting them).
+    fn query_each(&mut self, sql: &str, args: &[Arg<'_>], each: &mut dyn FnMut(&Row) -> Result<()>) -> Result<()>;
 
     /// Holds, until the transaction ends, the lock of `key`: two transactions that take the same
     /// key run one after the other, on one host or several. (SQLite's write transactions already
@@ -254,16 +273,16 @@ impl Db for &rusqlite::Connection {
         Ok(stmt.execute(rusqlite::params_from_iter(args))? as u64)
     }
 
-    fn query(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>> {
+    fn query_each(&mut self, sql: &str, args: &[Arg<'_>], each: &mut dyn FnMut(&Row) -> Result<()>) -> Result<()> {
         use rusqlite::types::ValueRef;
         let mut stmt = self.prepare_cached(sql)?;
         let columns = stmt.column_count();
         let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
-        let mut out = Vec::new();
+        let mut row_values = Row(Vec::with_capacity(columns));
         while let Some(row) = rows.next()? {
-            let mut values = Vec::with_capacity(columns);
+            row_values.0.clear();
             for i in 0..columns {
-                values.push(match row.get_ref(i)? {
+                row_values.0.push(match row.get_ref(i)? {
                     ValueRef::Null => Value::Null,
                     ValueRef::Integer(v) => Value::Int(v),
                     ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
@@ -271,9 +290,9 @@ impl Db for &rusqlite::Connection {
                     ValueRef::Real(v) => return Err(StoreError::Corrupt(format!("column {i}: a real number {v}"))),
                 });
             }
-            out.push(Row(values));
+            each(&row_values)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     fn lock(&mut self, _key: &str) -> Result<()> {
