@@ -145,7 +145,8 @@ pub async fn start(home: &Home, config: Config, keys: Result<Arc<dyn KeyStore>, 
     });
     store.audit("proxy", "proxy.started", None, Some(&serde_json::json!({"listen": addr.to_string()})))?;
     // Whoever waited for these is gone with the previous proxy; they must not count or linger.
-    let expired = store.expire_all_pending(state.holder(), "the proxy restarted while the request waited")?;
+    let mine = store.is_shared().then(|| state.holder());
+    let expired = store.expire_all_pending(mine, "the proxy restarted while the request waited")?;
     if !expired.is_empty() {
         tracing::warn!(count = expired.len(), "expired transaction requests left pending by the previous proxy");
     }

@@ -465,6 +465,7 @@ impl History {
                 detail: Some(detail),
                 created_at: r.at,
                 held_by: None,
+                expires_at: None,
             };
             store.insert_pending_tx(&tx, &[]).map_err(|e| format!("seeding: {e}"))?;
             let path: &[(TxStatus, TxStatus, Option<&str>, &str)] = match r.status {
@@ -531,6 +532,7 @@ async fn measure_store(store: Arc<Store>, agent_id: &str, token: &str) -> Result
             detail: Some(json!({"chain": "eip155:31337", "to": to, "value_wei": ACCEPTED_VALUE.to_string()})),
             created_at: now_ms(),
             held_by: None,
+            expires_at: None,
         }
     };
     let (mut full, mut insert_only, mut sums) = (Vec::new(), Vec::new(), [Vec::new(), Vec::new(), Vec::new()]);

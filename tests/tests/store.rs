@@ -62,6 +62,7 @@ fn new_tx(i: usize, agent: &str, chain: u64, value_wei: U256, fees: Option<TxFee
         detail: None,
         created_at,
         held_by: Some(format!("host ({agent})")),
+        expires_at: Some(created_at + 1_000),
     }
 }
 
@@ -176,7 +177,7 @@ fn racing_requests_never_exceed_a_limit() {
         assert_eq!(s.txs(Some(&"ag_r".into()), Some(TxStatus::Pending), 100).unwrap().len(), 10);
         assert_eq!(s.spent_since(&"ag_r".into(), 31337, now - 1).unwrap(), eth);
         // Abandoned by a proxy that died: expired by another, and the limit is free again.
-        assert_eq!(s.expire_stale_pending(now + 1, "abandoned").unwrap().len(), 10);
+        assert_eq!(s.expire_stale_pending(now + 1_001, "abandoned").unwrap().len(), 10);
         assert_eq!(s.spent_since(&"ag_r".into(), 31337, now - 1).unwrap(), U256::ZERO);
     });
 }
@@ -382,9 +383,16 @@ fn requests_read_back_typed_and_a_damaged_one_is_an_error() {
         assert_eq!(s.tx_counts(&"ag_1".into()).unwrap(), [(TxStatus::Pending, 1)]);
         assert_eq!(row.held_by.as_deref(), Some("host (ag_1)"));
         // A proxy starting expires only what it held itself; another host's requests wait on.
-        assert!(s.expire_all_pending("host (elsewhere)", "restart").unwrap().is_empty());
-        assert!(s.expire_stale_pending(tx.created_at, "abandoned").unwrap().is_empty(), "not older than that");
-        assert_eq!(s.expire_all_pending("host (ag_1)", "restart").unwrap(), std::slice::from_ref(&tx.id));
+        assert!(s.expire_all_pending(Some("host (elsewhere)"), "restart").unwrap().is_empty());
+        assert!(
+            s.expire_stale_pending(tx.created_at + 1_000, "abandoned").unwrap().is_empty(),
+            "its timeout has not ended"
+        );
+        assert_eq!(s.expire_all_pending(Some("host (ag_1)"), "restart").unwrap(), std::slice::from_ref(&tx.id));
+        // One proxy's own database: everything pending, whoever it names.
+        let other = new_tx(2, "ag_1", 31337, U256::from(1), None, now_ms());
+        assert!(s.insert_pending_tx(&other, &[]).unwrap().is_none());
+        assert_eq!(s.expire_all_pending(None, "restart").unwrap(), std::slice::from_ref(&other.id));
         assert_eq!(s.tx(&tx.id).unwrap().unwrap().error.as_deref(), Some("restart"));
         env.execute_sql("UPDATE transactions SET value_wei = 'lots'", &[]);
         assert!(s.tx(&tx.id).is_err(), "a damaged amount is an error");

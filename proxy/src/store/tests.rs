@@ -67,6 +67,7 @@ fn rebuilding_the_hour_buckets_gives_the_buckets_kept_request_by_request() {
             detail: None,
             created_at: base + (next() % (72 * HOUR_MS as u64)) as i64,
             held_by: None,
+            expires_at: None,
         };
         assert!(s.insert_pending_tx(&tx, &[]).unwrap().is_none());
         match next() % 5 {

@@ -48,6 +48,8 @@ pub struct NewTx {
     pub created_at: i64,
     /// The proxy that waits for its decision and signs it (see [`crate::state::holder_name`]).
     pub held_by: Option<String>,
+    /// When its holder's approval timeout ends (ms).
+    pub expires_at: Option<i64>,
 }
 
 /// The channel on which a shared database announces every change of a request's status (the
@@ -132,8 +134,8 @@ impl Store {
             db.execute(
                 "INSERT INTO transactions (id, agent_id, agent_name, chain_id, to_address, value_wei, data, gas_limit,
                    action, detail, status, created_at, fee_model, max_fee_per_gas, max_priority_fee_per_gas, max_fee_wei,
-                   held_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', ?11, ?12, ?13, ?14, ?15, ?16)",
+                   held_by, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
                 args![
                     &tx.id,
                     &tx.agent_id,
@@ -151,6 +153,7 @@ impl Store {
                     fees.and_then(|f| f.max_priority_fee_per_gas).map(|v| v.to_string()),
                     fees.map(|f| f.max_fee_wei.to_string()),
                     tx.held_by.as_ref(),
+                    tx.expires_at,
                 ],
             )?;
             add_spend(db, &tx.agent_id, tx.chain_id, tx.created_at, cost, true)?;
@@ -240,11 +243,13 @@ impl Store {
     }
 
     /// Marks expired every pending request `holder` held (at its start: nobody is waiting for
-    /// them any more), and those no proxy was named for.
-    pub fn expire_all_pending(&self, holder: &str, reason: &str) -> Result<Vec<TxId>> {
+    /// them any more), and those no proxy was named for; with no `holder` (a database only one
+    /// proxy uses, wherever its home has moved), every pending request.
+    pub fn expire_all_pending(&self, holder: Option<&str>, reason: &str) -> Result<Vec<TxId>> {
         let ids: Vec<TxId> = self.read(|db| {
             db.query(
-                "SELECT id FROM transactions WHERE status = 'pending' AND (held_by IS NULL OR held_by = ?1)",
+                "SELECT id FROM transactions WHERE status = 'pending'
+                 AND (CAST(?1 AS TEXT) IS NULL OR held_by IS NULL OR held_by = ?1)",
                 args![holder],
             )?
             .iter()
@@ -254,12 +259,12 @@ impl Store {
         self.expire(ids, reason)
     }
 
-    /// Marks expired every pending request older than `created_before` (ms), whoever holds it:
-    /// on a shared database, what a proxy that died was holding (its own timer would have ended
-    /// them before).
-    pub fn expire_stale_pending(&self, created_before: i64, reason: &str) -> Result<Vec<TxId>> {
+    /// Marks expired every pending request whose approval timeout ended before `ended_before`
+    /// (ms), whoever holds it: on a shared database, what a proxy that died was holding (its own
+    /// timer would have ended them before). Requests stored without a timeout are left alone.
+    pub fn expire_stale_pending(&self, ended_before: i64, reason: &str) -> Result<Vec<TxId>> {
         let ids: Vec<TxId> = self.read(|db| {
-            db.query("SELECT id FROM transactions WHERE status = 'pending' AND created_at < ?1", args![created_before])?
+            db.query("SELECT id FROM transactions WHERE status = 'pending' AND expires_at < ?1", args![ended_before])?
                 .iter()
                 .map(|r| r.get(0))
                 .collect()

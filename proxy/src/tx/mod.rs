@@ -187,6 +187,7 @@ pub async fn queue(state: &AppState, agent: &Arc<Agent>, req: TxRequest) -> Resu
         detail: Some(checked.detail.clone()),
         created_at: now_ms(),
         held_by: Some(state.holder().to_owned()),
+        expires_at: Some(now_ms().saturating_add(state.config().approval_timeout().as_millis() as i64)),
     };
     // Registered before the row exists, so a decision made the instant it appears is not lost.
     let decision = state.approvals().register(&id);
@@ -392,22 +393,22 @@ pub async fn follow_decisions(state: AppState, mut decided: tokio::sync::mpsc::U
     }
 }
 
-/// How long after its approval timeout a pending request of a shared database is taken for
-/// abandoned (its proxy died) and expired by any other: its holder, if alive, ended it before.
+/// How long after the end of its approval timeout (its holder's, stored with it) a pending
+/// request of a shared database is taken for abandoned (its proxy died) and expired by any other:
+/// its holder, if alive, ended it before. Also what the hosts' clocks may differ by.
 const ABANDONED_AFTER: Duration = Duration::from_secs(5);
 
 /// On a shared database, expires what a proxy that died left pending, once it is past its
 /// approval timeout, so that nothing waits forever or holds a spending limit. Runs until the
 /// proxy stops.
 pub async fn expire_abandoned(state: AppState) {
-    let timeout = state.config().approval_timeout();
-    let every = (timeout / 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+    let every = (state.config().approval_timeout() / 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let before = now_ms() - i64::try_from((timeout + ABANDONED_AFTER).as_millis()).unwrap_or(i64::MAX);
-        let why = format!("{}; the proxy holding it stopped", timed_out(timeout));
+        let before = now_ms() - ABANDONED_AFTER.as_millis() as i64;
+        let why = "no decision within its approval timeout; the proxy holding it stopped".to_owned();
         match state.db(move |s| s.expire_stale_pending(before, &why)).await {
             Ok(expired) if !expired.is_empty() => {
                 tracing::warn!(count = expired.len(), "expired requests a stopped proxy left pending");
