@@ -94,6 +94,17 @@ fn two_homes_on_one_database_see_the_same_agents() {
     let database = checks["checks"].as_array().unwrap().iter().find(|c| c["check"] == "database").unwrap();
     assert_eq!(database["level"], "warn", "{database}");
     assert!(database["detail"].as_str().unwrap().contains("without a password"), "{database}");
+
+    // With a password (the test server trusts loopback, so any will do) but no shared rate
+    // limits: the warning is the other one, and the password is not shown.
+    let with_password = a.database_url().unwrap().replace("postgres://assegai@", "postgres://assegai:sekrit-pw@");
+    let doctor = b.cmd(&["doctor", "--json"]).env(assegai_sdk::env::DATABASE_URL, &with_password).output().unwrap();
+    assert!(!String::from_utf8_lossy(&doctor.stdout).contains("sekrit"));
+    let checks: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let database = checks["checks"].as_array().unwrap().iter().find(|c| c["check"] == "database").unwrap();
+    assert_eq!(database["level"], "warn", "{database}");
+    assert!(database["detail"].as_str().unwrap().contains("N times the rate"), "{database}");
+    assert!(database["fix"].as_str().unwrap().contains("redis_url"), "{database}");
 }
 
 /// A shared database that does not answer: every command that needs it fails at once with the

@@ -222,7 +222,8 @@ fn database(settings: &Settings) -> Check {
             "database",
             Level::Warn,
             format!(
-                "shared PostgreSQL at {shown}, reached without a password: if the server lets such logins in, any                  local process, an agent among them, could decide its own requests"
+                "shared PostgreSQL at {shown}, reached without a password: if the server lets such logins in, any \
+                 local process, an agent among them, could decide its own requests"
             ),
             Some("give the login a password and put it in the URL: `postgres://user:PASSWORD@host:port/db`".into()),
         );
@@ -232,7 +233,8 @@ fn database(settings: &Settings) -> Check {
             "database",
             Level::Warn,
             format!(
-                "shared PostgreSQL at {shown}, but each proxy keeps its own rate limits: N proxies let N times                  the rate through"
+                "shared PostgreSQL at {shown}, but each proxy keeps its own rate limits: N proxies let N times \
+                 the rate through"
             ),
             Some("set `redis_url` in config.toml so the proxies share one limit".into()),
         );
