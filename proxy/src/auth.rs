@@ -69,6 +69,11 @@ impl AgentCache {
         self.agents.write().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
 
+    /// Forgets every agent (after missing announcements of changes, see [`follow_changes`]).
+    pub fn clear(&self) {
+        self.agents.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// Checks an id and token; returns the agent, or why it is refused.
     pub async fn authenticate(&self, id: &str, token: &str) -> Result<Arc<Agent>> {
         let hash = hash_token(token);
@@ -105,6 +110,19 @@ impl AgentCache {
         let agent = Arc::new(Agent { id: row.id, name: row.name, manifest, paused: row.paused, token_hash });
         self.agents.write().unwrap_or_else(|p| p.into_inner()).insert(agent.id.clone(), agent.clone());
         Ok(Some(agent))
+    }
+}
+
+/// On a shared database, agents change on other hosts too (`assegai agents pause`, a new token,
+/// a revocation): each announced change drops the agent from this proxy's cache, so the next
+/// request reads it again; after a reconnection, whose missed announcements are unknown, the whole
+/// cache goes.
+pub async fn follow_changes(cache: &AgentCache, mut changed: tokio::sync::mpsc::UnboundedReceiver<Option<String>>) {
+    while let Some(announced) = changed.recv().await {
+        match announced {
+            Some(id) => cache.invalidate(&id),
+            None => cache.clear(),
+        }
     }
 }
 

@@ -156,6 +156,10 @@ pub async fn start(home: &Home, config: Config, keys: Result<Arc<dyn KeyStore>, 
         tokio::spawn(crate::tx::follow_decisions(state.clone(), decided));
         tokio::spawn(crate::tx::expire_abandoned(state.clone()));
     }
+    if let Some(changed) = store.listen(crate::store::AGENT_CHANNEL) {
+        let state = state.clone();
+        tokio::spawn(async move { crate::auth::follow_changes(state.agents(), changed).await });
+    }
 
     let (stop, stopped) = watch::channel(false);
     let until_stopped = |mut rx: watch::Receiver<bool>| async move {

@@ -2,8 +2,9 @@
 //! tell), on one real PostgreSQL, one real Anvil and, for the rate limits, one real Redis. A
 //! request waiting on one host is approved from the other and signed by its holder; a spending
 //! limit holds exactly across both; two proxies signing with one wallet never reuse a nonce; a
-//! proxy killed with a request pending leaves it to expire, not to wait forever; and a shared
-//! rate limit lets the 101st call through neither proxy.
+//! proxy killed with a request pending leaves it to expire, not to wait forever; a shared rate
+//! limit lets the 101st call through neither proxy; and a pause or a new token on one host holds
+//! on the other at once.
 
 use std::time::Duration;
 
@@ -305,4 +306,47 @@ async fn a_shared_rate_limit_holds_across_two_proxies_and_fails_closed() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["code"], "LIMITS_UNAVAILABLE", "{body}");
     drop((pa, pb));
+}
+
+/// The kill switch and a new token, on one host, hold on every host at once: the other proxy had
+/// the agent cached, and the database's announcement makes it read the agent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pausing_or_replacing_a_token_on_one_host_holds_on_every_host() {
+    let team = Team::new("");
+    let (pa, pb) = (team.a.start_proxy(), team.b.start_proxy());
+    let manifest = json!({"name": "roamer", "permissions": {"chains": [LOCAL]}});
+    let (id, token) = team.a.add_agent("roamer", Some(&manifest));
+    let on_a = team.a.sdk(&pa, &id, &token);
+    on_a.block_number(assegai_sdk::ChainId::ANVIL).await.expect("an active agent reads the chain through A");
+
+    team.b.run_ok(&["agents", "pause", "roamer"]);
+    let refused = until_refused(&on_a, "proxy A to see the pause").await;
+    assert!(
+        matches!(&refused, assegai_sdk::Error::Forbidden { reason, .. } if reason == "Agent paused"),
+        "{refused:?}"
+    );
+
+    team.b.run_ok(&["agents", "resume", "roamer"]);
+    // Registered again on B: a new token, and the old one stops working on A too.
+    let (same_id, new_token) = team.b.add_agent("roamer", Some(&manifest));
+    assert_eq!(same_id, id);
+    let refused = until_refused(&on_a, "proxy A to drop the old token").await;
+    assert!(matches!(refused, assegai_sdk::Error::Unauthorized { .. }), "{refused:?}");
+    let renewed = team.a.sdk(&pa, &id, &new_token);
+    renewed.block_number(assegai_sdk::ChainId::ANVIL).await.expect("the new token works on A");
+    drop((pa, pb));
+}
+
+/// Reads the chain through `sdk` until it is refused (10 s at most); the refusal.
+async fn until_refused(sdk: &assegai_sdk::Assegai, what: &str) -> assegai_sdk::Error {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match sdk.block_number(assegai_sdk::ChainId::ANVIL).await {
+            // The chain-read limit, from asking this often, is not the refusal waited for.
+            Err(assegai_sdk::Error::RateLimited { .. }) | Ok(_) => {}
+            Err(e) => return e,
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -50,6 +50,11 @@ impl AgentRow {
     }
 }
 
+/// The channel on which a shared database announces every change to an agent (its id): a new
+/// token, a pause, a revocation, a removal. Every proxy forgets what it cached of the agent, so a
+/// kill switch pulled on one host holds on all of them at once.
+pub const AGENT_CHANNEL: &str = "assegai_agent";
+
 impl Store {
     /// Registers an agent, or updates the one with this name, and sets its token hash.
     /// Returns the row and whether it is new. The audit event is written in the same transaction.
@@ -115,6 +120,7 @@ impl Store {
             )?;
             let kind = if created { "agent.registered" } else { "agent.token_rotated" };
             insert_audit(db, "cli", kind, Some(&id), None)?;
+            db.notify(AGENT_CHANNEL, id.as_str())?;
             let row = agent_by_id(db, &id)?.ok_or_else(|| StoreError::Corrupt(format!("agent {id} vanished")))?;
             Ok((row, created))
         })
@@ -155,6 +161,7 @@ impl Store {
             if n > 0 {
                 let kind = if paused { "agent.paused" } else { "agent.resumed" };
                 insert_audit(db, by, kind, Some(id), None)?;
+                db.notify(AGENT_CHANNEL, id.as_str())?;
             }
             Ok(n > 0)
         })
@@ -171,6 +178,7 @@ impl Store {
             if n > 0 {
                 let detail = serde_json::json!({ "why": why });
                 insert_audit(db, "cli", "agent.token_revoked", Some(id), Some(&detail))?;
+                db.notify(AGENT_CHANNEL, id.as_str())?;
             }
             Ok(n > 0)
         })
@@ -182,6 +190,7 @@ impl Store {
             let n = db.execute("DELETE FROM agents WHERE id = ?1", args![id])?;
             if n > 0 {
                 insert_audit(db, "cli", "agent.removed", Some(id), None)?;
+                db.notify(AGENT_CHANNEL, id.as_str())?;
             }
             Ok(n > 0)
         })

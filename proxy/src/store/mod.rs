@@ -26,7 +26,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-pub use agents::AgentRow;
+pub use agents::{AGENT_CHANNEL, AgentRow};
 pub use allowances::AllowanceRow;
 pub use audit::AuditRow;
 pub use logs::{LogQuery, LogRow, NewLog};
@@ -150,8 +150,8 @@ impl Store {
     }
 
     /// On a shared database: a stream of the payloads [`sql::Db::notify`] sends on `channel`,
-    /// from a connection and thread of its own, with `None` after each reconnection (what was
-    /// sent meanwhile is lost: look again). `None` on SQLite, where nobody else writes.
+    /// from a connection and thread of its own, with `None` each time it starts listening (what
+    /// was sent before, or while reconnecting, is lost: look again). `None` on SQLite, where nobody else writes.
     pub fn listen(&self, channel: &'static str) -> Option<tokio::sync::mpsc::UnboundedReceiver<Option<String>>> {
         match &self.backend {
             Backend::Sqlite(_) => None,

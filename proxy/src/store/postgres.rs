@@ -130,7 +130,6 @@ impl Pool {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let url = self.url.clone();
         let listening = move || {
-            let mut first = true;
             while !tx.is_closed() {
                 let client = connect(&url).and_then(|mut c| {
                     c.batch_execute(&format!("LISTEN {channel}"))?;
@@ -140,7 +139,8 @@ impl Pool {
                     std::thread::sleep(Duration::from_secs(1));
                     continue;
                 };
-                if !std::mem::take(&mut first) && tx.send(None).is_err() {
+                // Listening now: whatever changed before (or while reconnecting) is looked at again.
+                if tx.send(None).is_err() {
                     return;
                 }
                 // Woken at least once a second to notice that nobody listens any more.
