@@ -150,22 +150,35 @@ pub async fn start(home: &Home, config: Config, keys: Result<Arc<dyn KeyStore>, 
     if !expired.is_empty() {
         tracing::warn!(count = expired.len(), "expired transaction requests left pending by the previous proxy");
     }
-    // On a shared database: decisions made on other hosts reach the requests this proxy holds,
-    // and what a proxy that died was holding does not wait forever.
-    if let Some(decided) = store.listen(crate::store::TX_CHANNEL) {
-        tokio::spawn(crate::tx::follow_decisions(state.clone(), decided));
-        tokio::spawn(crate::tx::expire_abandoned(state.clone()));
-    }
-    if let Some(changed) = store.listen(crate::store::AGENT_CHANNEL) {
-        let state = state.clone();
-        tokio::spawn(async move { crate::auth::follow_changes(state.agents(), changed).await });
-    }
-
     let (stop, stopped) = watch::channel(false);
     let until_stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let servers = vec![
+    // Work that runs until the stop, and then ends at once: each holds the state, whose last
+    // holder must be gone before the writers can finish.
+    let background = |work: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>| {
+        let stopped = until_stopped(stopped.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = stopped => {}
+                () = work => {}
+            }
+            Ok(())
+        })
+    };
+    let mut servers = Vec::new();
+    // On a shared database: decisions made on other hosts reach the requests this proxy holds,
+    // what a proxy that died was holding does not wait forever, and an agent paused or given a
+    // new token on another host is read again here.
+    if let Some(decided) = store.listen(crate::store::TX_CHANNEL) {
+        servers.push(background(Box::pin(crate::tx::follow_decisions(state.clone(), decided))));
+        servers.push(background(Box::pin(crate::tx::expire_abandoned(state.clone()))));
+    }
+    if let Some(changed) = store.listen(crate::store::AGENT_CHANNEL) {
+        let state = state.clone();
+        servers.push(background(Box::pin(async move { crate::auth::follow_changes(state.agents(), changed).await })));
+    }
+    servers.extend([
         tokio::spawn(serve_agents(tcp, router(state.clone()), state.config().max_connections, stopped.clone())),
         tokio::spawn(
             axum::serve(
@@ -176,7 +189,7 @@ pub async fn start(home: &Home, config: Config, keys: Result<Arc<dyn KeyStore>, 
             .with_graceful_shutdown(until_stopped(stopped))
             .into_future(),
         ),
-    ];
+    ]);
     Ok(RunningProxy { addr, state, stop, servers, writers: vec![log_writer, usage_writer], socket })
 }
 

@@ -334,7 +334,8 @@ async fn pausing_or_replacing_a_token_on_one_host_holds_on_every_host() {
     assert!(matches!(refused, assegai_sdk::Error::Unauthorized { .. }), "{refused:?}");
     let renewed = team.a.sdk(&pa, &id, &new_token);
     renewed.block_number(assegai_sdk::ChainId::ANVIL).await.expect("the new token works on A");
-    drop((pa, pb));
+    // Their listeners end with them: a clean stop does not hang on them.
+    assert!(pa.terminate() && pb.terminate(), "both proxies stop cleanly");
 }
 
 /// Reads the chain through `sdk` until it is refused (10 s at most); the refusal.
