@@ -20,6 +20,7 @@ use assegai_proxy::{
     ids::{AgentId, TxId},
     keys::KeyStore,
     sanitize::neutralize,
+    state::holder_name,
     store::{LogQuery, LogRow, Store, TxRow, now_ms},
     tx::{fees::FeeModel, limits, policy::native_symbol},
     units::format_units,
@@ -85,7 +86,8 @@ async fn approve_one(id: &str, yes: bool, settings: &Settings, store: &Store, pr
             bail!("refusing to approve without a terminal to ask at; pass `--yes` to approve {}", row.id);
         }
         let wallet = SigningWallet::find(settings, printer, None);
-        show_card(store, &row, &limit_impact(store, &row)?, &wallet, None, None)?;
+        let here = holder_name(&settings.home);
+        show_card(store, &row, &limit_impact(store, &row)?, &wallet, &here, None, None)?;
         // Ctrl-C then reaches the prompt as an interrupted read (a "no") instead of killing the
         // process with the cursor still hidden.
         let _ctrl_c = signal(SignalKind::interrupt()).context("listening for Ctrl-C")?;
@@ -243,7 +245,8 @@ pub async fn queue(settings: &Settings, printer: Printer, options: &QueueOptions
             // Released when this iteration ends, however it ends.
             let _held = options.inline.then(|| printer.hold_agent_lines());
             let keys = if options.inline { KEYS_INLINE } else { KEYS_QUEUE };
-            show_card(&store, &row, &limit_impact(&store, &row)?, &wallet, Some((position, total)), Some(keys))?;
+            let here = holder_name(&settings.home);
+            show_card(&store, &row, &limit_impact(&store, &row)?, &wallet, &here, Some((position, total)), Some(keys))?;
             shown_any = true;
             let choice = ask(|| {
                 // Fail closed: the cursor starts on Skip, so a stray Enter neither signs nor rejects.
@@ -568,6 +571,7 @@ fn show_card(
     row: &TxRow,
     impact: &Impact,
     wallet: &SigningWallet,
+    here: &str,
     position: Option<(usize, usize)>,
     keys: Option<&str>,
 ) -> anyhow::Result<()> {
@@ -576,9 +580,10 @@ fn show_card(
     let term = prompt_term();
     term.write_line("").context("writing to the terminal")?;
     // On a shared database the proxy holding the request, maybe on another host, signs it with
-    // its wallet: the one it named when the request arrived.
+    // its wallet: the one it named when the request arrived (this host's own is described as
+    // it always is).
     let from = match (store.is_shared(), row.held_by.as_deref()) {
-        (true, Some(holder)) => {
+        (true, Some(holder)) if holder != here => {
             let address = row.detail.as_ref().and_then(|d| d["from"].as_str()).map_or("its wallet".into(), neutralize);
             format!("{address} (signed by the proxy at {})", neutralize(holder))
         }
