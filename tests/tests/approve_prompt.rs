@@ -571,3 +571,37 @@ async fn keys_list_on_a_fresh_home_asks_nothing() {
     assert!(!env.home().join("keys.enc").exists(), "no key file was created");
     insta::assert_snapshot!("keys_list_fresh_home", seen);
 }
+
+/// A team's queue: a request held by the proxy of another host (same shared database) is shown
+/// on this host's card with that proxy and the wallet it signs with, and approving it here gets
+/// the agent on the other host its hash.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_held_on_another_host_shows_who_signs_it() {
+    let mut a = TestEnv::on_postgres();
+    a.anvil = Some(assegai_e2e::Anvil::start());
+    a.write_config("");
+    let b = TestEnv::beside(&a);
+    b.write_config(&format!("local_rpc_url = \"{}\"\n", a.anvil().url));
+    let proxy = a.start_proxy();
+    let manifest =
+        json!({"name": "remote", "permissions": {"chains": ["eip155:31337"]}, "spending_limits": {"daily": "1"}});
+    let (agent_id, token) = a.add_agent("remote", Some(&manifest));
+    let sdk = a.sdk(&proxy, &agent_id, &token);
+    let call = request(&a, &sdk, "100000000000000", 1);
+
+    // Host B runs no proxy: its queue still offers what the team's proxies hold.
+    let mut screen = Screen::start(&b, &[]);
+    screen.expect("Request 1 of 1");
+    let card = screen.expect("Your decision");
+    let from = card.lines().find(|l| l.contains("From")).unwrap_or_else(|| panic!("no From line:\n{card}"));
+    assert!(from.contains("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"), "the wallet that signs: {from}");
+    assert!(from.contains("signed by the proxy at "), "{from}");
+    assert!(from.contains(&a.home().display().to_string()), "which host's proxy: {from}");
+    approve_on(&mut screen);
+    let hash = tokio::time::timeout(Duration::from_secs(30), call).await.unwrap().unwrap().unwrap();
+    screen.expect(&hash.to_string());
+    let (ok, seen) = screen.ctrl_c();
+    assert!(ok, "{}", String::from_utf8_lossy(&seen));
+    let receipt = a.anvil().rpc("eth_getTransactionReceipt", json!([hash])).await;
+    assert_eq!(receipt["status"], "0x1", "{receipt}");
+}
